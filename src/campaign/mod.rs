@@ -1,0 +1,1 @@
+//! The campaign loop: baseline, skips, cooldown, k6, metrics, verdicts, rows.

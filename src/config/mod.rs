@@ -1,0 +1,199 @@
+//! The campaign configuration, in two stages.
+//!
+//! `raw` mirrors the JSON/YAML that lb sends (lb's `dfaas` plugin field
+//! names and defaults, unknown fields tolerated with a warning);
+//! `validate` turns it into [`Config`], which cannot be invalid: later code
+//! never re-checks a field. This module owns config loading (request,
+//! `--config FILE`, `config_path`, deep merge of `common` + `plugins.dfaas`)
+//! and never touches the network.
+
+mod name;
+
+pub use name::{FunctionName, NameError};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A validated campaign configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub k6: K6Host,
+    /// Base URL of the OpenFaaS gateway, `{host.address}` already resolved,
+    /// without a trailing slash (e.g. `http://10.0.0.5:31112`).
+    pub gateway_url: String,
+    /// Base URL of Prometheus, resolved like `gateway_url`, no trailing slash.
+    pub prometheus_url: String,
+    /// Optional basic-auth credentials for the gateway's `/system/functions`.
+    pub openfaas_auth: Option<BasicAuth>,
+    /// Functions, sorted by name, names unique.
+    pub functions: Vec<FunctionSpec>,
+    /// The rate ladder produced by the rate strategy: sorted, deduplicated.
+    pub rates: Vec<u64>,
+    /// Human description of the strategy that produced `rates`.
+    pub rate_strategy: RateStrategy,
+    pub combinations: Combinations,
+    /// k6 scenario duration.
+    pub duration: Duration,
+    /// The duration as the user wrote it (`30s`), passed to k6 unchanged.
+    pub duration_text: String,
+    /// Iterations per configuration, at least 1.
+    pub iterations: u32,
+    pub cooldown: Cooldown,
+    pub overload: Overload,
+    /// Prometheus queries file (bundled default when not configured).
+    pub queries_path: Option<PathBuf>,
+    pub scaphandre_enabled: bool,
+    /// Per-function PID regex for Scaphandre queries.
+    pub function_pid_regexes: BTreeMap<FunctionName, String>,
+    /// Output directory from the config (the request context wins).
+    pub output_dir: Option<PathBuf>,
+    /// Run id from the config (the request context wins).
+    pub run_id: Option<String>,
+}
+
+/// Where and how to reach the k6 load generator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct K6Host {
+    pub host: String,
+    pub user: String,
+    /// Private key path, `~` expanded.
+    pub ssh_key: PathBuf,
+    pub port: u16,
+    /// Absolute workspace root on the k6 host.
+    pub workspace_root: String,
+    /// Extra `--out` values.
+    pub outputs: Vec<String>,
+    /// Extra `--tag` values (run_id, component, workload, repetition are
+    /// merged in at run time).
+    pub tags: BTreeMap<String, String>,
+    /// Stream k6's output as log events while it runs.
+    pub log_stream: bool,
+}
+
+/// One OpenFaaS function to load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    pub method: HttpMethod,
+    pub body: String,
+    pub headers: BTreeMap<String, String>,
+    /// Only rates `<=` this are used for this function.
+    pub max_rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Head,
+    Options,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Options => "OPTIONS",
+        }
+    }
+}
+
+impl fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rate strategy as configured (kept for `plan` output and docs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateStrategy {
+    Linear {
+        min_rate: u64,
+        max_rate: u64,
+        step: u64,
+    },
+    Random {
+        min_rate: u64,
+        max_rate: u64,
+        count: u64,
+        seed: Option<i64>,
+    },
+    Exponential {
+        base: u64,
+        min_power: u32,
+        max_power: u32,
+        max_rate: Option<u64>,
+    },
+    Custom {
+        rates: Vec<u64>,
+    },
+}
+
+/// Combination sizes `min_functions .. max_functions` (exclusive upper bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Combinations {
+    pub min_functions: usize,
+    pub max_functions: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cooldown {
+    pub max_wait: Duration,
+    pub sleep_step: Duration,
+    /// A metric is idle when `<= baseline * (1 + idle_threshold_pct / 100)`.
+    pub idle_threshold_pct: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Overload {
+    /// Percent of node capacity (cores x 100).
+    pub cpu_overload_pct_of_capacity: f64,
+    pub ram_overload_pct: f64,
+    pub success_rate_node_min: f64,
+    pub success_rate_function_min: f64,
+    pub replicas_overload_threshold: u64,
+}
+
+/// OpenFaaS basic-auth credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// A secret string that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(redacted)")
+    }
+}

@@ -1,0 +1,1 @@
+//! k6: script generation (pure), summary parsing (pure), remote runner (SSH).

@@ -1,0 +1,1 @@
+//! Measurements: Prometheus queries and the gateway's replica counts.

@@ -1,0 +1,1 @@
+//! CSV datasets (results.csv, skipped.csv, index.csv) and per-iteration artifacts.

@@ -1,0 +1,1 @@
+//! The campaign plan: rate ladders, combinations, configurations, ids, dominance.
