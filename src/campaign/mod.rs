@@ -1,1 +1,3 @@
 //! The campaign loop: baseline, skips, cooldown, k6, metrics, verdicts, rows.
+
+pub mod verdict;
