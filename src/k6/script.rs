@@ -20,9 +20,8 @@ use serde_json::{Map, Value};
 use crate::config::{FunctionName, FunctionSpec, HttpMethod};
 
 /// How long k6 waits for one response before counting the request as
-/// failed (k6's own default is 60 s; 30 s matches the gracefulStop k6 would
-/// otherwise use, so a request started before the end always gets its
-/// verdict).
+/// failed (k6's own default is 60 s; 30 s is k6's default gracefulStop, so
+/// a run lasts as long as it would with k6's defaults).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Upper bound on the VUs of one scenario. k6 needs about 130 kB per VU for
@@ -34,17 +33,27 @@ pub const MAX_VUS: u64 = 5000;
 
 /// Iteration time the pre-allocated VU pool covers at the full rate.
 ///
-/// Little's law: VUs busy = rate × iteration time. k6 starts at most one
-/// extra VU at a time mid-test, so a pool sized only for fast responses
-/// drops iterations as soon as latency grows, even below `maxVUs`. One
-/// second covers any healthy function with room for jitter, and equals the
-/// legacy sampler's allocation (exactly `rate` VUs), so load is never
-/// dropped where the legacy sampler kept up.
-pub const PREALLOCATED_WINDOW: Duration = Duration::from_secs(1);
+/// Little's law: VUs busy = rate × iteration time, and an iteration lasts
+/// as long as its request. k6 starts at most one extra VU at a time
+/// mid-test and drops the arrival that found none free, so every VU added
+/// mid-test costs about one dropped iteration (seen with k6 1.1: 10/s
+/// against 2 s responses with 10 VUs pre-allocated dropped 6 of 21
+/// arrivals while growing to 20). Pre-allocating for 5 s of latency keeps
+/// a slow-but-healthy function (DFaaS functions taking a second or more)
+/// from being charged k6's own drops, at ≈ 130 kB and ≈ 0.5 ms of start-up
+/// per VU (1000 VUs at 200/s). Never more than the request timeout: no
+/// iteration outlasts it.
+pub const PREALLOCATED_WINDOW: Duration = Duration::from_secs(5);
 
 /// The statistics k6 reports for every Trend. `count` is there so that
 /// means of several runs can be merged exactly (weighted by count).
 pub const SUMMARY_TREND_STATS: [&str; 7] = ["avg", "min", "med", "max", "p(90)", "p(95)", "count"];
+
+/// How much longer than the request timeout k6 lets iterations in flight
+/// at the end of a scenario finish (`gracefulStop`), so that a request
+/// started at the very end still records its response or its timeout
+/// (with exactly the timeout, k6 cut such iterations off: seen with 1 s).
+pub const GRACEFUL_STOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// Name of the scenario (and exported function) of an all-idle script.
 const IDLE_SCENARIO: &str = "idle";
@@ -122,22 +131,26 @@ pub fn metric_names(name: &FunctionName) -> MetricNames {
 }
 
 /// VUs k6 allocates before the scenario starts:
-/// `clamp(ceil(rate × PREALLOCATED_WINDOW), 1, MAX_VUS)`.
-pub fn preallocated_vus(rate: u64) -> u64 {
-    vus_for(rate, PREALLOCATED_WINDOW)
+/// `clamp(ceil(rate × min(PREALLOCATED_WINDOW, request_timeout)), 1,
+/// MAX_VUS)`.
+pub fn preallocated_vus(rate: u64, request_timeout: Duration) -> u64 {
+    vus_for(rate, PREALLOCATED_WINDOW.min(request_timeout))
 }
 
 /// The most VUs k6 may use: `clamp(ceil(rate × request_timeout), 1,
-/// MAX_VUS)`, and never fewer than [`preallocated_vus`]. No iteration
-/// outlives the request timeout, so at most rate × timeout iterations are
-/// ever in flight: below the ceiling nothing is dropped for lack of VUs
-/// except while k6 is still starting them one at a time.
+/// MAX_VUS)`, never fewer than [`preallocated_vus`]. An iteration lasts no
+/// longer than its request (plus the instant it takes to record the
+/// answer), so about rate × timeout iterations are in flight at most:
+/// below the ceiling, iterations are dropped for lack of VUs only while k6
+/// grows the pool beyond the pre-allocated VUs, or, for a function whose
+/// every request times out, when an iteration outlasts the timeout by that
+/// instant — failures either way.
 pub fn max_vus(rate: u64, request_timeout: Duration) -> u64 {
-    vus_for(rate, request_timeout).max(preallocated_vus(rate))
+    vus_for(rate, request_timeout).max(preallocated_vus(rate, request_timeout))
 }
 
 fn vus_for(rate: u64, window: Duration) -> u64 {
-    let nanos = u128::from(rate) * window.as_nanos();
+    let nanos = u128::from(rate).saturating_mul(window.as_nanos());
     let vus = nanos.div_ceil(1_000_000_000);
     u64::try_from(vus).unwrap_or(MAX_VUS).clamp(1, MAX_VUS)
 }
@@ -152,7 +165,9 @@ fn vus_for(rate: u64, window: Duration) -> u64 {
 pub fn render(input: &ScriptInput<'_>) -> String {
     let loads = loads(input);
     let active: Vec<&Load<'_>> = loads.iter().filter(|load| load.rate > 0).collect();
-    let timeout = k6_duration(input.request_timeout.max(Duration::from_millis(1)));
+    let request_timeout = input.request_timeout.max(Duration::from_millis(1));
+    let timeout = k6_duration(request_timeout);
+    let graceful_stop = k6_duration(request_timeout.saturating_add(GRACEFUL_STOP_MARGIN));
     let mut js = Js::default();
 
     js.line(
@@ -220,13 +235,16 @@ pub fn render(input: &ScriptInput<'_>) -> String {
         js.line(3, format!("duration: {duration},"));
         js.line(
             3,
-            format!("preAllocatedVUs: {},", preallocated_vus(load.rate)),
+            format!(
+                "preAllocatedVUs: {},",
+                preallocated_vus(load.rate, input.request_timeout)
+            ),
         );
         js.line(
             3,
             format!("maxVUs: {},", max_vus(load.rate, input.request_timeout)),
         );
-        js.line(3, format!("gracefulStop: {},", js_string(&timeout)));
+        js.line(3, format!("gracefulStop: {},", js_string(&graceful_stop)));
         js.line(3, format!("exec: {},", js_string(&load.ids.exec)));
         js.line(
             3,
@@ -573,16 +591,23 @@ mod tests {
         let t30 = Duration::from_secs(30);
         // (rate, timeout, preAllocatedVUs, maxVUs)
         let cases = [
-            (1, t30, 1, 30),
-            (10, t30, 10, 300),
-            (200, t30, 200, 5000),
-            (7000, t30, 5000, 5000),
-            (20, Duration::from_millis(500), 20, 20),
-            (3, Duration::from_millis(1500), 3, 5),
+            (1, t30, 5, 30),
+            (10, t30, 50, 300),
+            (200, t30, 1000, 5000),
+            (1500, t30, 5000, 5000),
+            (20, Duration::from_millis(500), 10, 10),
+            (3, Duration::from_millis(1500), 5, 5),
+            (10, Duration::from_secs(2), 20, 20),
+            (1, Duration::from_millis(1), 1, 1),
             (u64::MAX, t30, MAX_VUS, MAX_VUS),
+            (u64::MAX, Duration::MAX, MAX_VUS, MAX_VUS),
         ];
         for (rate, timeout, pre, max) in cases {
-            assert_eq!(preallocated_vus(rate), pre, "pre for {rate}/s");
+            assert_eq!(
+                preallocated_vus(rate, timeout),
+                pre,
+                "pre for {rate}/s, {timeout:?}"
+            );
             assert_eq!(max_vus(rate, timeout), max, "max for {rate}/s, {timeout:?}");
         }
     }

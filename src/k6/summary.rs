@@ -122,7 +122,7 @@ pub fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) -> f64 
 
 /// `ceil(rate × duration)` requests.
 pub fn expected_requests(rate: u64, duration: Duration) -> u64 {
-    let total = u128::from(rate) * duration.as_nanos();
+    let total = u128::from(rate).saturating_mul(duration.as_nanos());
     u64::try_from(total.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
 }
 
@@ -452,6 +452,84 @@ mod tests {
         assert_eq!(got[&name("fn-a")].requests, 10);
     }
 
+    /// The configuration of the real run in `tests/fixtures/k6/` (2 s).
+    const FIXTURE_PAIRS: [(&str, u64); 5] = [
+        ("fail.fn", 5),
+        ("half-fn", 10),
+        ("idle-fn", 0),
+        ("ok-fn", 20),
+        ("slow-fn", 10),
+    ];
+
+    fn fixture(file: &str) -> Value {
+        let path = format!("{}/tests/fixtures/k6/{file}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn real_k6_summaries_in_both_shapes() {
+        let outcome = |rate, requests, ok, dropped, expected, success_rate, mean_latency_ms| {
+            FunctionOutcome {
+                rate,
+                requests,
+                ok,
+                dropped,
+                expected,
+                success_rate,
+                mean_latency_ms,
+            }
+        };
+        // Read off the fixture by hand: request_count_*.count,
+        // success_rate_*.passes, dropped_iterations{scenario:fn_*}.count,
+        // latency_*.avg.
+        let want = BTreeMap::from([
+            (
+                name("fail.fn"),
+                outcome(5, 11, 0, 0, 10, 0.0, 2.1853315454545457),
+            ),
+            (
+                name("half-fn"),
+                outcome(10, 21, 11, 0, 20, 11.0 / 21.0, 2.433786714285714),
+            ),
+            (name("idle-fn"), outcome(0, 0, 0, 0, 0, 1.0, 0.0)),
+            (
+                name("ok-fn"),
+                outcome(20, 41, 41, 0, 40, 1.0, 1.2558990731707318),
+            ),
+            // 20 timed out, 1 dropped for lack of a VU: 21 failures.
+            (
+                name("slow-fn"),
+                outcome(10, 20, 0, 1, 20, 0.0, 1000.0065197500002),
+            ),
+        ]);
+        for file in ["summary-export.json", "summary-handle.json"] {
+            let got = parse(
+                &fixture(file),
+                &pairs(&FIXTURE_PAIRS),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+            assert_eq!(got, want, "{file}");
+        }
+    }
+
+    #[test]
+    fn real_k6_summary_without_a_function_names_it() {
+        let mut config = pairs(&FIXTURE_PAIRS);
+        config.push((name("other"), 5));
+        for file in ["summary-export.json", "summary-handle.json"] {
+            let err = parse(&fixture(file), &config, Duration::from_secs(2)).unwrap_err();
+            assert_eq!(
+                err,
+                SummaryError::MissingMetric {
+                    function: name("other"),
+                    metric: "request_count_other".to_string(),
+                },
+                "{file}"
+            );
+        }
+    }
+
     #[test]
     fn expected_requests_round_up() {
         let cases = [
@@ -460,6 +538,7 @@ mod tests {
             (1, Duration::from_millis(1), 1),
             (0, Duration::from_secs(30), 0),
             (u64::MAX, Duration::from_secs(2), u64::MAX),
+            (u64::MAX, Duration::MAX, u64::MAX),
         ];
         for (rate, duration, want) in cases {
             assert_eq!(
