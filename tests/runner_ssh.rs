@@ -517,3 +517,46 @@ async fn unreachable_hosts_fail_fast_naming_the_host() {
     );
     drop(silent);
 }
+
+#[tokio::test]
+async fn stop_asked_before_start_starts_nothing() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let result = runner
+        .run(&job("run-s", "cfg", &script, &tags), &mut |_| {}, async {})
+        .await;
+    assert!(
+        matches!(result, Err(RunnerError::Interrupted { summary: None, .. })),
+        "{result:?}"
+    );
+    let workspace = root.path().join("node1/run-s/cfg");
+    assert!(workspace.join("script.js").is_file());
+    assert!(!workspace.join("k6.pid").exists(), "k6 was started");
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_stops_a_k6_whose_run_was_dropped() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(4),
+        runner.run(&job("run-d", "cfg", &script, &tags), &mut |_| {}, never()),
+    )
+    .await;
+    assert!(dropped.is_err(), "the 60 s run cannot have finished");
+    let pid = read_pid(&root.path().join("node1/run-d/cfg"));
+    assert!(pid_exists(pid), "k6 is detached and keeps running");
+    runner.close().await.unwrap();
+    assert!(!pid_exists(pid), "close() must stop k6 (pid {pid})");
+}

@@ -335,6 +335,19 @@ impl K6Runner {
         self.exec_ok("uploading script.js", &upload, Some(job.script.as_bytes()))
             .await?;
 
+        // A stop asked for before k6 starts: do not start it.
+        let already_cancelled = tokio::select! {
+            biased;
+            _ = &mut cancel => true,
+            _ = std::future::ready(()) => false,
+        };
+        if already_cancelled {
+            return Err(RunnerError::Interrupted {
+                summary: None,
+                log_tail: String::new(),
+            });
+        }
+
         let started_at = SystemTime::now();
         let started = Instant::now();
         let output = self.exec_ok("starting k6", &start_command, None).await?;

@@ -14,9 +14,20 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::prometheus::{Measured, PrometheusClient, PrometheusError, QueryRequest};
-use super::queries::{render, Placeholders, QueryDefinition, QuerySet, TimeSpan};
-use crate::config::FunctionName;
+use super::prometheus::{
+    Measured, PrometheusClient, PrometheusError, PrometheusSettings, QueryRequest,
+};
+use super::queries::{render, Placeholders, QueryDefinition, QueryError, QuerySet, TimeSpan};
+use crate::config::{Config, FunctionName};
+
+/// Why a [`Meter`] could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum MeterError {
+    #[error(transparent)]
+    Queries(#[from] QueryError),
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+}
 
 /// The query that counts the node's CPUs.
 pub const CORES_QUERY: &str = r#"count(node_cpu_seconds_total{mode="idle"})"#;
@@ -84,6 +95,27 @@ impl Meter {
             scaphandre_enabled,
             pid_regexes,
         }
+    }
+
+    /// The meter a campaign uses: `prometheus_url`, the configured (or
+    /// bundled) queries, `{time_span}` = the iteration duration as written
+    /// (`30s`), Scaphandre and PID regexes as configured.
+    pub fn from_config(config: &Config, settings: PrometheusSettings) -> Result<Self, MeterError> {
+        let client = PrometheusClient::new(&config.prometheus_url, settings)?;
+        let queries = QuerySet::load(config.queries_path.as_deref(), config.scaphandre_enabled)?;
+        let time_span = TimeSpan::parse(&config.duration_text)
+            .unwrap_or_else(|_| TimeSpan::from_duration(config.duration));
+        Ok(Meter::new(
+            client,
+            queries,
+            time_span,
+            config.scaphandre_enabled,
+            config.function_pid_regexes.clone(),
+        ))
+    }
+
+    pub fn time_span(&self) -> &TimeSpan {
+        &self.time_span
     }
 
     pub fn client(&self) -> &PrometheusClient {
