@@ -152,7 +152,7 @@ pub fn write_plan_json<W: Write>(
     if listed > 0 {
         out.write_all(b"\n")?;
     }
-    write!(out, "],\"truncated\":{truncated}}}\n")?;
+    writeln!(out, "],\"truncated\":{truncated}}}")?;
     out.flush()?;
     Ok(counts)
 }

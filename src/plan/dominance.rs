@@ -103,8 +103,9 @@ mod tests {
 
     #[test]
     fn dominance_table() {
+        type Pairs = &'static [(&'static str, u64)];
         // (candidate, base, dominates)
-        let cases: &[(&[(&str, u64)], &[(&str, u64)], bool)] = &[
+        let cases: &[(Pairs, Pairs, bool)] = &[
             (&[("figlet", 20)], &[("figlet", 10)], true),
             (&[("figlet", 10)], &[("figlet", 10)], false),
             (&[("figlet", 0)], &[("figlet", 10)], false),
