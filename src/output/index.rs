@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use super::crlf::CrlfToLf;
 use super::table::RESULTS_FILE;
 use super::tail::{complete_len, describe, TornLine};
 use super::OutputError;
@@ -73,7 +74,7 @@ pub fn parse_index<R: Read>(reader: R, source_name: &str) -> Result<Vec<IndexRec
         .delimiter(b';')
         .has_headers(false)
         .flexible(true)
-        .from_reader(reader);
+        .from_reader(CrlfToLf::new(reader));
     let mut records = csv.records();
     let header = match records.next() {
         None => return Ok(Vec::new()),

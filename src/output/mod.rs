@@ -16,6 +16,7 @@
 
 pub mod artifact;
 pub mod cell;
+mod crlf;
 mod dataset;
 pub mod index;
 pub mod resume;

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use super::crlf::CrlfToLf;
 use super::tail::{complete_len, describe, TornLine};
 use super::OutputError;
 use crate::plan::ConfigKey;
@@ -45,8 +46,7 @@ pub fn completed_iterations(
         None
     };
     file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let reader = io::BufReader::with_capacity(1 << 16, file.take(complete));
-    let counts = parse_completed_iterations(reader, &path.display().to_string())?;
+    let counts = parse_completed_iterations(file.take(complete), &path.display().to_string())?;
     Ok((counts, torn))
 }
 
@@ -63,7 +63,7 @@ pub fn parse_completed_iterations<R: Read>(
     };
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
-        .from_reader(reader);
+        .from_reader(CrlfToLf::new(reader));
     let mut records = csv.byte_records();
     let header = match records.next() {
         None => return Ok(HashMap::new()),
