@@ -172,6 +172,19 @@ impl ConfigKey {
     }
 }
 
+/// `name:rate|name:rate`, like [`Configuration`]'s display.
+impl fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, rate)) in self.functions.iter().zip(&self.rates).enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            write!(f, "{name}:{rate}")?;
+        }
+        Ok(())
+    }
+}
+
 impl From<&Configuration> for ConfigKey {
     fn from(config: &Configuration) -> Self {
         config.key()
@@ -304,6 +317,7 @@ mod tests {
         let a = ConfigKey::new(vec!["figlet".into(), "env".into()], vec![10, 0]).unwrap();
         let b = config(&[("env", 0), ("figlet", 10)]).key();
         assert_eq!(a, b);
+        assert_eq!(a.to_string(), "env:0|figlet:10");
         assert_eq!(a.functions(), ["env", "figlet"]);
         assert_eq!(a.rates(), [0, 10]);
     }
