@@ -9,6 +9,7 @@
 //! through the [`services`] traits, progress goes out as events.
 
 pub mod cooldown;
+pub mod live;
 pub mod row;
 pub mod services;
 pub mod stop;
@@ -21,8 +22,10 @@ use crate::config::{Config, FunctionName};
 use crate::events::{Emitter, Level};
 use crate::k6::{script, summary};
 use crate::metrics::meter::IterationMetrics;
-use crate::output::{self, CompletedIterations, Dataset, MetricsRow, OutputError};
-use crate::plan::{ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
+use crate::output::resume::CompletedIterations;
+use crate::output::row::{index_entry, skipped_to_protocol};
+use crate::output::{self, artifact, Dataset, MetricsRow, OutputError};
+use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
 use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
 
 use cooldown::CooldownEnd;
@@ -132,8 +135,8 @@ impl<'a> Campaign<'a> {
         let mut partial = HashMap::new();
         for (key, done) in completed {
             if indexed.contains(&key) {
-                if verdict::config_overloaded(done.overloaded, done.iterations) {
-                    if let Some(config) = key.to_configuration() {
+                if verdict::config_overloaded(done.overloaded, done.rows) {
+                    if let Some(config) = configuration_of(&key) {
                         memory.remember(&config);
                     }
                 }
@@ -172,7 +175,11 @@ impl<'a> Campaign<'a> {
             Level::Info,
             format!(
                 "baseline: cpu {:.3} %, ram {:.0} B ({:.3} %), power {:.3}; {} cores",
-                baseline.cpu_pct, baseline.ram_bytes, baseline.ram_pct, baseline.power_uw, self.cores
+                baseline.cpu_pct,
+                baseline.ram_bytes,
+                baseline.ram_pct,
+                baseline.power_uw,
+                self.cores
             ),
         );
         let plan = Plan::new(self.config);
@@ -185,7 +192,10 @@ impl<'a> Campaign<'a> {
                 self.skip(&configuration, reason)?;
                 continue;
             }
-            match self.run_configuration(&configuration, &baseline, load, meter, stop).await? {
+            match self
+                .run_configuration(&configuration, &baseline, load, meter, stop)
+                .await?
+            {
                 ConfigEnd::Done => {}
                 ConfigEnd::Failed => self.outcome.failed_configs += 1,
                 ConfigEnd::Interrupted => {
@@ -210,12 +220,20 @@ impl<'a> Campaign<'a> {
 
     /// Records a skip: an event, the protocol row, and a skipped.csv row
     /// for dominated configurations (not already there from an earlier run).
-    fn skip(&mut self, configuration: &Configuration, reason: SkipReason) -> Result<(), CampaignError> {
+    fn skip(
+        &mut self,
+        configuration: &Configuration,
+        reason: SkipReason,
+    ) -> Result<(), CampaignError> {
         let id = configuration.config_id();
         self.emitter.status(
             "skipped",
             Level::Info,
-            format!("config {id} skipped ({}): {}", reason.as_str(), label(configuration)),
+            format!(
+                "config {id} skipped ({}): {}",
+                reason.as_str(),
+                label(configuration)
+            ),
         );
         if reason == SkipReason::DominatedByOverload {
             self.append_skipped(configuration)?;
@@ -237,7 +255,7 @@ impl<'a> Campaign<'a> {
     }
 
     fn push_skipped_row(&mut self, configuration: &Configuration) {
-        if let Ok(row) = output::skipped_to_protocol(configuration, &self.names) {
+        if let Ok(row) = skipped_to_protocol(configuration, &self.names) {
             self.outcome.result.dfaas_skipped.push(row);
         }
     }
@@ -263,9 +281,7 @@ impl<'a> Campaign<'a> {
             pairs: &pairs,
             request_timeout: script::DEFAULT_REQUEST_TIMEOUT,
         });
-        let script_path = self
-            .dataset
-            .write_script(id.as_str(), &script)
+        let script_path = artifact::write_script(self.dataset.dir(), &id, &script)
             .map_err(|source| self.dataset_error(source))?;
         self.artifact(script_path);
         self.outcome.result.dfaas_scripts.push(ScriptEntry {
@@ -279,15 +295,28 @@ impl<'a> Campaign<'a> {
         );
         let iterations = self.config.iterations;
         let mut overloaded = done.overloaded;
-        if done.iterations > 0 {
+        if done.rows > 0 {
             self.emitter.log(
                 Level::Info,
-                format!("config {id}: resuming after {} completed iteration(s)", done.iterations),
+                format!(
+                    "config {id}: resuming after {} completed iteration(s)",
+                    done.rows
+                ),
             );
         }
-        for iteration in (done.iterations + 1)..=iterations {
+        for iteration in (done.rows + 1)..=iterations {
             let step = self
-                .run_iteration(configuration, &id.to_string(), iteration, &pairs, &script, baseline, load, meter, stop)
+                .run_iteration(
+                    configuration,
+                    &id,
+                    iteration,
+                    &pairs,
+                    &script,
+                    baseline,
+                    load,
+                    meter,
+                    stop,
+                )
                 .await?;
             match step {
                 IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
@@ -306,7 +335,7 @@ impl<'a> Campaign<'a> {
         self.dataset
             .append_index(&key)
             .map_err(|source| self.dataset_error(source))?;
-        self.outcome.result.dfaas_index.push(output::index_entry(&key));
+        self.outcome.result.dfaas_index.push(index_entry(&key));
         self.indexed.insert(key);
         if verdict::config_overloaded(overloaded, iterations) {
             self.memory.remember(configuration);
@@ -318,7 +347,8 @@ impl<'a> Campaign<'a> {
                 ),
             );
         }
-        self.emitter.status("done", Level::Info, format!("config {id} finished"));
+        self.emitter
+            .status("done", Level::Info, format!("config {id} finished"));
         Ok(ConfigEnd::Done)
     }
 
@@ -326,7 +356,7 @@ impl<'a> Campaign<'a> {
     async fn run_iteration<L: LoadGenerator, M: Measurements>(
         &mut self,
         configuration: &Configuration,
-        id: &str,
+        id: &ConfigId,
         iteration: u32,
         pairs: &[(FunctionName, u64)],
         script: &str,
@@ -370,7 +400,7 @@ impl<'a> Campaign<'a> {
             ),
         );
         let job = LoadJob {
-            config_id: id,
+            config_id: id.as_str(),
             iteration,
             script,
             duration: self.config.duration,
@@ -387,6 +417,7 @@ impl<'a> Campaign<'a> {
             Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
             Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
         };
+        self.warn_all(run.warnings.clone());
         let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
             Ok(outcomes) => outcomes,
             Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
@@ -437,7 +468,7 @@ impl<'a> Campaign<'a> {
     /// Artifacts and protocol entries of a finished iteration.
     fn record_iteration(
         &mut self,
-        id: &str,
+        id: &ConfigId,
         iteration: u32,
         row: &output::ResultRow,
         summary: serde_json::Value,
@@ -466,14 +497,12 @@ impl<'a> Campaign<'a> {
                 })
                 .collect(),
         };
-        let summary_path = self
-            .dataset
-            .write_summary(id, iteration, repetition, &summary)
+        let dir = self.dataset.dir().to_path_buf();
+        let summary_path = artifact::write_summary(&dir, id, iteration, repetition, &summary)
             .map_err(|source| self.dataset_error(source))?;
-        let metrics_path = self
-            .dataset
-            .write_metrics(id, iteration, repetition, &metrics_row)
-            .map_err(|source| self.dataset_error(source))?;
+        let metrics_path =
+            artifact::write_metrics(&dir, id, iteration, repetition, &self.names, &metrics_row)
+                .map_err(|source| self.dataset_error(source))?;
         self.artifact(summary_path);
         self.artifact(metrics_path);
         if let Ok(json) = row.to_protocol(&self.names) {
@@ -542,6 +571,18 @@ enum IterationEnd {
     Interrupted,
 }
 
+/// The configuration an index key names (`None` for names that are not
+/// valid function names, which no configuration of ours can have).
+fn configuration_of(key: &ConfigKey) -> Option<Configuration> {
+    let pairs: Option<Vec<(FunctionName, u64)>> = key
+        .functions()
+        .iter()
+        .zip(key.rates())
+        .map(|(f, r)| FunctionName::parse(f).ok().map(|n| (n, *r)))
+        .collect();
+    Configuration::from_pairs(pairs?).ok()
+}
+
 /// `env=0, figlet=10` for messages.
 fn label(configuration: &Configuration) -> String {
     configuration
@@ -550,3 +591,6 @@ fn label(configuration: &Configuration) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests;

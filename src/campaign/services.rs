@@ -31,6 +31,8 @@ pub struct LoadRun {
     pub summary: serde_json::Value,
     pub started_at: SystemTime,
     pub ended_at: SystemTime,
+    /// Things worth telling the user (e.g. k6 exit 99 with a summary).
+    pub warnings: Vec<String>,
 }
 
 /// Why a k6 run produced no usable summary.

@@ -80,7 +80,10 @@ impl StopHandle {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -128,6 +131,8 @@ mod tests {
         handle.watch(Some(path.clone()));
         assert!(!stop.is_stopped());
         std::fs::write(&path, b"").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), stop.stopped()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stop.stopped())
+            .await
+            .unwrap();
     }
 }

@@ -126,6 +126,11 @@ impl Dataset {
 
     /// Rows per configuration in results.csv as it is now (see
     /// [`completed_iterations`]).
+    /// Configurations skipped.csv already lists.
+    pub fn skipped_keys(&self) -> Result<std::collections::HashSet<ConfigKey>, OutputError> {
+        super::resume::skipped_keys(&self.skipped.path)
+    }
+
     pub fn completed_iterations(
         &self,
     ) -> Result<HashMap<ConfigKey, CompletedIterations>, OutputError> {

@@ -7,7 +7,7 @@
 //! iterations, and counts the overloaded ones towards the majority rule —
 //! so no row is ever written twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -56,6 +56,33 @@ pub fn parse_completed_iterations<R: Read>(
     reader: R,
     source_name: &str,
 ) -> Result<HashMap<ConfigKey, CompletedIterations>, OutputError> {
+    count_rows(reader, source_name, true)
+}
+
+/// The configurations skipped.csv at `path` already lists (a rerun does not
+/// list them twice). A missing file lists none; an unfinished last line is
+/// ignored.
+pub fn skipped_keys(path: &Path) -> Result<HashSet<ConfigKey>, OutputError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(OutputError::io("open", path, e)),
+    };
+    let read_err = |e| OutputError::io("read", path, e);
+    let (complete, _) = complete_len(&mut file).map_err(read_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    let counts = count_rows(file.take(complete), &path.display().to_string(), false)?;
+    Ok(counts.into_keys().collect())
+}
+
+/// Rows per configuration of a results.csv or skipped.csv layout; the
+/// `overloaded_node` column is read (and required) only with
+/// `with_overload`.
+fn count_rows<R: Read>(
+    reader: R,
+    source_name: &str,
+    with_overload: bool,
+) -> Result<HashMap<ConfigKey, CompletedIterations>, OutputError> {
     let malformed = |line: u64, reason: String| OutputError::Malformed {
         source_name: source_name.to_string(),
         line,
@@ -93,8 +120,16 @@ pub fn parse_completed_iterations<R: Read>(
             "header has no function_<name> column".to_string(),
         ));
     }
-    let overloaded_at = at("overloaded_node")
-        .ok_or_else(|| malformed(1, "header has no overloaded_node column".to_string()))?;
+    let overloaded_at = match at("overloaded_node") {
+        Some(i) => Some(i),
+        None if with_overload => {
+            return Err(malformed(
+                1,
+                "header has no overloaded_node column".to_string(),
+            ))
+        }
+        None => None,
+    };
 
     let mut counts: HashMap<ConfigKey, CompletedIterations> = HashMap::new();
     for record in records {
@@ -121,7 +156,7 @@ pub fn parse_completed_iterations<R: Read>(
         }
         let key = ConfigKey::new(functions, rates)
             .map_err(|_| malformed(line, "the row names no function".to_string()))?;
-        let overloaded = match cell(overloaded_at) {
+        let overloaded = match overloaded_at.map(cell).unwrap_or("0") {
             "1" => true,
             "0" => false,
             other => {
