@@ -364,3 +364,6 @@ pub(crate) fn expand_home(path: &str, home: Option<&Path>) -> Result<PathBuf, St
         None => Err(format!("cannot expand ~ in {path:?}: HOME is not set")),
     }
 }
+
+#[cfg(test)]
+mod tests;

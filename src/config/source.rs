@@ -20,7 +20,12 @@ use super::{expand_home, home_dir, ConfigError};
 use crate::protocol::Request;
 
 /// Config files larger than this are refused rather than read.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Deepest `[`/`{` nesting accepted before parsing. The YAML parser takes
+/// time quadratic in the depth of flow collections, and refuses more than
+/// 128 levels anyway; checking first keeps a hostile file from hanging us.
+const MAX_FLOW_DEPTH: usize = 200;
 
 /// lb's `_deep_merge`: mappings merge key by key, anything else in
 /// `overrides` replaces the value in `base` (including `null`).
@@ -161,6 +166,13 @@ fn read_document(path: &Path, origin: &str) -> Result<Value, ConfigError> {
     let is_json = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    if flow_depth_exceeds(&text, MAX_FLOW_DEPTH) {
+        return Err(file_error(
+            origin,
+            path,
+            format!("nested deeper than {MAX_FLOW_DEPTH} levels"),
+        ));
+    }
     let parsed = if is_json {
         serde_json::from_str::<Value>(&text).map_err(|e| format!("malformed JSON: {e}"))
     } else if text.trim().is_empty() {
@@ -169,6 +181,49 @@ fn read_document(path: &Path, origin: &str) -> Result<Value, ConfigError> {
         serde_norway::from_str::<Value>(&text).map_err(|e| format!("malformed YAML: {e}"))
     };
     parsed.map_err(|reason| file_error(origin, path, reason))
+}
+
+/// Whether `[`/`{` outside quotes and comments nest deeper than `limit`.
+/// A rough lexer: quotes and comments are recognised well enough for
+/// this check, which only has to catch absurd nesting.
+fn flow_depth_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut previous = '\n';
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                // A quote only opens a string where a value can start, so
+                // that `don't` in a plain scalar is not taken for one.
+                '"' | '\'' if previous.is_whitespace() || "[{,:".contains(previous) => {
+                    quote = Some(c)
+                }
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return true;
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    false
 }
 
 fn io_reason(error: &std::io::Error) -> String {
@@ -309,6 +364,18 @@ mod tests {
         }
         let error = apply_config_path(json!({"config_path": 3})).unwrap_err();
         assert_eq!(error.field_errors()[0].field, "config_path");
+    }
+
+    #[test]
+    fn flow_depth_scan() {
+        assert!(!flow_depth_exceeds("{a: [1, {b: 2}]}", 3));
+        assert!(flow_depth_exceeds("{a: [1, {b: [2]}]}", 3));
+        assert!(!flow_depth_exceeds(
+            "a: '[[[[['\nb: \"{{{{\\\"{{\"\n# [[[[[\n",
+            3
+        ));
+        assert!(flow_depth_exceeds(&"[".repeat(5), 4));
+        assert!(flow_depth_exceeds("a: don't\nb: [[[[[1]]]]]", 4));
     }
 
     #[test]
