@@ -309,6 +309,15 @@ fn parse_request(text: &str) -> Result<(Request, Vec<String>), CommandError> {
             "the request must be a JSON object {\"config\": {...}, \"context\": {...}}",
         ));
     }
+    if let Some(context) = value.get("context").filter(|c| !c.is_object()) {
+        return Err(CommandError::input(
+            "context",
+            format!(
+                "must be a JSON object, got {}",
+                config::raw::json_type(context)
+            ),
+        ));
+    }
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
     let request: Request =
@@ -447,8 +456,10 @@ fn absolute(path: PathBuf) -> PathBuf {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal; lb reads stderr line by line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // An error only means a subscriber is already installed.
     let _ = match format {

@@ -160,6 +160,7 @@ impl Default for RawConfig {
 
 /// One OpenFaaS function and the request k6 sends to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "DfaasFunctionConfig")]
 pub struct RawFunction {
     /// OpenFaaS function name: lowercase letters, digits, `-`, `.`.
     pub name: String,
@@ -184,6 +185,7 @@ fn default_method() -> String {
 /// Rate strategy, selected by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[schemars(rename = "RateStrategy")]
 pub enum RawRateStrategy {
     /// `min_rate, min_rate + step, ...` up to `max_rate` inclusive.
     Linear(RawLinear),
@@ -204,11 +206,15 @@ impl Default for RawRateStrategy {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "LinearRateStrategy")]
 pub struct RawLinear {
+    /// First rate (requests per second).
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
+    /// Last rate, inclusive.
     #[serde(deserialize_with = "non_negative")]
     pub max_rate: u64,
+    /// Increment between rates.
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub step: u64,
@@ -226,11 +232,15 @@ impl Default for RawLinear {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "RandomRateStrategy")]
 pub struct RawRandom {
+    /// Smallest rate that may be drawn.
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
+    /// Largest rate that may be drawn (inclusive).
     #[serde(deserialize_with = "non_negative")]
     pub max_rate: u64,
+    /// How many distinct rates to draw (the whole range if it has fewer).
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub count: u64,
@@ -251,14 +261,19 @@ impl Default for RawRandom {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "ExponentialRateStrategy")]
 pub struct RawExponential {
+    /// Growth factor.
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 2))]
     pub base: u64,
+    /// First power (inclusive).
     #[serde(deserialize_with = "non_negative")]
     pub min_power: u64,
+    /// Last power (inclusive).
     #[serde(deserialize_with = "non_negative")]
     pub max_power: u64,
+    /// Stop before the first rate above this.
     #[serde(deserialize_with = "optional_non_negative")]
     #[schemars(range(min = 1))]
     pub max_rate: Option<u64>,
@@ -276,14 +291,18 @@ impl Default for RawExponential {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "CustomRateStrategy")]
 pub struct RawCustom {
+    /// Rates to test (requests per second).
     #[schemars(length(min = 1))]
     pub rates: Vec<NonNegative>,
 }
 
-/// A non-negative integer with a clear error for negatives and other types.
+// Refuses negatives and non-integers with a message saying so.
+/// A non-negative integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
+#[schemars(inline)]
 pub struct NonNegative(pub u64);
 
 impl<'de> Deserialize<'de> for NonNegative {
@@ -295,11 +314,15 @@ impl<'de> Deserialize<'de> for NonNegative {
 /// Deprecated `rates` section (maps to a linear strategy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "DfaasRatesConfig")]
 pub struct RawRates {
+    /// First rate (requests per second).
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
+    /// Last rate, inclusive.
     #[serde(deserialize_with = "non_negative")]
     pub max_rate: u64,
+    /// Increment between rates.
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub step: u64,
@@ -317,6 +340,7 @@ impl Default for RawRates {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "DfaasCombinationConfig")]
 pub struct RawCombinations {
     /// Smallest combination size.
     #[serde(deserialize_with = "non_negative")]
@@ -339,6 +363,7 @@ impl Default for RawCombinations {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "DfaasCooldownConfig")]
 pub struct RawCooldown {
     /// Give up waiting for idle after this long.
     #[serde(deserialize_with = "non_negative")]
@@ -364,6 +389,7 @@ impl Default for RawCooldown {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "DfaasOverloadConfig")]
 pub struct RawOverload {
     /// Node CPU above this percentage of its capacity (cores x 100) is overload.
     #[schemars(range(min = 0, max = 100))]
@@ -397,7 +423,7 @@ impl Default for RawOverload {
 
 /// A password as received: never printed, never echoed in an error.
 #[derive(Clone, PartialEq, Eq, JsonSchema)]
-#[schemars(transparent)]
+#[schemars(transparent, inline)]
 pub struct RawSecret(pub(crate) String);
 
 impl fmt::Debug for RawSecret {
@@ -493,7 +519,10 @@ impl RawConfig {
             }
         };
         let mut unknown_fields = Vec::new();
-        let mut errors = Vec::new();
+        let mut errors = positional_struct_errors(map);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
 
         // The rate strategy is read on its own: serde buffers internally
         // tagged enums, which would lose the error paths inside it.
@@ -503,8 +532,12 @@ impl RawConfig {
 
         let mut config = match deserialize_at::<RawConfig>(&rest, "", &mut unknown_fields) {
             Ok(config) => config,
-            Err(_) => {
+            Err(first) => {
                 errors.extend(each_field_error(map));
+                if errors.is_empty() {
+                    // Field by field found nothing: report the whole-config error.
+                    errors.push(first);
+                }
                 RawConfig::default()
             }
         };
@@ -524,6 +557,31 @@ impl RawConfig {
             Err(errors)
         }
     }
+}
+
+/// serde lets a list fill a struct field by field; lb does not, and a
+/// list where a mapping belongs is almost certainly a mistake.
+fn positional_struct_errors(map: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for key in ["combinations", "cooldown", "overload", "rates"] {
+        if let Some(value @ Value::Array(_)) = map.get(key) {
+            errors.push(FieldError::new(
+                key,
+                format!("must be a mapping, got {}", json_type(value)),
+            ));
+        }
+    }
+    if let Some(Value::Array(functions)) = map.get("functions") {
+        for (index, function) in functions.iter().enumerate() {
+            if function.is_array() {
+                errors.push(FieldError::new(
+                    format!("functions[{index}]"),
+                    "must be a mapping, got a list",
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// Deserializes each top-level field (and each function) alone, to report
@@ -941,6 +999,23 @@ mod tests {
         assert_eq!(
             field(json!({"type": "random", "seed": "x"})),
             "rate_strategy.seed"
+        );
+    }
+
+    #[test]
+    fn lists_do_not_fill_structs() {
+        assert_eq!(
+            errors(json!({"cooldown": [180, 5, 15], "functions": [["a", "GET"]]})),
+            [
+                (
+                    "cooldown".to_string(),
+                    "must be a mapping, got a list".to_string()
+                ),
+                (
+                    "functions[0]".to_string(),
+                    "must be a mapping, got a list".to_string()
+                ),
+            ]
         );
     }
 

@@ -66,6 +66,13 @@ pub(crate) fn read_config_file(path: &Path, origin: &str) -> Result<FileContents
         }
     };
     if is_request_envelope(&map) {
+        if let Some(context) = map.get("context").filter(|c| !c.is_object()) {
+            return Err(file_error(
+                origin,
+                path,
+                format!("context must be a mapping, got {}", json_type(context)),
+            ));
+        }
         let request = serde_path_to_error::deserialize::<_, Request>(Value::Object(map)).map_err(
             |error| file_error(origin, path, format!("{}: {}", error.path(), error.inner())),
         )?;
