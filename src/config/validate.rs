@@ -96,7 +96,7 @@ pub(crate) fn validate(
         Some(rates),
     ) = (&strategy, &rates)
     {
-        let drew = (rates.len() as u64) < max_rate - min_rate + 1;
+        let drew = (rates.len() as u64) < (max_rate - min_rate).saturating_add(1);
         if drew {
             found.warn(format!(
                 "rate_strategy.seed is not set: the random rates were drawn with seed {}; set rate_strategy.seed to get the same rates again",
@@ -117,74 +117,41 @@ pub(crate) fn validate(
     let output_dir = output_dir(&raw, &mut found);
     let run_id = run_id(&raw, &mut found);
 
-    if !found.errors.is_empty() {
-        return Err(found.errors);
-    }
-    // Every `None` above recorded an error, so all are present here.
-    let (
-        Some(k6),
-        Some(gateway_url),
-        Some(prometheus_url),
-        Some(openfaas_auth),
-        Some(rate_strategy),
-        Some(rates),
-        Some(functions),
-        Some(combinations),
-        Some(duration),
-        Some(iterations),
-        Some(cooldown),
-        Some(overload),
-        Some(queries_path),
-        Some(function_pid_regexes),
-        Some(output_dir),
-        Some(run_id),
-    ) = (
-        k6,
-        gateway_url,
-        prometheus_url,
-        openfaas_auth,
-        strategy,
-        rates,
-        functions,
-        combinations,
-        duration,
-        iterations,
-        cooldown,
-        overload,
-        queries_path,
-        function_pid_regexes,
-        output_dir,
-        run_id,
-    )
-    else {
-        return Err(vec![FieldError::new(
+    // Each part is `None` exactly when it recorded an error.
+    let config = (|| {
+        let (duration, duration_text) = duration?;
+        Some(Config {
+            k6: k6?,
+            gateway_url: gateway_url?,
+            prometheus_url: prometheus_url?,
+            openfaas_auth: openfaas_auth?,
+            functions: functions?,
+            rates: rates?,
+            rate_strategy: strategy?,
+            combinations: combinations?,
+            duration,
+            duration_text,
+            iterations: iterations?,
+            cooldown: cooldown?,
+            overload: overload?,
+            queries_path: queries_path?,
+            scaphandre_enabled: raw.scaphandre_enabled,
+            function_pid_regexes: function_pid_regexes?,
+            output_dir: output_dir?,
+            run_id: run_id?,
+        })
+    })();
+    match config {
+        Some(config) if found.errors.is_empty() => Ok(Validated {
+            config,
+            warnings: found.warnings,
+        }),
+        _ if !found.errors.is_empty() => Err(found.errors),
+        _ => Err(vec![FieldError::new(
             "config",
             "validation failed without naming a field (this is a bug)",
-        )]);
-    };
-    Ok(Validated {
-        config: Config {
-            k6,
-            gateway_url,
-            prometheus_url,
-            openfaas_auth,
-            functions,
-            rates,
-            rate_strategy,
-            combinations,
-            duration: duration.0,
-            duration_text: duration.1,
-            iterations,
-            cooldown,
-            overload,
-            queries_path,
-            scaphandre_enabled: raw.scaphandre_enabled,
-            function_pid_regexes,
-            output_dir,
-            run_id,
-        },
-        warnings: found.warnings,
-    })
+        )]),
+    }
 }
 
 // ---------------------------------------------------------------- k6 host
