@@ -9,7 +9,8 @@
 #   veth    lbd<ID>a (host side, 10.211.<ID>.1/24) <-> lbd<ID>b (namespace, 10.211.<ID>.2/24)
 #   sshd    10.211.<ID>.2:2222 inside the namespace, root login by key only
 #   state   ${TESTBED_DIR:-/tmp/lbd-testbed}/<ID>/  (keys, sshd_config, sshd.pid,
-#           sshd.log, authorized_keys, known_hosts, bin/k6)
+#           sshd.log, authorized_keys, known_hosts, bin/k6); the host key is
+#           also kept in <root>/hostkeys/<ID>/ so it stays the same across up/down
 #
 # `up` is idempotent: a healthy instance is left alone, a stale one is torn down
 # and rebuilt. `down` is idempotent and kills only the sshd whose pid it recorded.
@@ -158,7 +159,16 @@ do_up() {
     ip netns exec "$NETNS" ip link set lo up
 
     ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-client" -f "$STATE/client_key"
-    ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-host" -f "$STATE/host_key"
+    # The host key is kept across up/down (per ID) so that a known_hosts
+    # entry written by a client with accept-new stays valid.
+    local keep=$BASE_DIR/hostkeys/$ID
+    if [[ ! -s $keep/host_key || ! -s $keep/host_key.pub ]]; then
+        mkdir -p "$keep" && chmod 700 "$BASE_DIR/hostkeys"
+        rm -f "$keep/host_key" "$keep/host_key.pub"
+        ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-host" -f "$keep/host_key"
+    fi
+    cp "$keep/host_key" "$keep/host_key.pub" "$STATE/"
+    chmod 600 "$STATE/host_key"
     cp "$STATE/client_key.pub" "$STATE/authorized_keys"
     chmod 600 "$STATE/authorized_keys"
     printf '[%s]:%s %s\n' "$NS_ADDR" "$SSH_PORT" "$(cut -d' ' -f1,2 "$STATE/host_key.pub")" > "$STATE/known_hosts"
