@@ -184,6 +184,9 @@ async fn overload_turns_calls_away_and_raises_replicas() {
         "slow=300:1:1",
         "--replica-target-concurrency",
         "1",
+        // Only a full queue turns calls away here, however loaded the machine.
+        "--queue-timeout-ms",
+        "60000",
     ]);
     let http = client();
     let calls: Vec<_> = (0..8)
