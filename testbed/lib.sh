@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh — shell functions shared by k6host.sh and testbed.sh (sourced, not run).
 # Callers set TB_NAME (prefix for messages) before sourcing.
 
@@ -6,7 +7,9 @@ log() { echo "${TB_NAME:-testbed}: $*" >&2; }
 
 # Validates an instance id (1..200) and prints it normalised.
 tb_parse_id() {
-    [[ $1 =~ ^[0-9]+$ ]] && (( 10#$1 >= 1 && 10#$1 <= 200 )) || die "ID must be an integer 1..200, got '$1'"
+    if ! [[ $1 =~ ^[0-9]+$ ]] || (( 10#$1 < 1 || 10#$1 > 200 )); then
+        die "ID must be an integer 1..200, got '$1'"
+    fi
     echo $((10#$1))
 }
 

@@ -29,7 +29,7 @@ set -euo pipefail
 TB_NAME=testbed
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-# shellcheck source=testbed/lib.sh
+# shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
 usage() { die "usage: $0 up|down|env|status ID   (ID an integer 1..200)"; }
@@ -166,7 +166,7 @@ do_down() {
     tb_stop_pid "$SVC/prometheus.pid" "$PROM_MARK"
     tb_stop_pid "$SVC/node-exporter.pid" "$NODE_MARK"
     tb_stop_pid "$SVC/gateway.pid" "$GATEWAY_MARK"
-    rm -rf -- "$SVC"
+    rm -rf -- "${SVC:?}"
     "$HERE/k6host.sh" down "$ID"
 }
 
@@ -244,6 +244,16 @@ EOF
     log "instance $ID up: gateway $GATEWAY_URL, prometheus $PROM_URL, k6 host 10.211.$ID.2:2222"
 }
 
+teardown_failed_up() {
+    local rc=$?
+    trap - EXIT
+    if (( rc != 0 )); then
+        log "up failed, tearing instance $ID down"
+        do_down || true
+    fi
+    exit "$rc"
+}
+
 case $CMD in
     env) emit_env ;;
     up|down|status)
@@ -254,7 +264,7 @@ case $CMD in
         case $CMD in
             up)
                 # A failed `up` leaves nothing running behind.
-                trap 'rc=$?; trap - EXIT; if (( rc != 0 )); then log "up failed, tearing instance $ID down"; do_down || true; fi; exit $rc' EXIT
+                trap teardown_failed_up EXIT
                 do_up
                 trap - EXIT
                 ;;
