@@ -116,7 +116,11 @@ pub struct Input {
 
 /// `plan`: streams the plan document to `out` (a plan may hold millions
 /// of configurations; `limit` bounds how many are listed, counts stay exact).
-pub fn plan_cmd(input: &Input, limit: Option<u64>, out: &mut dyn Write) -> Result<(), CommandError> {
+pub fn plan_cmd(
+    input: &Input,
+    limit: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
     let plan = Plan::new(&input.config);
     let output_dir = crate::session::resolve_context(&input.context, &input.config)?.output_dir;
     let indexed = match crate::output::index::read_index(&output_dir.join("index.csv")) {
@@ -132,16 +136,23 @@ pub fn plan_cmd(input: &Input, limit: Option<u64>, out: &mut dyn Write) -> Resul
 pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
     let configuration = match selector {
         ScriptSelector::ConfigId(id) => {
-            let id = ConfigId::parse(id).map_err(|e| CommandError::input("--config-id", e.to_string()))?;
+            let id = ConfigId::parse(id)
+                .map_err(|e| CommandError::input("--config-id", e.to_string()))?;
             Plan::new(&input.config)
                 .find(&id)
                 .map(|(_, configuration)| configuration)
-                .ok_or_else(|| CommandError::input("--config-id", format!("{id} is not a configuration of this plan")))?
+                .ok_or_else(|| {
+                    CommandError::input(
+                        "--config-id",
+                        format!("{id} is not a configuration of this plan"),
+                    )
+                })?
         }
         ScriptSelector::Pairs(pairs) => Configuration::from_pairs(pairs.iter().cloned())
             .map_err(|e| CommandError::input("--pairs", e.to_string()))?,
     };
-    let pairs: Vec<(FunctionName, u64)> = configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
+    let pairs: Vec<(FunctionName, u64)> =
+        configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
     Ok(script::render(&script::ScriptInput {
         gateway_url: &input.config.gateway_url,
         duration_text: &input.config.duration_text,

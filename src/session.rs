@@ -42,7 +42,10 @@ pub struct ResolvedContext {
 
 /// Fills in the context's defaults (SPEC §2) and checks the values that
 /// become path segments on the k6 host and in file names.
-pub fn resolve_context(context: &Context, config: &Config) -> Result<ResolvedContext, CommandError> {
+pub fn resolve_context(
+    context: &Context,
+    config: &Config,
+) -> Result<ResolvedContext, CommandError> {
     let host = match &context.host {
         Some(host) => host.clone(),
         None => local_hostname(),
@@ -51,7 +54,9 @@ pub fn resolve_context(context: &Context, config: &Config) -> Result<ResolvedCon
     let run_id = match (&context.run_id, &config.run_id) {
         (Some(id), _) | (None, Some(id)) => id.clone(),
         (None, None) => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             format!("run-{now}")
         }
     };
@@ -59,11 +64,17 @@ pub fn resolve_context(context: &Context, config: &Config) -> Result<ResolvedCon
     let repetition = context.repetition.unwrap_or(1);
     let total_repetitions = context.total_repetitions.unwrap_or(1).max(repetition);
     if repetition == 0 {
-        return Err(CommandError::input("context.repetition", "must be at least 1"));
+        return Err(CommandError::input(
+            "context.repetition",
+            "must be at least 1",
+        ));
     }
     let output_dir = match (&context.output_dir, &config.output_dir) {
         (Some(dir), _) if dir.trim().is_empty() => {
-            return Err(CommandError::input("context.output_dir", "must not be empty"))
+            return Err(CommandError::input(
+                "context.output_dir",
+                "must not be empty",
+            ))
         }
         (Some(dir), _) => PathBuf::from(dir),
         (None, Some(dir)) => dir.clone(),
@@ -71,12 +82,19 @@ pub fn resolve_context(context: &Context, config: &Config) -> Result<ResolvedCon
     };
     Ok(ResolvedContext {
         host,
-        workload: context.workload.clone().unwrap_or_else(|| "dfaas".to_string()),
+        workload: context
+            .workload
+            .clone()
+            .unwrap_or_else(|| "dfaas".to_string()),
         run_id,
         repetition,
         total_repetitions,
         output_dir,
-        stop_file: context.stop_file.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from),
+        stop_file: context
+            .stop_file
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     })
 }
 
@@ -86,7 +104,9 @@ fn check_segment(field: &str, value: &str) -> Result<(), CommandError> {
         && value.len() <= 128
         && value != "."
         && value != ".."
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -157,7 +177,10 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         Err(e) => {
             let _ = runner.close().await;
             return Err(environment(
-                format!("Prometheus at {} is unusable for the baseline: {e}", config.prometheus_url),
+                format!(
+                    "Prometheus at {} is unusable for the baseline: {e}",
+                    config.prometheus_url
+                ),
                 json!({"prometheus_url": config.prometheus_url}),
             ));
         }
@@ -175,8 +198,16 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
     };
     let mut load = RemoteK6::new(runner, config, &ctx.host, &ctx.run_id, ctx.repetition);
     let services = LiveMeasurements { meter, gateway };
-    let outcome =
-        campaign::run(config, &run_ctx, &mut load, &services, f64::from(cores), &emitter, &stop).await;
+    let outcome = campaign::run(
+        config,
+        &run_ctx,
+        &mut load,
+        &services,
+        f64::from(cores),
+        &emitter,
+        &stop,
+    )
+    .await;
     if let Err(e) = load.close().await {
         emitter.log(Level::Warning, format!("closing the SSH connection: {e}"));
     }
@@ -204,7 +235,11 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         });
     }
     emitter.status(
-        if result.returncode == i32::from(exit::OK) { "done" } else { "failed" },
+        if result.returncode == i32::from(exit::OK) {
+            "done"
+        } else {
+            "failed"
+        },
         Level::Info,
         format!(
             "dfaas run finished: {} rows, {} skipped, {} indexed; results in {}",
@@ -225,18 +260,25 @@ async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
     };
     let target = format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port);
     let connect_bound = options.connect_timeout + Duration::from_secs(2);
-    let mut runner = match tokio::time::timeout(connect_bound, K6Runner::connect(&config.k6, options)).await {
-        Ok(Ok(runner)) => runner,
-        Ok(Err(e)) => {
-            return Err(environment(format!("k6 host {target} is unreachable: {e}"), json!({"k6_host": config.k6.host, "k6_port": config.k6.port})))
-        }
-        Err(_) => {
-            return Err(environment(
-                format!("k6 host {target} is unreachable: no SSH connection within {} s", connect_bound.as_secs()),
-                json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
-            ))
-        }
-    };
+    let mut runner =
+        match tokio::time::timeout(connect_bound, K6Runner::connect(&config.k6, options)).await {
+            Ok(Ok(runner)) => runner,
+            Ok(Err(e)) => {
+                return Err(environment(
+                    format!("k6 host {target} is unreachable: {e}"),
+                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                ))
+            }
+            Err(_) => {
+                return Err(environment(
+                    format!(
+                        "k6 host {target} is unreachable: no SSH connection within {} s",
+                        connect_bound.as_secs()
+                    ),
+                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                ))
+            }
+        };
     match runner.k6_version().await {
         Ok(version) => {
             tracing::info!("k6 host {target}: {version}");
@@ -258,5 +300,8 @@ fn environment(message: String, context: serde_json::Value) -> CommandError {
 
 /// Output errors the user must fix (another header, an unreadable index).
 fn is_input(error: &OutputError) -> bool {
-    matches!(error, OutputError::HeaderMismatch { .. } | OutputError::Malformed { .. })
+    matches!(
+        error,
+        OutputError::HeaderMismatch { .. } | OutputError::Malformed { .. }
+    )
 }
