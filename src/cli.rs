@@ -649,15 +649,68 @@ mod tests {
     }
 
     #[test]
-    fn unwired_commands_are_internal_errors_after_validation() {
-        for args in [&["plan"][..], &["script", "--pairs", "figlet=10"], &["run"]] {
-            let (value, code) = run_with_stdin(args, r#"{"config": {}}"#);
-            assert_eq!(code, 1, "{args:?}");
-            // Both document shapes keep the error under `error`.
-            let error = &value["error"];
-            assert_eq!(error["type"], json!("internal"));
-            assert!(error["message"].as_str().unwrap().contains("not wired yet"));
-        }
+    fn script_by_id_equals_script_by_pairs() {
+        let request =
+            r#"{"config": {"functions": [{"name": "figlet"}, {"name": "env"}], "duration": "5s"}}"#;
+        let by_pairs = execute(
+            &cli(&["script", "--pairs", "figlet=10"]),
+            Some(&mut request.as_bytes()),
+        );
+        let by_id = execute(
+            &cli(&["script", "--config-id", "63a789418109"]),
+            Some(&mut request.as_bytes()),
+        );
+        assert_eq!(by_pairs.exit_code, 0, "{}", by_pairs.stdout);
+        assert_eq!(by_id.exit_code, 0, "{}", by_id.stdout);
+        assert_eq!(by_pairs.stdout, by_id.stdout);
+        assert!(by_id.stdout.contains("/function/figlet"));
+        assert!(
+            by_id.stdout.contains(r#"duration: "5s""#),
+            "{}",
+            by_id.stdout
+        );
+        let unknown = execute(
+            &cli(&["script", "--config-id", "000000000000"]),
+            Some(&mut request.as_bytes()),
+        );
+        assert_eq!(unknown.exit_code, 2);
+        assert!(unknown.stdout.contains("--config-id"));
+    }
+
+    #[test]
+    fn plan_streams_counts_and_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Request {
+            config: json!({"functions": [{"name": "figlet"}, {"name": "env"}],
+                           "combinations": {"min_functions": 1, "max_functions": 3}}),
+            context: Context {
+                output_dir: Some(dir.path().display().to_string()),
+                ..Context::default()
+            },
+        };
+        let loaded = config::load_request(&request).unwrap();
+        let input = Input {
+            config: loaded.config,
+            context: request.context,
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        plan_cmd(&input, Some(2), &mut out).unwrap();
+        let plan: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(plan["count"], json!(483));
+        assert_eq!(plan["configurations"].as_array().unwrap().len(), 2);
+        assert_eq!(plan["truncated"], json!(true));
+        // An index from an earlier run is predicted as skipped.
+        std::fs::write(
+            dir.path().join("index.csv"),
+            "functions;rates;results_file\n['env'];[0];results.csv\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        plan_cmd(&input, Some(1), &mut out).unwrap();
+        let plan: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(plan["already_indexed"], json!(1));
+        assert_eq!(plan["configurations"][0]["skip"], json!("already_indexed"));
     }
 
     #[test]
