@@ -23,6 +23,6 @@ cargo test --workspace --lib --bins --no-fail-fast
 # k6 host, Prometheus and the gateway they start: one at a time, so load
 # and CPU readings stay meaningful.
 echo "== cargo test: integration and end-to-end tests" >&2
-cargo test --workspace --tests --no-fail-fast -- --test-threads=1
+cargo test --workspace --test '*' --no-fail-fast -- --test-threads=1
 echo "== pytest: Ansible playbooks and the lb plugin" >&2
 "$PY" -m pytest -q tests/ansible integrations/lb/tests
