@@ -2,7 +2,7 @@
 //! resume, failures and stops. The real services are exercised end to end
 //! in tests/e2e_*.rs.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,74 +14,32 @@ use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
 use super::stop::{Stop, StopHandle};
 use super::verdict::NodeReading;
 use super::{run, RunContext};
-use crate::config::{
-    Combinations, Config, Cooldown, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload,
-    RateStrategy,
-};
+use crate::config::{Config, FunctionName};
 use crate::events::{Emitter, EventOrigin, MemorySink};
 use crate::k6::metric_names;
 use crate::metrics::meter::{FunctionMetrics, IterationMetrics};
 use crate::metrics::prometheus::Measured;
+use crate::protocol::Request;
 
 fn name(n: &str) -> FunctionName {
     FunctionName::parse(n).unwrap()
 }
 
+/// A validated config through the real loader: `functions` at custom
+/// `rates`, single-function configurations, 2 s iterations.
 fn config(functions: &[&str], rates: &[u64], iterations: u32) -> Config {
-    Config {
-        k6: K6Host {
-            host: "127.0.0.1".into(),
-            user: "root".into(),
-            ssh_key: "/nonexistent".into(),
-            port: 22,
-            workspace_root: "/root/.dfaas-k6".into(),
-            known_hosts_file: None,
-            outputs: vec![],
-            tags: BTreeMap::new(),
-            log_stream: true,
-        },
-        gateway_url: "http://127.0.0.1:31112".into(),
-        prometheus_url: "http://127.0.0.1:30411".into(),
-        openfaas_auth: None,
-        functions: functions
-            .iter()
-            .map(|f| FunctionSpec {
-                name: name(f),
-                method: HttpMethod::Get,
-                body: String::new(),
-                headers: BTreeMap::new(),
-                max_rate: None,
-            })
-            .collect(),
-        rates: rates.to_vec(),
-        rate_strategy: RateStrategy::Custom {
-            rates: rates.to_vec(),
-        },
-        combinations: Combinations {
-            min_functions: 1,
-            max_functions: 2,
-        },
-        duration: Duration::from_secs(2),
-        duration_text: "2s".into(),
-        iterations,
-        cooldown: Cooldown {
-            max_wait: Duration::from_secs(20),
-            sleep_step: Duration::from_secs(5),
-            idle_threshold_pct: 15.0,
-        },
-        overload: Overload {
-            cpu_overload_pct_of_capacity: 80.0,
-            ram_overload_pct: 90.0,
-            success_rate_node_min: 0.95,
-            success_rate_function_min: 0.90,
-            replicas_overload_threshold: 15,
-        },
-        queries_path: None,
-        scaphandre_enabled: false,
-        function_pid_regexes: BTreeMap::new(),
-        output_dir: None,
-        run_id: None,
-    }
+    let functions: Vec<Value> = functions.iter().map(|f| json!({"name": f})).collect();
+    let request = Request {
+        config: json!({
+            "functions": functions,
+            "rate_strategy": {"type": "custom", "rates": rates},
+            "duration": "2s",
+            "iterations": iterations,
+            "cooldown": {"max_wait_seconds": 20, "sleep_step_seconds": 5, "idle_threshold_pct": 15},
+        }),
+        ..Request::default()
+    };
+    crate::config::load_request(&request).unwrap().config
 }
 
 /// A k6 stand-in: every function answers all requests up to `capacity`
@@ -173,28 +131,29 @@ impl LoadGenerator for FakeK6 {
     }
 }
 
-/// Quiet node, one replica each; `busy_polls` cooldown polls see a busy CPU first.
+/// Node CPU per snapshot call (1 = the baseline), one replica each.
 struct FakeMeter {
-    busy_polls: RefCell<u32>,
+    cpu_at_call: fn(u32) -> f64,
+    calls: Cell<u32>,
 }
 
 impl FakeMeter {
-    fn quiet() -> Self {
+    fn new(cpu_at_call: fn(u32) -> f64) -> Self {
         FakeMeter {
-            busy_polls: RefCell::new(0),
+            cpu_at_call,
+            calls: Cell::new(0),
         }
+    }
+
+    fn quiet() -> Self {
+        FakeMeter::new(|_| 10.0)
     }
 }
 
 impl Measurements for FakeMeter {
     async fn node_snapshot(&self) -> Measured<NodeReading> {
-        let mut busy = self.busy_polls.borrow_mut();
-        let cpu = if *busy > 0 {
-            *busy -= 1;
-            150.0
-        } else {
-            10.0
-        };
+        self.calls.set(self.calls.get() + 1);
+        let cpu = (self.cpu_at_call)(self.calls.get());
         Measured {
             value: NodeReading {
                 cpu_pct: cpu,
@@ -428,71 +387,36 @@ async fn a_rerun_resumes_a_configuration_killed_between_iterations() {
 
 #[tokio::test(start_paused = true)]
 async fn cooldown_waits_and_records_rest_seconds() {
-    let dir = tempfile::tempdir().unwrap();
     let cfg = config(&["env"], &[10], 1);
     let (em, _sink) = emitter();
     let (_h, stop) = Stop::new();
     let mut k6 = FakeK6::new(100);
-    let meter = FakeMeter::quiet();
-    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
-        .await
-        .unwrap();
-    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(0));
 
     let dir = tempfile::tempdir().unwrap();
-    let busy_after_baseline = BusyAfterBaseline {
-        inner: FakeMeter::quiet(),
-        calls: RefCell::new(0),
-    };
     let out = run(
         &cfg,
         &ctx(dir.path()),
         &mut k6,
-        &busy_after_baseline,
+        &FakeMeter::quiet(),
         2.0,
         &em,
         &stop,
     )
     .await
     .unwrap();
+    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(0));
+
+    // A quiet baseline, then two busy polls 5 s apart: 10 s of rest.
+    let dir = tempfile::tempdir().unwrap();
+    let meter = FakeMeter::new(|call| if call == 2 || call == 3 { 150.0 } else { 10.0 });
+    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
+        .await
+        .unwrap();
     assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(10));
     assert_eq!(
         out.result.dfaas_results[0]["cpu_usage_idle_node"],
         json!("10.000")
     );
-}
-
-/// Quiet baseline, then two busy cooldown polls.
-struct BusyAfterBaseline {
-    inner: FakeMeter,
-    calls: RefCell<u32>,
-}
-
-impl Measurements for BusyAfterBaseline {
-    async fn node_snapshot(&self) -> Measured<NodeReading> {
-        let call = {
-            let mut calls = self.calls.borrow_mut();
-            *calls += 1;
-            *calls
-        };
-        if call == 2 {
-            *self.inner.busy_polls.borrow_mut() = 2;
-        }
-        self.inner.node_snapshot().await
-    }
-
-    async fn iteration_metrics(
-        &self,
-        f: &[FunctionName],
-        s: SystemTime,
-        e: SystemTime,
-    ) -> Measured<IterationMetrics> {
-        self.inner.iteration_metrics(f, s, e).await
-    }
-
-    async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
-        self.inner.replicas().await
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -502,35 +426,17 @@ async fn cooldown_timeout_fails_the_configuration() {
     let (em, _sink) = emitter();
     let (_h, stop) = Stop::new();
     let mut k6 = FakeK6::new(100);
-    // 20 s max wait, 5 s steps: 5 polls; keep them all busy.
-    let out = {
-        struct AlwaysBusy(FakeMeter, RefCell<bool>);
-        impl Measurements for AlwaysBusy {
-            async fn node_snapshot(&self) -> Measured<NodeReading> {
-                if *self.1.borrow() {
-                    *self.0.busy_polls.borrow_mut() = 1;
-                }
-                *self.1.borrow_mut() = true;
-                self.0.node_snapshot().await
-            }
-            async fn iteration_metrics(
-                &self,
-                f: &[FunctionName],
-                s: SystemTime,
-                e: SystemTime,
-            ) -> Measured<IterationMetrics> {
-                self.0.iteration_metrics(f, s, e).await
-            }
-            async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
-                self.0.replicas().await
-            }
-        }
-        let busy = AlwaysBusy(FakeMeter::quiet(), RefCell::new(false));
-        run(&cfg, &ctx(dir.path()), &mut k6, &busy, 2.0, &em, &stop)
-            .await
-            .unwrap()
-    };
+    // Busy after the baseline for longer than the 20 s maximum wait.
+    let meter = FakeMeter::new(|call| if call == 1 { 10.0 } else { 150.0 });
+    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
+        .await
+        .unwrap();
     assert!(k6.runs.is_empty());
     assert_eq!(out.result.returncode, 1);
     assert_eq!(lines(&dir.path().join("skipped.csv"))[1], "env,10");
+    assert_eq!(
+        meter.calls.get(),
+        6,
+        "baseline + polls at 0, 5, 10, 15, 20 s"
+    );
 }

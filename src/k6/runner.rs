@@ -31,6 +31,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::K6Host;
+use crate::report::error_chain;
 
 /// k6's exit code after an external stop (first SIGINT/SIGTERM).
 pub const EXIT_ABORTED: i32 = 105;
@@ -863,22 +864,6 @@ fn excerpt(text: &str) -> String {
             .map_or(0, |(i, _)| i);
         format!("…{}", &trimmed[skip..])
     }
-}
-
-/// An error and its causes on one line (openssh keeps ssh's own message,
-/// e.g. "Connection refused", in the source chain).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

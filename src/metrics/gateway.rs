@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::prometheus::error_chain;
+use super::http::{plain_http_client, ClientSetupError};
 use crate::config::{BasicAuth, FunctionName};
+use crate::report::error_chain;
 
 /// Longest part of an error body kept in messages.
 const BODY_EXCERPT_CHARS: usize = 300;
@@ -87,23 +88,12 @@ impl GatewayClient {
         auth: Option<BasicAuth>,
         settings: GatewaySettings,
     ) -> Result<Self, GatewayError> {
-        let base_url = base_url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&base_url).map_err(|e| GatewayError::Url {
-            url: base_url.clone(),
-            reason: e.to_string(),
-        })?;
-        if parsed.scheme() != "http" {
-            return Err(GatewayError::Url {
-                url: base_url,
-                reason: "only http:// is supported".to_string(),
-            });
-        }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.connect_timeout)
-            .build()
-            .map_err(GatewayError::Client)?;
+        let (base_url, http) =
+            plain_http_client(base_url, settings.request_timeout, settings.connect_timeout)
+                .map_err(|e| match e {
+                    ClientSetupError::Url { url, reason } => GatewayError::Url { url, reason },
+                    ClientSetupError::Client(e) => GatewayError::Client(e),
+                })?;
         Ok(GatewayClient {
             base_url,
             auth,

@@ -12,6 +12,7 @@
 //! report.
 
 pub mod gateway;
+mod http;
 pub mod meter;
 pub mod prometheus;
 pub mod queries;

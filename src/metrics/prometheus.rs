@@ -9,6 +9,8 @@
 //! ([`Measured`]): a stopped Prometheus costs seconds, never a hang.
 //! This module neither prints nor decides what a number means.
 
+use super::http::{plain_http_client, ClientSetupError};
+use crate::report::error_chain;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -273,23 +275,12 @@ impl PrometheusClient {
     /// `base_url` like `http://10.0.0.5:30411` (a trailing `/` is dropped).
     /// Only plain `http` is supported.
     pub fn new(base_url: &str, settings: PrometheusSettings) -> Result<Self, PrometheusError> {
-        let base_url = base_url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&base_url).map_err(|e| PrometheusError::Url {
-            url: base_url.clone(),
-            reason: e.to_string(),
-        })?;
-        if parsed.scheme() != "http" {
-            return Err(PrometheusError::Url {
-                url: base_url,
-                reason: "only http:// is supported".to_string(),
-            });
-        }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.connect_timeout)
-            .build()
-            .map_err(PrometheusError::Client)?;
+        let (base_url, http) =
+            plain_http_client(base_url, settings.request_timeout, settings.connect_timeout)
+                .map_err(|e| match e {
+                    ClientSetupError::Url { url, reason } => PrometheusError::Url { url, reason },
+                    ClientSetupError::Client(e) => PrometheusError::Client(e),
+                })?;
         Ok(PrometheusClient {
             base_url,
             http,
@@ -445,22 +436,6 @@ fn excerpt(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &trimmed[..cut]),
         None => trimmed.to_string(),
     }
-}
-
-/// An error and its causes on one line (reqwest hides the useful part,
-/// e.g. "connection refused", in the source chain).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -7,13 +7,12 @@
 //! ends. Anything else is an error naming the file, the line and the reason
 //! — a garbled index must not silently rerun or skip configurations.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use super::crlf::CrlfToLf;
 use super::table::RESULTS_FILE;
-use super::tail::{complete_len, describe, TornLine};
+use super::tail::{open_complete, TornLine};
 use super::OutputError;
 use crate::plan::{ConfigKey, IndexedConfigs};
 
@@ -46,20 +45,11 @@ impl IndexFile {
 /// unfinished last line is ignored and reported in [`IndexFile::torn`]; the
 /// file is not modified.
 pub fn read_index(path: &Path) -> Result<IndexFile, OutputError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(IndexFile::default()),
-        Err(e) => return Err(OutputError::io("open", path, e)),
+    let Some(lines) = open_complete(path)? else {
+        return Ok(IndexFile::default());
     };
-    let read_err = |e| OutputError::io("read", path, e);
-    let (complete, total) = complete_len(&mut file).map_err(read_err)?;
-    let torn = if complete < total {
-        Some(describe(&mut file, path.to_path_buf(), complete, total, false).map_err(read_err)?)
-    } else {
-        None
-    };
-    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let records = parse_index(file.take(complete), &path.display().to_string())?;
+    let records = parse_index(lines.file.take(lines.complete), &path.display().to_string())?;
+    let torn = lines.torn;
     Ok(IndexFile { records, torn })
 }
 

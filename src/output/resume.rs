@@ -8,12 +8,11 @@
 //! so no row is ever written twice.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use super::crlf::CrlfToLf;
-use super::tail::{complete_len, describe, TornLine};
+use super::tail::{open_complete, TornLine};
 use super::OutputError;
 use crate::plan::ConfigKey;
 
@@ -33,20 +32,12 @@ pub struct CompletedIterations {
 pub fn completed_iterations(
     path: &Path,
 ) -> Result<(HashMap<ConfigKey, CompletedIterations>, Option<TornLine>), OutputError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((HashMap::new(), None)),
-        Err(e) => return Err(OutputError::io("open", path, e)),
+    let Some(lines) = open_complete(path)? else {
+        return Ok((HashMap::new(), None));
     };
-    let read_err = |e| OutputError::io("read", path, e);
-    let (complete, total) = complete_len(&mut file).map_err(read_err)?;
-    let torn = if complete < total {
-        Some(describe(&mut file, path.to_path_buf(), complete, total, false).map_err(read_err)?)
-    } else {
-        None
-    };
-    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let counts = parse_completed_iterations(file.take(complete), &path.display().to_string())?;
+    let counts =
+        parse_completed_iterations(lines.file.take(lines.complete), &path.display().to_string())?;
+    let torn = lines.torn;
     Ok((counts, torn))
 }
 
@@ -63,15 +54,14 @@ pub fn parse_completed_iterations<R: Read>(
 /// list them twice). A missing file lists none; an unfinished last line is
 /// ignored.
 pub fn skipped_keys(path: &Path) -> Result<HashSet<ConfigKey>, OutputError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(OutputError::io("open", path, e)),
+    let Some(lines) = open_complete(path)? else {
+        return Ok(HashSet::new());
     };
-    let read_err = |e| OutputError::io("read", path, e);
-    let (complete, _) = complete_len(&mut file).map_err(read_err)?;
-    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let counts = count_rows(file.take(complete), &path.display().to_string(), false)?;
+    let counts = count_rows(
+        lines.file.take(lines.complete),
+        &path.display().to_string(),
+        false,
+    )?;
     Ok(counts.into_keys().collect())
 }
 

@@ -76,3 +76,38 @@ pub(crate) fn describe(
         removed,
     })
 }
+
+/// A file opened for reading up to its last complete line.
+pub(crate) struct CompleteLines {
+    /// Positioned at the start; read at most `complete` bytes of it.
+    pub file: File,
+    pub complete: u64,
+    /// The unfinished last line, if any (left in the file).
+    pub torn: Option<TornLine>,
+}
+
+/// Opens `path` for reading its complete lines; `None` when it does not
+/// exist. The file is not modified.
+pub(crate) fn open_complete(
+    path: &std::path::Path,
+) -> Result<Option<CompleteLines>, super::OutputError> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(super::OutputError::io("open", path, e)),
+    };
+    let read_err = |e| super::OutputError::io("read", path, e);
+    let (complete, total) = complete_len(&mut file).map_err(read_err)?;
+    let torn = if complete < total {
+        Some(describe(&mut file, path.to_path_buf(), complete, total, false).map_err(read_err)?)
+    } else {
+        None
+    };
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    Ok(Some(CompleteLines {
+        file,
+        complete,
+        torn,
+    }))
+}
