@@ -150,6 +150,24 @@ pub fn failed_run_result(error: &CommandError) -> RunResult {
     }
 }
 
+/// An error and its causes on one line. Client libraries keep the useful
+/// part in the source chain (reqwest's "connection refused", openssh's
+/// copy of ssh's own message); a cause already contained in the text is
+/// not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,22 +274,4 @@ mod tests {
             "internal error: writing results.csv: disk full"
         );
     }
-}
-
-/// An error and its causes on one line. Client libraries keep the useful
-/// part in the source chain (reqwest's "connection refused", openssh's
-/// copy of ssh's own message); a cause already contained in the text is
-/// not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
