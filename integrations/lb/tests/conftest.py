@@ -1,0 +1,56 @@
+"""Shared fixtures: the plugin module on sys.path and a fake ``lb-dfaas``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = PLUGIN_DIR.parent.parent
+sys.path.insert(0, str(PLUGIN_DIR))
+
+FAKE_SOURCE = Path(__file__).resolve().parent / "fake_lb_dfaas.py"
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    """An executable ``lb-dfaas`` stand-in (see fake_lb_dfaas.py)."""
+    path = tmp_path / "bin" / "lb-dfaas"
+    path.parent.mkdir()
+    path.write_text(f"#!{sys.executable}\n" + FAKE_SOURCE.read_text())
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def fake_env(fake_bin: Path, tmp_path: Path) -> dict[str, str]:
+    """An environment (given to the plugin, and by it to the binary) selecting
+    the fake binary, without lb's run variables."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LB_")}
+    env["LB_DFAAS_BIN"] = str(fake_bin)
+    env["FAKE_PLAYBOOK_DIR"] = str(tmp_path / "playbooks")
+    return env
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s}s")
+        time.sleep(0.02)
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer exists (or is a reaped zombie of someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
