@@ -91,10 +91,6 @@ logger = logging.getLogger(__name__)
 BINARY_NAME = "lb-dfaas"
 BINARY_ENV = "LB_DFAAS_BIN"
 
-#: Fields of lb's ``BasePluginConfig`` that steer lb's runner, not the
-#: campaign; they are not sent to the binary.
-LB_RUNNER_FIELDS = frozenset({"max_retries", "timeout_buffer", "tags"})
-
 #: ``lb-dfaas describe`` manifest key → lb hook.
 PLAYBOOK_KEYS = ("setup_global", "setup_k6", "collect_pre", "collect_post", "teardown")
 
@@ -217,9 +213,10 @@ class RunContext:
 def config_payload(config: Any) -> dict[str, Any]:
     """The dfaas config as JSON data for the binary.
 
-    Every field is passed through (the binary validates and warns about
-    unknown ones) except lb's runner fields; ``None`` values are dropped at
-    any depth, meaning "not set, use the default".
+    Every field is passed through, lb's own ``max_retries``,
+    ``timeout_buffer`` and ``tags`` included (the binary validates, ignores
+    those three and warns about unknown ones); ``None`` values are dropped
+    at any depth, meaning "not set, use the default".
     """
     if isinstance(config, BaseModel):
         data = config.model_dump(mode="json")
@@ -227,8 +224,7 @@ def config_payload(config: Any) -> dict[str, Any]:
         data = json.loads(json.dumps(dict(config), default=str))
     else:
         raise TypeError(f"dfaas config must be a mapping or model, got {type(config).__name__}")
-    cleaned = _drop_none(data)
-    return {key: value for key, value in cleaned.items() if key not in LB_RUNNER_FIELDS}
+    return _drop_none(data)
 
 
 def _drop_none(value: Any) -> Any:

@@ -37,7 +37,13 @@ def test_run_writes_the_request_and_returns_the_result(fake_env: dict, tmp_path:
     result = run_to_end(generator)
 
     request = json.loads(record.read_text())
-    assert request["config"] == {"functions": [{"name": "figlet"}], "fake": {"mode": "ok", "record": str(record)}}
+    assert request["config"] == {
+        "functions": [{"name": "figlet"}],
+        "fake": {"mode": "ok", "record": str(record)},
+        "max_retries": 1,
+        "timeout_buffer": 10,
+        "tags": [],
+    }
     assert request["context"] == {"host": "node1", "run_id": "run-1", "repetition": 1, "total_repetitions": 2}
     assert result["returncode"] == 0 and result["success"] is True and result["error"] is None
     assert result["dfaas_index"] == [{"functions": ["figlet"], "rates": [10], "results_file": "results.csv"}]
@@ -199,7 +205,7 @@ def test_plugin_without_binary_has_no_playbooks_and_does_not_raise(tmp_path: Pat
 def test_plugin_creates_generators_from_dicts_and_models(fake_env: dict) -> None:
     dfaas = plugin.DfaasPlugin(environ=fake_env)
     from_dict = dfaas.create_generator({"k6_host": "10.0.0.2"})
-    assert plugin.config_payload(from_dict.config) == {"k6_host": "10.0.0.2"}
+    assert plugin.config_payload(from_dict.config)["k6_host"] == "10.0.0.2"
     model = dfaas.config_cls(k6_port=2222)
     assert dfaas.create_generator(model).config is model
     assert (dfaas.name, isinstance(dfaas.description, str)) == ("dfaas", True)

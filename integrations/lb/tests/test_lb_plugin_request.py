@@ -42,7 +42,7 @@ class JsonlFile(logging.Handler):
 # -- request ---------------------------------------------------------------
 
 
-def test_config_payload_passes_every_field_but_drops_none_and_lb_runner_fields() -> None:
+def test_config_payload_passes_every_field_but_drops_none() -> None:
     config = plugin.DfaasConfig(
         k6_host="10.0.0.9",
         functions=[{"name": "figlet", "max_rate": None, "headers": {"X-A": "1", "X-B": None}}],
@@ -57,6 +57,9 @@ def test_config_payload_passes_every_field_but_drops_none_and_lb_runner_fields()
         "functions": [{"name": "figlet", "headers": {"X-A": "1"}}],
         "rate_strategy": {"type": "random", "count": 3},
         "some_future_field": {"nested": [1, None]},
+        "max_retries": 2,
+        "tags": ["a"],
+        "timeout_buffer": 10,
     }
 
 
