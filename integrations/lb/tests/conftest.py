@@ -54,3 +54,45 @@ def process_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+# -- end-to-end: the real binary and the project's testbed ------------------
+
+TESTBED_ID = "11"
+
+
+@pytest.fixture(scope="session")
+def real_binary() -> Path:
+    """The repository's own ``lb-dfaas`` build (``$LB_DFAAS_BIN`` if set)."""
+    import lb_dfaas_plugin
+
+    try:
+        return lb_dfaas_plugin.find_binary(dict(os.environ, PATH=""))
+    except lb_dfaas_plugin.BinaryNotFound as exc:
+        pytest.fail(f"end-to-end tests need the binary: run `cargo build --bin lb-dfaas` ({exc})")
+
+
+@pytest.fixture(scope="session")
+def testbed() -> dict[str, str]:
+    """Testbed instance 11 (k6 host over SSH, gateway, Prometheus), always torn down."""
+    import shlex
+    import subprocess
+
+    script = REPO_ROOT / "testbed" / "testbed.sh"
+    if os.geteuid() != 0:
+        pytest.skip("the testbed needs root (network namespaces)")
+    if not script.exists():
+        pytest.fail(f"{script} is missing")
+    try:
+        subprocess.run([str(script), "up", TESTBED_ID], check=True, timeout=900)
+        listing = subprocess.run(
+            [str(script), "env", TESTBED_ID], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+        values: dict[str, str] = {}
+        for line in listing.splitlines():
+            for word in shlex.split(line):
+                key, _, value = word.partition("=")
+                values[key] = value
+        yield values
+    finally:
+        subprocess.run([str(script), "down", TESTBED_ID], timeout=300, check=False)
