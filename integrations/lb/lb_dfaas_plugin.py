@@ -155,17 +155,14 @@ def find_binary(
         path = Path(explicit).expanduser()
         if _is_executable(path):
             return path
-        raise BinaryNotFound(
-            f"{BINARY_ENV}={explicit} is not an executable file; fix or unset it"
-        )
+        raise BinaryNotFound(f"{BINARY_ENV}={explicit} is not an executable file; fix or unset it")
 
     beside = here / "bin" / BINARY_NAME
     if _is_executable(beside):
         return beside
 
     builds = [
-        here.parent.parent / "target" / profile / BINARY_NAME
-        for profile in ("release", "debug")
+        here.parent.parent / "target" / profile / BINARY_NAME for profile in ("release", "debug")
     ]
     built = [path for path in builds if _is_executable(path)]
     if built:
@@ -398,7 +395,9 @@ def _run_short(
             env=None if env is None else dict(env),
         )
     except subprocess.TimeoutExpired as exc:
-        raise LbDfaasError(f"{binary} {' '.join(args)} did not finish within {timeout_s:.0f}s") from exc
+        raise LbDfaasError(
+            f"{binary} {' '.join(args)} did not finish within {timeout_s:.0f}s"
+        ) from exc
     except OSError as exc:
         raise LbDfaasError(f"cannot execute {binary}: {exc}") from exc
 
@@ -415,7 +414,9 @@ def describe(binary: Path, env: Mapping[str, str] | None = None) -> dict[str, An
     except ValueError as exc:
         raise LbDfaasError(f"{binary} describe printed no JSON: {exc}") from exc
     if not isinstance(manifest, dict):
-        raise LbDfaasError(f"{binary} describe printed a JSON {type(manifest).__name__}, not an object")
+        raise LbDfaasError(
+            f"{binary} describe printed a JSON {type(manifest).__name__}, not an object"
+        )
     return manifest
 
 
@@ -460,7 +461,9 @@ def runtime_upper_bound_s(plan_head: Mapping[str, Any], config: Mapping[str, Any
     estimate = int(plan_head.get("estimated_runtime_seconds") or 0)
     to_run = int(plan_head.get("to_run") or 0)
     iterations = int(plan_head.get("iterations") or config.get("iterations") or 1)
-    cooldown = config.get("cooldown") if isinstance(config.get("cooldown"), Mapping) else {}
+    cooldown = config.get("cooldown")
+    if not isinstance(cooldown, Mapping):
+        cooldown = {}
     max_wait = int(cooldown.get("max_wait_seconds", DEFAULT_COOLDOWN_MAX_WAIT_S))
     return estimate + to_run * iterations * (max_wait + ITERATION_OVERHEAD_S) + RUN_OVERHEAD_S
 
@@ -518,7 +521,7 @@ def _read_until(proc: subprocess.Popen[bytes], stdin: bytes, key: bytes) -> tupl
             pass
         buffer = b""
         while key not in buffer:
-            chunk = proc.stdout.read1(65536)
+            chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
                 break
             buffer += chunk
@@ -594,7 +597,9 @@ def map_run_result(
     declared = result.get("returncode")
     if declared is not None and declared != returncode:
         logger.warning(
-            "lb-dfaas run printed returncode %s but exited with %s", declared, describe_exit(returncode)
+            "lb-dfaas run printed returncode %s but exited with %s",
+            declared,
+            describe_exit(returncode),
         )
     result["returncode"] = returncode
 
@@ -896,7 +901,12 @@ FUNCTION_COLUMNS = (
     "overloaded_function_{f}",
     "medium_latency_function_{f}",
 )
-METRICS_NODE_COLUMNS = ("cpu_usage_node", "ram_usage_node", "ram_usage_node_pct", "power_usage_node")
+METRICS_NODE_COLUMNS = (
+    "cpu_usage_node",
+    "ram_usage_node",
+    "ram_usage_node_pct",
+    "power_usage_node",
+)
 
 
 def results_header(functions: Iterable[str]) -> list[str]:
@@ -906,13 +916,19 @@ def results_header(functions: Iterable[str]) -> list[str]:
 
 
 def skipped_header(functions: Iterable[str]) -> list[str]:
-    return [column for name in functions for column in (f"function_{name}", f"rate_function_{name}")]
+    return [
+        column for name in functions for column in (f"function_{name}", f"rate_function_{name}")
+    ]
 
 
 def metrics_header(functions: Iterable[str]) -> list[str]:
     header = list(METRICS_NODE_COLUMNS)
     for name in functions:
-        header += [f"cpu_usage_function_{name}", f"ram_usage_function_{name}", f"power_usage_function_{name}"]
+        header += [
+            f"cpu_usage_function_{name}",
+            f"ram_usage_function_{name}",
+            f"power_usage_function_{name}",
+        ]
     return header
 
 
@@ -1040,7 +1056,9 @@ def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> 
                         "results_file": entry.get("results_file") or "results.csv",
                     }
                 )
-        _write_csv_atomically(index_path, ["functions", "rates", "results_file"], index_rows, delimiter=";")
+        _write_csv_atomically(
+            index_path, ["functions", "rates", "results_file"], index_rows, delimiter=";"
+        )
         paths.append(index_path)
 
     for rep, gen in pairs:

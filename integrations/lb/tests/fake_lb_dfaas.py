@@ -52,7 +52,14 @@ def validate(request: dict) -> int:
     if request.get("config", {}).get("functions"):
         print(json.dumps({"ok": True}))
         return 0
-    print(json.dumps({"ok": False, "errors": [{"field": "functions", "reason": "at least one function is required"}]}))
+    print(
+        json.dumps(
+            {
+                "ok": False,
+                "errors": [{"field": "functions", "reason": "at least one function is required"}],
+            }
+        )
+    )
     return 2
 
 
@@ -73,7 +80,13 @@ def plan(request: dict) -> int:
     try:
         for index in range(entries):
             sep = "," if index + 1 < entries else ""
-            out.write(json.dumps({"index": index, "config_id": f"{index:012x}", "pairs": [], "skip": None}) + sep + "\n")
+            out.write(
+                json.dumps(
+                    {"index": index, "config_id": f"{index:012x}", "pairs": [], "skip": None}
+                )
+                + sep
+                + "\n"
+            )
         out.write('],"truncated":false}\n')
         out.flush()
     except BrokenPipeError:
@@ -111,7 +124,10 @@ def run(request: dict) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for index in range(int(fake.get("events", 0))):
         emit(f"2026-01-01T00:00:00Z INFO ordinary log line {index}")
-        emit("LB_EVENT " + json.dumps({"status": "running", "type": "status", "message": f"event {index}"}))
+        emit(
+            "LB_EVENT "
+            + json.dumps({"status": "running", "type": "status", "message": f"event {index}"})
+        )
     if fake.get("ready"):
         with open(fake["ready"], "w") as handle:
             handle.write(str(os.getpid()))
@@ -119,7 +135,11 @@ def run(request: dict) -> int:
         print(json.dumps(result(0, False)))
         return 0
     if mode == "fail":
-        error = {"type": "configuration_failed", "message": "1 configuration failed", "context": {"failed": 1}}
+        error = {
+            "type": "configuration_failed",
+            "message": "1 configuration failed",
+            "context": {"failed": 1},
+        }
         print(json.dumps(result(1, False, error)))
         return 1
     if mode == "garbage":

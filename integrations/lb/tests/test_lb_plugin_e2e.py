@@ -85,7 +85,9 @@ def test_describe_gives_the_bundled_playbooks(real_binary: Path) -> None:
 
 def test_validate_accepts_a_good_config(real_binary: Path, tmp_path: Path) -> None:
     env = lb_environment(real_binary, tmp_path)
-    generator = plugin.DfaasGenerator(plugin.DfaasConfig(functions=[{"name": "figlet"}]), environ=env)
+    generator = plugin.DfaasGenerator(
+        plugin.DfaasConfig(functions=[{"name": "figlet"}]), environ=env
+    )
     assert generator.validate() == []
     assert generator.check_prerequisites() is True
 
@@ -105,11 +107,15 @@ def test_validate_names_the_bad_field(real_binary: Path, tmp_path: Path) -> None
 # -- campaigns against the testbed -------------------------------------------
 
 
-def test_short_campaign_through_the_generator(real_binary: Path, testbed: dict, tmp_path: Path) -> None:
+def test_short_campaign_through_the_generator(
+    real_binary: Path, testbed: dict, tmp_path: Path
+) -> None:
     env = lb_environment(real_binary, tmp_path)
     events: list[str] = []
     generator = plugin.DfaasGenerator(
-        plugin.DfaasConfig(**campaign_config(testbed, tmp_path)), environ=env, event_writer=events.append
+        plugin.DfaasConfig(**campaign_config(testbed, tmp_path)),
+        environ=env,
+        event_writer=events.append,
     )
     assert generator.expected_runtime_seconds > 2 * 2  # two configurations of 2 s, plus bounds
     generator.prepare()
@@ -143,11 +149,21 @@ def test_short_campaign_through_the_generator(real_binary: Path, testbed: dict, 
     assert (output_dir / "results.csv").read_bytes() == before
 
 
-def test_stop_in_the_middle_interrupts_the_campaign(real_binary: Path, testbed: dict, tmp_path: Path) -> None:
+def test_stop_in_the_middle_interrupts_the_campaign(
+    real_binary: Path, testbed: dict, tmp_path: Path
+) -> None:
     env = lb_environment(real_binary, tmp_path)
     events: list[str] = []
-    config = campaign_config(testbed, tmp_path, duration="30s", iterations=2, rate_strategy={"type": "custom", "rates": [2, 4, 6]})
-    generator = plugin.DfaasGenerator(plugin.DfaasConfig(**config), environ=env, event_writer=events.append)
+    config = campaign_config(
+        testbed,
+        tmp_path,
+        duration="30s",
+        iterations=2,
+        rate_strategy={"type": "custom", "rates": [2, 4, 6]},
+    )
+    generator = plugin.DfaasGenerator(
+        plugin.DfaasConfig(**config), environ=env, event_writer=events.append
+    )
     generator.prepare()
     generator.start()
     # Stop once k6 is under way (its output arrives as `log` events).

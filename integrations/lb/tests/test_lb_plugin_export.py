@@ -49,9 +49,20 @@ def entries(artifacts: list[str] | None = None) -> list[dict]:
     rep1 = {
         "dfaas_functions": FUNCTIONS,
         "dfaas_results": [result_row(0, 10, 5)],
-        "dfaas_skipped": [{"function_env": "env", "rate_function_env": 10, "function_figlet": "", "rate_function_figlet": ""}],
-        "dfaas_index": [{"functions": ["env", "figlet"], "rates": [0, 10], "results_file": "results.csv"}],
-        "dfaas_summaries": [{"config_id": "abcdef012345", "iteration": 1, "summary": {"metrics": {"a": 1}}}],
+        "dfaas_skipped": [
+            {
+                "function_env": "env",
+                "rate_function_env": 10,
+                "function_figlet": "",
+                "rate_function_figlet": "",
+            }
+        ],
+        "dfaas_index": [
+            {"functions": ["env", "figlet"], "rates": [0, 10], "results_file": "results.csv"}
+        ],
+        "dfaas_summaries": [
+            {"config_id": "abcdef012345", "iteration": 1, "summary": {"metrics": {"a": 1}}}
+        ],
         "dfaas_metrics": [
             {
                 "config_id": "abcdef012345",
@@ -65,7 +76,9 @@ def entries(artifacts: list[str] | None = None) -> list[dict]:
                 },
             }
         ],
-        "dfaas_scripts": [{"config_id": "abcdef012345", "script": "export default function () {}\n"}],
+        "dfaas_scripts": [
+            {"config_id": "abcdef012345", "script": "export default function () {}\n"}
+        ],
         "artifacts": artifacts or [],
     }
     rep2 = {
@@ -181,7 +194,12 @@ def test_files_written_by_the_binary_are_kept(tmp_path: Path) -> None:
 
 def test_nothing_to_export_without_functions(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert plugin.PLUGIN.export_results_to_csv([{"generator_result": {"error": "x"}}], out, "r", "dfaas") == []
+    assert (
+        plugin.PLUGIN.export_results_to_csv(
+            [{"generator_result": {"error": "x"}}], out, "r", "dfaas"
+        )
+        == []
+    )
     assert not out.exists()
 
 

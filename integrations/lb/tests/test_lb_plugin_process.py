@@ -13,7 +13,9 @@ from conftest import process_gone, wait_for
 import lb_dfaas_plugin as plugin
 
 
-def make_generator(env: dict[str, str], config: dict, **kwargs) -> tuple[plugin.DfaasGenerator, list[str]]:
+def make_generator(
+    env: dict[str, str], config: dict, **kwargs
+) -> tuple[plugin.DfaasGenerator, list[str]]:
     events: list[str] = []
     generator = plugin.DfaasGenerator(
         plugin.DfaasConfig(**config), environ=env, event_writer=events.append, **kwargs
@@ -31,8 +33,18 @@ def run_to_end(generator: plugin.DfaasGenerator) -> dict:
 
 def test_run_writes_the_request_and_returns_the_result(fake_env: dict, tmp_path: Path) -> None:
     record = tmp_path / "request.json"
-    env = dict(fake_env, LB_RUN_HOST="node1", LB_RUN_ID="run-1", LB_RUN_REPETITION="1", LB_RUN_TOTAL_REPS="2")
-    config = {"functions": [{"name": "figlet"}], "max_retries": 1, "fake": {"mode": "ok", "record": str(record)}}
+    env = dict(
+        fake_env,
+        LB_RUN_HOST="node1",
+        LB_RUN_ID="run-1",
+        LB_RUN_REPETITION="1",
+        LB_RUN_TOTAL_REPS="2",
+    )
+    config = {
+        "functions": [{"name": "figlet"}],
+        "max_retries": 1,
+        "fake": {"mode": "ok", "record": str(record)},
+    }
     generator, _ = make_generator(env, config)
     result = run_to_end(generator)
 
@@ -44,9 +56,16 @@ def test_run_writes_the_request_and_returns_the_result(fake_env: dict, tmp_path:
         "timeout_buffer": 10,
         "tags": [],
     }
-    assert request["context"] == {"host": "node1", "run_id": "run-1", "repetition": 1, "total_repetitions": 2}
+    assert request["context"] == {
+        "host": "node1",
+        "run_id": "run-1",
+        "repetition": 1,
+        "total_repetitions": 2,
+    }
     assert result["returncode"] == 0 and result["success"] is True and result["error"] is None
-    assert result["dfaas_index"] == [{"functions": ["figlet"], "rates": [10], "results_file": "results.csv"}]
+    assert result["dfaas_index"] == [
+        {"functions": ["figlet"], "rates": [10], "results_file": "results.csv"}
+    ]
 
 
 def test_lb_event_lines_are_forwarded_and_other_lines_kept(fake_env: dict) -> None:
@@ -54,27 +73,38 @@ def test_lb_event_lines_are_forwarded_and_other_lines_kept(fake_env: dict) -> No
     generator, events = make_generator(fake_env, config)
     result = run_to_end(generator)
 
-    assert [json.loads(line.split(" ", 1)[1])["message"] for line in events] == [f"event {i}" for i in range(5)]
+    assert [json.loads(line.split(" ", 1)[1])["message"] for line in events] == [
+        f"event {i}" for i in range(5)
+    ]
     assert all(line.startswith("LB_EVENT {") for line in events)
-    assert list(generator._stderr_tail) == [f"2026-01-01T00:00:00Z INFO ordinary log line {i}" for i in range(5)]
+    assert list(generator._stderr_tail) == [
+        f"2026-01-01T00:00:00Z INFO ordinary log line {i}" for i in range(5)
+    ]
     assert result["returncode"] == 1 and result["success"] is False
     assert result["error"] == "1 configuration failed"
     assert result["error_type"] == "configuration_failed"
 
 
-def test_events_reach_the_current_sys_stdout(fake_env: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_reach_the_current_sys_stdout(
+    fake_env: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     generator = plugin.DfaasGenerator(
-        plugin.DfaasConfig(functions=[{"name": "figlet"}], fake={"mode": "ok", "events": 2}), environ=fake_env
+        plugin.DfaasConfig(functions=[{"name": "figlet"}], fake={"mode": "ok", "events": 2}),
+        environ=fake_env,
     )
     run_to_end(generator)
     out_lines = capsys.readouterr().out.splitlines()
     assert [line for line in out_lines if line.startswith("LB_EVENT ")] == [
-        "LB_EVENT " + json.dumps({"status": "running", "type": "status", "message": f"event {i}"}) for i in range(2)
+        "LB_EVENT " + json.dumps({"status": "running", "type": "status", "message": f"event {i}"})
+        for i in range(2)
     ]
 
 
 def test_stderr_tail_is_bounded(fake_env: dict) -> None:
-    config = {"functions": [{"name": "figlet"}], "fake": {"mode": "ok", "events": plugin.STDERR_TAIL_LINES + 30}}
+    config = {
+        "functions": [{"name": "figlet"}],
+        "fake": {"mode": "ok", "events": plugin.STDERR_TAIL_LINES + 30},
+    }
     generator, events = make_generator(fake_env, config)
     run_to_end(generator)
     assert len(events) == plugin.STDERR_TAIL_LINES + 30
@@ -83,7 +113,9 @@ def test_stderr_tail_is_bounded(fake_env: dict) -> None:
 
 
 def test_non_json_stdout_is_an_error_result_not_an_exception(fake_env: dict) -> None:
-    generator, _ = make_generator(fake_env, {"functions": [{"name": "figlet"}], "fake": {"mode": "garbage"}})
+    generator, _ = make_generator(
+        fake_env, {"functions": [{"name": "figlet"}], "fake": {"mode": "garbage"}}
+    )
     result = run_to_end(generator)
     assert result["success"] is False
     assert result["error_type"] == "OutputParseError"
@@ -91,7 +123,9 @@ def test_non_json_stdout_is_an_error_result_not_an_exception(fake_env: dict) -> 
     assert result["error_context"]["stdout_head"] == "this is not json\n"
 
 
-def test_stop_sends_sigterm_and_returns_the_interrupted_result(fake_env: dict, tmp_path: Path) -> None:
+def test_stop_sends_sigterm_and_returns_the_interrupted_result(
+    fake_env: dict, tmp_path: Path
+) -> None:
     ready = tmp_path / "ready"
     config = {"functions": [{"name": "figlet"}], "fake": {"mode": "hang", "ready": str(ready)}}
     generator, _ = make_generator(fake_env, config)
@@ -130,14 +164,18 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(fake_env: dict, tmp_p
 
 def test_stop_before_the_run_starts_spawns_nothing(fake_env: dict, tmp_path: Path) -> None:
     record = tmp_path / "request.json"
-    generator, _ = make_generator(fake_env, {"functions": [{"name": "f"}], "fake": {"record": str(record)}})
+    generator, _ = make_generator(
+        fake_env, {"functions": [{"name": "f"}], "fake": {"record": str(record)}}
+    )
     generator.stop()
     generator._run_worker()  # what the thread would do if it started late
     assert not record.exists()
     assert generator.get_result()["returncode"] == 130
 
 
-def test_invalid_config_fails_prerequisites_and_start(fake_env: dict, caplog: pytest.LogCaptureFixture) -> None:
+def test_invalid_config_fails_prerequisites_and_start(
+    fake_env: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     generator, _ = make_generator(fake_env, {"fake": {"mode": "ok"}})
     with caplog.at_level(logging.ERROR):
         assert generator.check_prerequisites() is False
@@ -157,7 +195,9 @@ def test_missing_binary_fails_prepare_with_the_places_looked_at(
 ) -> None:
     # Pretend the plugin lives in an empty tree: nothing beside it, no build.
     monkeypatch.setattr(plugin, "__file__", str(tmp_path / "a" / "b" / "lb_dfaas_plugin.py"))
-    generator = plugin.DfaasGenerator(plugin.DfaasConfig(), environ=dict(fake_env, LB_DFAAS_BIN="", PATH=""))
+    generator = plugin.DfaasGenerator(
+        plugin.DfaasConfig(), environ=dict(fake_env, LB_DFAAS_BIN="", PATH="")
+    )
     with pytest.raises(plugin.BinaryNotFound, match="PATH"):
         generator.prepare()
     assert generator.check_prerequisites() is False
@@ -167,8 +207,12 @@ def test_missing_binary_fails_prepare_with_the_places_looked_at(
 
 def test_expected_runtime_reads_only_the_plan_head(fake_env: dict) -> None:
     env = dict(fake_env, FAKE_PLAN_ENTRIES="300000")
-    generator, _ = make_generator(env, {"functions": [{"name": "figlet"}], "cooldown": {"max_wait_seconds": 1}})
-    expected = 300000 * 2 * 5 + 300000 * 2 * (1 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
+    generator, _ = make_generator(
+        env, {"functions": [{"name": "figlet"}], "cooldown": {"max_wait_seconds": 1}}
+    )
+    expected = (
+        300000 * 2 * 5 + 300000 * 2 * (1 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
+    )
     assert generator.expected_runtime_seconds == expected
 
 

@@ -16,7 +16,9 @@ import lb_dfaas_plugin as plugin
 class LBEventLogHandler(logging.Handler):
     """Same class name and attributes as the handler lb's runner attaches."""
 
-    def __init__(self, run_id: str, host: str, workload: str, repetition: int, total_repetitions: int):
+    def __init__(
+        self, run_id: str, host: str, workload: str, repetition: int, total_repetitions: int
+    ):
         super().__init__()
         self.run_id = run_id
         self.host = host
@@ -113,7 +115,11 @@ def test_context_from_lb_ansible_environment(tmp_path: Path) -> None:
 def test_bench_config_output_dir_is_scoped_by_run_id_when_not_already(tmp_path: Path) -> None:
     config_file = tmp_path / "cfg.json"
     config_file.write_text(json.dumps({"output_dir": str(tmp_path / "results")}))
-    env = {"LB_RUN_WORKLOAD": "dfaas_big", "LB_RUN_ID": "run-7", "LB_BENCH_CONFIG_PATH": str(config_file)}
+    env = {
+        "LB_RUN_WORKLOAD": "dfaas_big",
+        "LB_RUN_ID": "run-7",
+        "LB_BENCH_CONFIG_PATH": str(config_file),
+    }
     context = plugin.discover_context({}, env, [])
     assert context.output_dir == str((tmp_path / "results" / "run-7" / "dfaas_big").resolve())
 
@@ -138,7 +144,9 @@ def test_custom_jsonl_template_is_not_inverted(tmp_path: Path) -> None:
         JsonlFile(tmp_path / "root" / "logs" / "runner-hostA.jsonl"),
         LBEventLogHandler("run-9", "hostA", "dfaas", 1, 1),
     ]
-    context = plugin.discover_context({}, {"LB_JSONL_LOG_PATH": "/var/log/{run_id}.jsonl"}, handlers)
+    context = plugin.discover_context(
+        {}, {"LB_JSONL_LOG_PATH": "/var/log/{run_id}.jsonl"}, handlers
+    )
     assert context.output_dir is None
 
 
@@ -157,7 +165,9 @@ def test_no_lb_at_all_gives_an_empty_context() -> None:
 
 
 def test_bad_numbers_in_environment_are_ignored() -> None:
-    context = plugin.discover_context({}, {"LB_RUN_REPETITION": "two", "LB_RUN_TOTAL_REPS": "0"}, [])
+    context = plugin.discover_context(
+        {}, {"LB_RUN_REPETITION": "two", "LB_RUN_TOTAL_REPS": "0"}, []
+    )
     assert context.repetition is None and context.total_repetitions is None
 
 
@@ -253,7 +263,11 @@ def test_successful_result_is_kept_whole() -> None:
 
 
 def test_protocol_error_object_becomes_lb_error_fields() -> None:
-    error = {"type": "environment", "message": "k6 host unreachable", "context": {"host": "10.0.0.2"}}
+    error = {
+        "type": "environment",
+        "message": "k6 host unreachable",
+        "context": {"host": "10.0.0.2"},
+    }
     result = plugin.map_run_result(3, _doc(returncode=3, success=False, error=error), ["x"])
     assert result["error"] == "k6 host unreachable"
     assert result["error_type"] == "environment"
@@ -282,7 +296,9 @@ def test_process_exit_code_is_the_returncode() -> None:
         (b"\xff\xfe{", 2, "exit code 2"),
     ],
 )
-def test_non_json_stdout_is_a_clear_error_result(stdout: bytes, returncode: int, expected: str) -> None:
+def test_non_json_stdout_is_a_clear_error_result(
+    stdout: bytes, returncode: int, expected: str
+) -> None:
     result = plugin.map_run_result(returncode, stdout, ["fatal: boom"])
     assert result["success"] is False
     assert result["returncode"] == returncode
@@ -293,9 +309,9 @@ def test_non_json_stdout_is_a_clear_error_result(stdout: bytes, returncode: int,
 
 def test_validation_reasons_from_ok_and_error_shapes() -> None:
     assert plugin.validation_reasons(0, '{"ok": true}') == []
-    assert plugin.validation_reasons(2, '{"ok": false, "errors": [{"field": "k6_port", "reason": "must be > 0"}]}') == [
-        "k6_port: must be > 0"
-    ]
+    assert plugin.validation_reasons(
+        2, '{"ok": false, "errors": [{"field": "k6_port", "reason": "must be > 0"}]}'
+    ) == ["k6_port: must be > 0"]
     protocol_error = {
         "error": {
             "type": "invalid_input",
@@ -303,7 +319,9 @@ def test_validation_reasons_from_ok_and_error_shapes() -> None:
             "context": {"errors": [{"field": "functions[0].name", "reason": "not a valid name"}]},
         }
     }
-    assert plugin.validation_reasons(2, json.dumps(protocol_error)) == ["functions[0].name: not a valid name"]
+    assert plugin.validation_reasons(2, json.dumps(protocol_error)) == [
+        "functions[0].name: not a valid name"
+    ]
     assert plugin.validation_reasons(2, "nope")[0].startswith("lb-dfaas validate printed no JSON")
     assert plugin.validation_reasons(0, '{"ok": false}') != []
 
@@ -313,4 +331,9 @@ def test_runtime_upper_bound_adds_cooldown_and_overheads() -> None:
     bound = plugin.runtime_upper_bound_s(head, {"cooldown": {"max_wait_seconds": 10}})
     assert bound == 60 + 4 * 3 * (10 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
     default_bound = plugin.runtime_upper_bound_s(head, {})
-    assert default_bound == 60 + 4 * 3 * (plugin.DEFAULT_COOLDOWN_MAX_WAIT_S + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
+    assert (
+        default_bound
+        == 60
+        + 4 * 3 * (plugin.DEFAULT_COOLDOWN_MAX_WAIT_S + plugin.ITERATION_OVERHEAD_S)
+        + plugin.RUN_OVERHEAD_S
+    )
