@@ -979,7 +979,7 @@ def _write_csv_atomically(
 ) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=delimiter)
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
         writer.writerow(header)
         known = set(header)
         for row in rows:
@@ -1005,6 +1005,10 @@ def _entries_with_id(gen: Mapping[str, Any], key: str, *required: str) -> list[M
 def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> list[Path]:
     """Write results.csv, skipped.csv, index.csv, summaries/, metrics/ and
     k6_scripts/ from lb's per-repetition entries, as lb's dfaas plugin does.
+
+    Cells are formatted as the binary formats them and lines end in ``\n``
+    as the binary's do (lb's built-in plugin ends them in ``\r\n``; pandas
+    and the binary read both).
 
     The binary already wrote these files, durably and row by row, into the
     output directory it was given, which is normally this same directory.

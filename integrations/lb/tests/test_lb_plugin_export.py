@@ -142,9 +142,9 @@ def test_skipped_and_index_files(tmp_path: Path) -> None:
         ["env", "10", "", ""],
     ]
     assert (tmp_path / "index.csv").read_bytes() == (
-        b"functions;rates;results_file\r\n"
-        b"['env', 'figlet'];[0, 10];results.csv\r\n"
-        b"['figlet'];[20];results.csv\r\n"
+        b"functions;rates;results_file\n"
+        b"['env', 'figlet'];[0, 10];results.csv\n"
+        b"['figlet'];[20];results.csv\n"
     )
 
 
