@@ -933,13 +933,18 @@ def metrics_header(functions: Iterable[str]) -> list[str]:
 
 
 def csv_cell(value: Any) -> str:
-    """A cell as the legacy sampler writes it: floats ``%.3f``, NaN ``nan``, None empty."""
+    """A cell as the binary writes it: floats ``%.3f`` (never ``-0.000``), NaN
+    ``nan``, flags 0/1, None empty; the binary's own JSON rows already hold
+    text for floats and numbers for integers."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
+        if math.isnan(value):
+            return "nan"
+        text = f"{value:.3f}"
+        return "0.000" if text == "-0.000" else text  # no negative zero from noise
     return str(value)
 
 

@@ -129,7 +129,7 @@ def test_short_campaign_through_the_generator(
     assert result["error"] is None, result["error"]
     assert (result["returncode"], result["success"], result["interrupted"]) == (0, True, False)
     assert result["dfaas_functions"] == ["figlet"]
-    assert [row["rate_function_figlet"] for row in result["dfaas_results"]] == ["2", "5"]
+    assert [row["rate_function_figlet"] for row in result["dfaas_results"]] == [2, 5]
     assert [entry["rates"] for entry in result["dfaas_index"]] == [[2], [5]]
 
     lines = (output_dir / "results.csv").read_text().splitlines()

@@ -204,11 +204,5 @@ def test_nothing_to_export_without_functions(tmp_path: Path) -> None:
 
 
 def test_csv_cell_formats() -> None:
-    assert [plugin.csv_cell(v) for v in (None, True, 3, 0.1236, float("nan"), "x")] == [
-        "",
-        "1",
-        "3",
-        "0.124",
-        "nan",
-        "x",
-    ]
+    values = (None, True, 3, 0.1236, float("nan"), -0.0001, "x")
+    assert [plugin.csv_cell(v) for v in values] == ["", "1", "3", "0.124", "nan", "0.000", "x"]
