@@ -1,8 +1,694 @@
 //! Command line (clap) and the protocol edge: read the request, call the
-//! library, write exactly one JSON document on stdout, return the exit code.
+//! library, write exactly one document on stdout, return the exit code.
+//!
+//! Every command but `describe` reads the request envelope (JSON) from
+//! stdin, or `--config FILE` instead (YAML or JSON; see
+//! [`crate::config::read_request_file`] for the accepted layouts), loads and
+//! validates the config the same way, and only then does its work. On
+//! invalid input every command exits 2 with the error as JSON on stdout:
+//! `{"ok": false, "error": ...}`, or for `run` a whole result document.
+//! Logs and warnings go to stderr.
 
+use std::ffi::OsString;
+use std::io::{IsTerminal, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::config::{self, Config, FunctionName};
+use crate::protocol::{exit, Context, Request, RunResult};
+use crate::report::{self, CommandError};
+
+/// Requests larger than this on stdin are refused.
+const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lb-dfaas",
+    version,
+    about = "DFaaS sampling campaigns for linux-benchmark-lib",
+    long_about = "DFaaS sampling campaigns for linux-benchmark-lib.\n\n\
+        Commands other than `describe` read a request {\"config\": {...}, \"context\": {...}} \
+        as JSON on stdin, or --config FILE instead. A config file holds lb's `common:` and \
+        `plugins: {dfaas: ...}` sections (deep-merged, the plugin winning), or a request \
+        envelope (`config:` + `context:`), or else is the dfaas config itself."
+)]
+pub struct Cli {
+    /// Format of the logs written to stderr (filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the plugin manifest: name, version, config JSON Schema, playbooks, tools.
+    Describe,
+    /// Check a request's config without touching the network.
+    Validate(InputArgs),
+    /// Print every configuration the run would execute, in order.
+    Plan(InputArgs),
+    /// Print the k6 script `run` would send for one configuration.
+    Script {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        selector: SelectorArgs,
+    },
+    /// Execute the campaign and print one result document.
+    Run(InputArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Read the request from this YAML/JSON file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectorArgs {
+    /// The configuration's id (12 hex digits, as in the plan).
+    #[arg(long, value_name = "ID")]
+    pub config_id: Option<String>,
+    /// The configuration as function=rate pairs, e.g. `figlet=10,env=20`.
+    #[arg(long, value_name = "NAME=RATE,...")]
+    pub pairs: Option<String>,
+}
+
+/// Which configuration `script` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptSelector {
+    /// A plan configuration id: 12 lowercase hex digits.
+    ConfigId(String),
+    /// Function and rate pairs, functions configured, each named once,
+    /// in the order given.
+    Pairs(Vec<(FunctionName, u64)>),
+}
+
+/// A validated request: what `plan`, `script` and `run` work from.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub config: Config,
+    pub context: Context,
+    /// Warnings from loading (already logged to stderr).
+    pub warnings: Vec<String>,
+}
+
+/// `plan`: the plan document printed on stdout.
+pub fn plan_cmd(input: &Input) -> Result<Value, CommandError> {
+    let _ = input;
+    Err(CommandError::Internal("plan is not wired yet".into()))
+}
+
+/// `script`: the k6 JavaScript printed on stdout.
+pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
+    let _ = (input, selector);
+    Err(CommandError::Internal("script is not wired yet".into()))
+}
+
+/// `run`: the campaign's result; its `returncode` becomes the exit code.
+pub fn run_cmd(input: &Input) -> Result<RunResult, CommandError> {
+    let _ = input;
+    Err(CommandError::Internal("run is not wired yet".into()))
+}
+
+/// The binary's entry point.
 pub fn main() -> ExitCode {
-    ExitCode::from(crate::protocol::exit::OK)
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error, &args),
+    };
+    init_logging(cli.log_format);
+    let stdin = std::io::stdin();
+    let stdin_is_terminal = stdin.is_terminal();
+    let mut stdin = stdin.lock();
+    let source: Option<&mut dyn Read> = if stdin_is_terminal {
+        None
+    } else {
+        Some(&mut stdin)
+    };
+    let outcome = execute(&cli, source);
+    ExitCode::from(print(&outcome))
+}
+
+/// What a command prints on stdout and its exit code.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stdout: String,
+    pub exit_code: u8,
+}
+
+/// Runs a parsed command. `stdin` is `None` when it is a terminal. Never
+/// panics outward: a panic becomes an internal error document.
+pub fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
+    let is_run = matches!(cli.command, Command::Run(_));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| dispatch(&cli.command, stdin)));
+    match result {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) => failure(&error, is_run),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            failure(&CommandError::Internal(format!("panic: {message}")), is_run)
+        }
+    }
+}
+
+fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, CommandError> {
+    match command {
+        Command::Describe => Ok(document(&manifest(), exit::OK)),
+        Command::Validate(args) => {
+            let input = load_input(args, stdin)?;
+            Ok(document(
+                &json!({"ok": true, "warnings": input.warnings}),
+                exit::OK,
+            ))
+        }
+        Command::Plan(args) => {
+            let input = load_input(args, stdin)?;
+            Ok(document(&plan_cmd(&input)?, exit::OK))
+        }
+        Command::Script { input, selector } => {
+            let input = load_input(input, stdin)?;
+            let selector = script_selector(selector, &input.config)?;
+            let mut script = script_cmd(&input, &selector)?;
+            if !script.ends_with('\n') {
+                script.push('\n');
+            }
+            Ok(Outcome {
+                stdout: script,
+                exit_code: exit::OK,
+            })
+        }
+        Command::Run(args) => {
+            let input = load_input(args, stdin)?;
+            let result = run_cmd(&input)?;
+            let exit_code = u8::try_from(result.returncode).unwrap_or(exit::CONFIG_FAILED);
+            Ok(document(&result, exit_code))
+        }
+    }
+}
+
+fn failure(error: &CommandError, is_run: bool) -> Outcome {
+    tracing::error!("{error}");
+    if is_run {
+        document(&report::failed_run_result(error), error.exit_code())
+    } else {
+        document(&report::failure_document(error), error.exit_code())
+    }
+}
+
+fn document<T: serde::Serialize>(value: &T, exit_code: u8) -> Outcome {
+    match serde_json::to_string_pretty(value) {
+        Ok(mut text) => {
+            text.push('\n');
+            Outcome {
+                stdout: text,
+                exit_code,
+            }
+        }
+        Err(error) => {
+            let message = format!("cannot serialise the output: {error}");
+            Outcome {
+                stdout: format!(
+                    "{}\n",
+                    json!({"ok": false, "error": {"type": "internal", "message": message, "context": {}}})
+                ),
+                exit_code: exit::CONFIG_FAILED,
+            }
+        }
+    }
+}
+
+/// Writes the outcome to stdout; returns the exit code (1 if stdout is gone).
+fn print(outcome: &Outcome) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(outcome.stdout.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => outcome.exit_code,
+        Err(error) => {
+            tracing::error!("cannot write to stdout: {error}");
+            exit::CONFIG_FAILED
+        }
+    }
+}
+
+/// Loads the request (stdin or `--config`) and validates its config.
+fn load_input(args: &InputArgs, stdin: Option<&mut dyn Read>) -> Result<Input, CommandError> {
+    let (request, mut warnings) = match &args.config {
+        Some(path) => (config::read_request_file(path)?, Vec::new()),
+        None => read_stdin_request(stdin)?,
+    };
+    let loaded = config::load_request(&request)?;
+    warnings.extend(loaded.warnings);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(Input {
+        config: loaded.config,
+        context: request.context,
+        warnings,
+    })
+}
+
+/// Parses the request envelope from stdin; unknown top-level or context
+/// fields are warnings.
+fn read_stdin_request(
+    stdin: Option<&mut dyn Read>,
+) -> Result<(Request, Vec<String>), CommandError> {
+    let Some(stdin) = stdin else {
+        return Err(CommandError::input(
+            "stdin",
+            "no request on stdin: pipe a request JSON or use --config FILE",
+        ));
+    };
+    let mut text = String::new();
+    stdin
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| CommandError::input("stdin", format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_STDIN_BYTES {
+        return Err(CommandError::input(
+            "stdin",
+            format!("the request is larger than {MAX_STDIN_BYTES} bytes"),
+        ));
+    }
+    parse_request(&text)
+}
+
+fn parse_request(text: &str) -> Result<(Request, Vec<String>), CommandError> {
+    if text.trim().is_empty() {
+        return Err(CommandError::input(
+            "stdin",
+            "empty input: expected a request JSON object {\"config\": {...}, \"context\": {...}}",
+        ));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| CommandError::input("stdin", format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(CommandError::input(
+            "stdin",
+            "the request must be a JSON object {\"config\": {...}, \"context\": {...}}",
+        ));
+    }
+    if let Some(context) = value.get("context").filter(|c| !c.is_object()) {
+        return Err(CommandError::input(
+            "context",
+            format!(
+                "must be a JSON object, got {}",
+                config::raw::json_type(context)
+            ),
+        ));
+    }
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let request: Request =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&value, &mut record))
+            .map_err(|e| CommandError::input(e.path().to_string(), e.inner().to_string()))?;
+    let warnings = unknown
+        .into_iter()
+        .map(|field| format!("unknown request field `{field}` ignored"))
+        .collect();
+    Ok((request, warnings))
+}
+
+fn script_selector(args: &SelectorArgs, config: &Config) -> Result<ScriptSelector, CommandError> {
+    match (&args.config_id, &args.pairs) {
+        (Some(id), None) => parse_config_id(id).map(ScriptSelector::ConfigId),
+        (None, Some(pairs)) => parse_pairs(pairs, config).map(ScriptSelector::Pairs),
+        _ => Err(CommandError::input(
+            "--config-id",
+            "give exactly one of --config-id and --pairs",
+        )),
+    }
+}
+
+fn parse_config_id(id: &str) -> Result<String, CommandError> {
+    let valid = id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if valid {
+        Ok(id.to_string())
+    } else {
+        Err(CommandError::input(
+            "--config-id",
+            format!("{id:?} is not a config id (12 lowercase hex digits)"),
+        ))
+    }
+}
+
+/// `figlet=10,env=20`: configured functions, each once, rates integers.
+fn parse_pairs(text: &str, config: &Config) -> Result<Vec<(FunctionName, u64)>, CommandError> {
+    let fail = |reason: String| CommandError::input("--pairs", reason);
+    let mut pairs: Vec<(FunctionName, u64)> = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let (name, rate) = item
+            .split_once('=')
+            .ok_or_else(|| fail(format!("{item:?} is not NAME=RATE")))?;
+        let name = FunctionName::parse(name.trim()).map_err(|e| fail(e.to_string()))?;
+        let rate: u64 = rate.trim().parse().map_err(|_| {
+            fail(format!(
+                "rate {rate:?} of {name} is not a non-negative integer"
+            ))
+        })?;
+        if !config.functions.iter().any(|f| f.name == name) {
+            return Err(fail(format!("function {name} is not in the config")));
+        }
+        if pairs.iter().any(|(seen, _)| *seen == name) {
+            return Err(fail(format!("function {name} is given twice")));
+        }
+        pairs.push((name, rate));
+    }
+    Ok(pairs)
+}
+
+/// The manifest `describe` prints.
+pub fn manifest() -> Value {
+    let root = install_root();
+    let playbook = |relative: &str| root.join(relative).display().to_string();
+    json!({
+        "name": "dfaas",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "config_schema": config::json_schema(),
+        "playbooks": {
+            "setup_global": playbook("ansible/setup_global.yml"),
+            "setup_k6": playbook("ansible/setup_k6.yml"),
+            "collect_pre": playbook("ansible/collect/pre.yml"),
+            "collect_post": playbook("ansible/collect/post.yml"),
+            "teardown": playbook("ansible/teardown_k6.yml"),
+        },
+        "required_tools": [
+            "ssh (OpenSSH client) on the target",
+            "k6 on the k6 host (installed by the setup_global playbook)",
+            "ansible-playbook on the controller, for the bundled playbooks",
+        ],
+    })
+}
+
+/// Where the bundled `ansible/` directory lives, as an absolute path:
+/// 1. `$LB_DFAAS_HOME` when set and not empty;
+/// 2. the first of the binary's directory, its parent and its grandparent
+///    that holds `ansible/` (next to the binary, `<prefix>/bin/lb-dfaas`,
+///    or cargo's `target/<profile>/lb-dfaas`);
+/// 3. the source tree the binary was built from.
+pub fn install_root() -> PathBuf {
+    let from_env = std::env::var_os("LB_DFAAS_HOME").filter(|v| !v.is_empty());
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    choose_install_root(
+        from_env.map(PathBuf::from),
+        exe_dir.as_deref(),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+fn choose_install_root(
+    from_env: Option<PathBuf>,
+    exe_dir: Option<&Path>,
+    built_from: &Path,
+) -> PathBuf {
+    if let Some(root) = from_env {
+        return absolute(root);
+    }
+    if let Some(found) = exe_dir.and_then(|dir| {
+        dir.ancestors()
+            .take(3)
+            .find(|candidate| candidate.join("ansible").is_dir())
+    }) {
+        return found.to_path_buf();
+    }
+    built_from.to_path_buf()
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal; lb reads stderr line by line.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // An error only means a subscriber is already installed.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Clap could not parse the arguments. Help and version go to stdout with
+/// exit 0; a usage error is invalid input: clap's message on stderr, the
+/// JSON error on stdout, exit 2.
+fn usage_error(error: clap::Error, args: &[OsString]) -> ExitCode {
+    use clap::error::ErrorKind as ClapKind;
+    if matches!(
+        error.kind(),
+        ClapKind::DisplayHelp
+            | ClapKind::DisplayVersion
+            | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return ExitCode::from(
+            if error.kind() == ClapKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                exit::INVALID_INPUT
+            } else {
+                exit::OK
+            },
+        );
+    }
+    let _ = error.print();
+    let rendered = error.render().to_string();
+    let reason = rendered
+        .lines()
+        .next()
+        .map(|line| line.trim_start_matches("error: ").to_string())
+        .unwrap_or_else(|| error.kind().to_string());
+    let command_error = CommandError::input("arguments", reason);
+    let outcome = failure(&command_error, is_run_invocation(args));
+    ExitCode::from(print(&outcome))
+}
+
+/// Whether the arguments name the `run` subcommand (for the shape of the
+/// error document when they cannot be parsed).
+fn is_run_invocation(args: &[OsString]) -> bool {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.to_str() {
+            Some("--log-format") => {
+                rest.next();
+            }
+            Some(flag) if flag.starts_with('-') => {}
+            Some(word) => return word == "run",
+            None => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("lb-dfaas").chain(args.iter().copied())).unwrap()
+    }
+
+    fn run_with_stdin(args: &[&str], stdin: &str) -> (Value, u8) {
+        let mut reader = stdin.as_bytes();
+        let outcome = execute(&cli(args), Some(&mut reader));
+        let value = serde_json::from_str(&outcome.stdout).unwrap();
+        (value, outcome.exit_code)
+    }
+
+    #[test]
+    fn validate_ok_with_warnings() {
+        let (value, code) = run_with_stdin(&["validate"], r#"{"config": {"typo": 1}, "extra": 2}"#);
+        assert_eq!(code, 0);
+        assert_eq!(
+            value,
+            json!({"ok": true, "warnings": ["unknown request field `extra` ignored", "unknown field `typo` ignored"]})
+        );
+    }
+
+    #[test]
+    fn invalid_stdin_is_exit_2_naming_stdin() {
+        let cases = [
+            ("", "stdin", "empty input"),
+            (
+                "{\"config\": ",
+                "stdin",
+                "malformed JSON: EOF while parsing a value at line 1 column 11",
+            ),
+            ("[1]", "stdin", "must be a JSON object"),
+            (
+                r#"{"context": {"repetition": "x"}}"#,
+                "context.repetition",
+                "invalid type",
+            ),
+            (
+                r#"{"config": {"functions": [{"name": "a"}, {"name": 5}]}}"#,
+                "functions[1].name",
+                "invalid type: integer `5`, expected a string",
+            ),
+        ];
+        for (stdin, field, reason) in cases {
+            let (value, code) = run_with_stdin(&["validate"], stdin);
+            assert_eq!(code, 2, "{stdin}");
+            assert_eq!(value["ok"], json!(false));
+            assert_eq!(value["error"]["type"], json!("invalid_input"));
+            let first = &value["error"]["context"]["errors"][0];
+            assert_eq!(first["field"], json!(field), "{stdin}: {value}");
+            assert!(
+                first["reason"].as_str().unwrap().contains(reason),
+                "{stdin}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn terminal_stdin_is_refused() {
+        let outcome = execute(&cli(&["validate"]), None);
+        assert_eq!(outcome.exit_code, 2);
+        assert!(outcome.stdout.contains("no request on stdin"));
+    }
+
+    #[test]
+    fn run_reports_invalid_input_as_a_result() {
+        let (value, code) = run_with_stdin(&["run"], r#"{"config": {"k6_port": 0}}"#);
+        assert_eq!(code, 2);
+        let result: RunResult = serde_json::from_value(value).unwrap();
+        assert_eq!(result.returncode, 2);
+        assert!(!result.success);
+        assert_eq!(
+            result.error.unwrap().context["errors"][0]["field"],
+            json!("k6_port")
+        );
+    }
+
+    #[test]
+    fn unwired_commands_are_internal_errors_after_validation() {
+        for args in [&["plan"][..], &["script", "--pairs", "figlet=10"], &["run"]] {
+            let (value, code) = run_with_stdin(args, r#"{"config": {}}"#);
+            assert_eq!(code, 1, "{args:?}");
+            // Both document shapes keep the error under `error`.
+            let error = &value["error"];
+            assert_eq!(error["type"], json!("internal"));
+            assert!(error["message"].as_str().unwrap().contains("not wired yet"));
+        }
+    }
+
+    #[test]
+    fn script_selectors() {
+        let config = config::load_request(&Request {
+            config: json!({"functions": [{"name": "figlet"}, {"name": "env"}]}),
+            context: Context::default(),
+        })
+        .unwrap()
+        .config;
+        let pairs = |text: &str| parse_pairs(text, &config);
+        let parsed = pairs("figlet=10, env=20").unwrap();
+        assert_eq!(parsed[0].0.as_str(), "figlet");
+        assert_eq!(parsed[1], (FunctionName::parse("env").unwrap(), 20));
+        for bad in [
+            "figlet",
+            "figlet=x",
+            "figlet=-1",
+            "nope=1",
+            "figlet=1,figlet=2",
+            "Figlet=1",
+            "",
+        ] {
+            let error = pairs(bad).unwrap_err();
+            assert_eq!(
+                error.to_error_info().context["errors"][0]["field"],
+                json!("--pairs"),
+                "{bad}"
+            );
+        }
+        assert!(parse_config_id("0123456789ab").is_ok());
+        for bad in [
+            "0123456789AB",
+            "0123456789a",
+            "0123456789abc",
+            "../../etc/pa",
+        ] {
+            assert!(parse_config_id(bad).is_err(), "{bad}");
+        }
+        // The selector is checked before the command runs.
+        let (value, code) =
+            run_with_stdin(&["script", "--config-id", "nothex"], r#"{"config": {}}"#);
+        assert_eq!(code, 2);
+        assert_eq!(
+            value["error"]["context"]["errors"][0]["field"],
+            json!("--config-id")
+        );
+    }
+
+    #[test]
+    fn install_root_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let exe_dir = root.join("target/debug");
+        std::fs::create_dir_all(&exe_dir).unwrap();
+        let built = Path::new("/built/from");
+        // Nothing holds ansible/: the source tree.
+        assert_eq!(choose_install_root(None, Some(&exe_dir), built), built);
+        // cargo layout: target/debug/../../ansible.
+        std::fs::create_dir(root.join("ansible")).unwrap();
+        assert_eq!(choose_install_root(None, Some(&exe_dir), built), root);
+        // Next to the binary wins over further up.
+        std::fs::create_dir(exe_dir.join("ansible")).unwrap();
+        assert_eq!(choose_install_root(None, Some(&exe_dir), built), exe_dir);
+        // The environment wins over everything.
+        assert_eq!(
+            choose_install_root(Some(PathBuf::from("/opt/lb-dfaas")), Some(&exe_dir), built),
+            Path::new("/opt/lb-dfaas")
+        );
+    }
+
+    #[test]
+    fn run_detection_for_usage_errors() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(is_run_invocation(&args(&["lb-dfaas", "run", "--bogus"])));
+        assert!(is_run_invocation(&args(&[
+            "lb-dfaas",
+            "--log-format",
+            "json",
+            "run"
+        ])));
+        assert!(!is_run_invocation(&args(&["lb-dfaas", "validate", "run"])));
+        assert!(!is_run_invocation(&args(&["lb-dfaas"])));
+    }
 }

@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod protocol;
+pub mod report;

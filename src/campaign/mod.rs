@@ -1,3 +1,596 @@
-//! The campaign loop: baseline, skips, cooldown, k6, metrics, verdicts, rows.
+//! The campaign loop (SPEC §4): baseline, dominance and index skips,
+//! cooldown, k6, summary, replicas, metrics, verdicts, rows.
+//!
+//! The loop owns ordering and durability: every row is appended (and
+//! flushed) before the next step, the index row only after a
+//! configuration's last iteration, so a run killed at any instant loses at
+//! most the iteration in flight and a rerun resumes where it stopped. It
+//! does no I/O of its own beyond the dataset: k6 and measurements come in
+//! through the [`services`] traits, progress goes out as events.
 
+pub mod cooldown;
+pub mod live;
+pub mod row;
+pub mod services;
+pub mod stop;
 pub mod verdict;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use crate::config::{Config, FunctionName};
+use crate::events::{Emitter, Level};
+use crate::k6::{script, summary};
+use crate::metrics::meter::IterationMetrics;
+use crate::output::resume::CompletedIterations;
+use crate::output::row::{index_entry, skipped_to_protocol};
+use crate::output::{self, artifact, Dataset, MetricsRow, OutputError};
+use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
+use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
+
+use cooldown::CooldownEnd;
+use services::{LoadError, LoadGenerator, LoadJob, Measurements};
+use stop::Stop;
+use verdict::NodeReading;
+
+/// Where and as what this run happens (from the request context).
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub host: String,
+    pub run_id: String,
+    pub repetition: u32,
+    pub output_dir: PathBuf,
+}
+
+/// Why a campaign could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// The output directory holds files this campaign must not touch
+    /// (another header, unreadable index): an input error.
+    #[error("output directory {dir}: {source}")]
+    Dataset {
+        dir: PathBuf,
+        #[source]
+        source: OutputError,
+    },
+}
+
+/// What a campaign did; the caller turns it into the protocol result.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub result: RunResult,
+    /// Configurations that failed operationally (cooldown timeout, k6/SSH
+    /// error, missing summary metrics).
+    pub failed_configs: u32,
+    pub interrupted: bool,
+}
+
+/// Runs the whole campaign.
+pub async fn run<L: LoadGenerator, M: Measurements>(
+    config: &Config,
+    ctx: &RunContext,
+    load: &mut L,
+    meter: &M,
+    cores: f64,
+    emitter: &Emitter,
+    stop: &Stop,
+) -> Result<Outcome, CampaignError> {
+    Campaign::open(config, ctx, cores, emitter)?
+        .execute(load, meter, stop)
+        .await
+}
+
+/// The state of one campaign.
+struct Campaign<'a> {
+    config: &'a Config,
+    ctx: &'a RunContext,
+    emitter: &'a Emitter,
+    cores: f64,
+    names: Vec<FunctionName>,
+    dataset: Dataset,
+    indexed: HashSet<ConfigKey>,
+    /// Iterations already in results.csv for configurations not yet indexed
+    /// (a run killed mid-configuration).
+    partial: HashMap<ConfigKey, CompletedIterations>,
+    skipped_before: HashSet<ConfigKey>,
+    memory: OverloadMemory,
+    outcome: Outcome,
+}
+
+/// How one configuration ended.
+enum ConfigEnd {
+    Done,
+    Failed,
+    Interrupted,
+}
+
+impl<'a> Campaign<'a> {
+    fn open(
+        config: &'a Config,
+        ctx: &'a RunContext,
+        cores: f64,
+        emitter: &'a Emitter,
+    ) -> Result<Self, CampaignError> {
+        let names: Vec<FunctionName> = config.functions.iter().map(|f| f.name.clone()).collect();
+        let dataset_err = |source| CampaignError::Dataset {
+            dir: ctx.output_dir.clone(),
+            source,
+        };
+        let (dataset, torn) = Dataset::open(&ctx.output_dir, &names).map_err(dataset_err)?;
+        for line in torn {
+            emitter.log(Level::Warning, line.to_string());
+        }
+        let indexed: HashSet<ConfigKey> = dataset
+            .read_index()
+            .map_err(dataset_err)?
+            .indexed()
+            .iter()
+            .cloned()
+            .collect();
+        let completed = dataset.completed_iterations().map_err(dataset_err)?;
+        let skipped_before = dataset.skipped_keys().map_err(dataset_err)?;
+        // Rebuild the overload memory from what earlier runs measured, so
+        // a rerun skips the same dominated configurations.
+        let mut memory = OverloadMemory::new();
+        let mut partial = HashMap::new();
+        for (key, done) in completed {
+            if indexed.contains(&key) {
+                if verdict::config_overloaded(done.overloaded, done.rows) {
+                    if let Some(config) = configuration_of(&key) {
+                        memory.remember(&config);
+                    }
+                }
+            } else {
+                partial.insert(key, done);
+            }
+        }
+        let mut outcome = Outcome::default();
+        outcome.result.dfaas_functions = names.iter().map(|n| n.to_string()).collect();
+        Ok(Campaign {
+            config,
+            ctx,
+            emitter,
+            cores,
+            names,
+            dataset,
+            indexed,
+            partial,
+            skipped_before,
+            memory,
+            outcome,
+        })
+    }
+
+    async fn execute<L: LoadGenerator, M: Measurements>(
+        mut self,
+        load: &mut L,
+        meter: &M,
+        stop: &Stop,
+    ) -> Result<Outcome, CampaignError> {
+        let baseline = meter.node_snapshot().await;
+        self.warn_all(baseline.warnings);
+        let baseline = baseline.value;
+        self.emitter.status(
+            "running",
+            Level::Info,
+            format!(
+                "baseline: cpu {:.3} %, ram {:.0} B ({:.3} %), power {:.3}; {} cores",
+                baseline.cpu_pct,
+                baseline.ram_bytes,
+                baseline.ram_pct,
+                baseline.power_uw,
+                self.cores
+            ),
+        );
+        let plan = Plan::new(self.config);
+        for configuration in plan.iter() {
+            if stop.is_stopped() {
+                self.outcome.interrupted = true;
+                break;
+            }
+            if let Some(reason) = self.skip_reason(&configuration) {
+                self.skip(&configuration, reason)?;
+                continue;
+            }
+            match self
+                .run_configuration(&configuration, &baseline, load, meter, stop)
+                .await?
+            {
+                ConfigEnd::Done => {}
+                ConfigEnd::Failed => self.outcome.failed_configs += 1,
+                ConfigEnd::Interrupted => {
+                    self.outcome.interrupted = true;
+                    break;
+                }
+            }
+        }
+        self.finish();
+        Ok(self.outcome)
+    }
+
+    fn skip_reason(&self, configuration: &Configuration) -> Option<SkipReason> {
+        if self.memory.dominates_any(configuration) {
+            Some(SkipReason::DominatedByOverload)
+        } else if self.indexed.contains(&configuration.key()) {
+            Some(SkipReason::AlreadyIndexed)
+        } else {
+            None
+        }
+    }
+
+    /// Records a skip: an event, the protocol row, and a skipped.csv row
+    /// for dominated configurations (not already there from an earlier run).
+    fn skip(
+        &mut self,
+        configuration: &Configuration,
+        reason: SkipReason,
+    ) -> Result<(), CampaignError> {
+        let id = configuration.config_id();
+        self.emitter.status(
+            "skipped",
+            Level::Info,
+            format!(
+                "config {id} skipped ({}): {}",
+                reason.as_str(),
+                label(configuration)
+            ),
+        );
+        if reason == SkipReason::DominatedByOverload {
+            self.append_skipped(configuration)?;
+        } else {
+            self.push_skipped_row(configuration);
+        }
+        Ok(())
+    }
+
+    fn append_skipped(&mut self, configuration: &Configuration) -> Result<(), CampaignError> {
+        let key = configuration.key();
+        if self.skipped_before.insert(key) {
+            self.dataset
+                .append_skipped(configuration)
+                .map_err(|source| self.dataset_error(source))?;
+        }
+        self.push_skipped_row(configuration);
+        Ok(())
+    }
+
+    fn push_skipped_row(&mut self, configuration: &Configuration) {
+        if let Ok(row) = skipped_to_protocol(configuration, &self.names) {
+            self.outcome.result.dfaas_skipped.push(row);
+        }
+    }
+
+    async fn run_configuration<L: LoadGenerator, M: Measurements>(
+        &mut self,
+        configuration: &Configuration,
+        baseline: &NodeReading,
+        load: &mut L,
+        meter: &M,
+        stop: &Stop,
+    ) -> Result<ConfigEnd, CampaignError> {
+        let id = configuration.config_id();
+        let key = configuration.key();
+        let done = self.partial.remove(&key).unwrap_or_default();
+        let pairs: Vec<(FunctionName, u64)> =
+            configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
+        let script = script::render(&script::ScriptInput {
+            gateway_url: &self.config.gateway_url,
+            duration_text: &self.config.duration_text,
+            duration: self.config.duration,
+            functions: &self.config.functions,
+            pairs: &pairs,
+            request_timeout: script::DEFAULT_REQUEST_TIMEOUT,
+        });
+        let script_path = artifact::write_script(self.dataset.dir(), &id, &script)
+            .map_err(|source| self.dataset_error(source))?;
+        self.artifact(script_path);
+        self.outcome.result.dfaas_scripts.push(ScriptEntry {
+            config_id: id.to_string(),
+            script: script.clone(),
+        });
+        self.emitter.status(
+            "running",
+            Level::Info,
+            format!("config {id} started: {}", label(configuration)),
+        );
+        let iterations = self.config.iterations;
+        let mut overloaded = done.overloaded;
+        if done.rows > 0 {
+            self.emitter.log(
+                Level::Info,
+                format!(
+                    "config {id}: resuming after {} completed iteration(s)",
+                    done.rows
+                ),
+            );
+        }
+        for iteration in (done.rows + 1)..=iterations {
+            let step = self
+                .run_iteration(
+                    configuration,
+                    &id,
+                    iteration,
+                    &pairs,
+                    &script,
+                    baseline,
+                    load,
+                    meter,
+                    stop,
+                )
+                .await?;
+            match step {
+                IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
+                IterationEnd::Failed(reason) => {
+                    self.emitter.status(
+                        "failed",
+                        Level::Error,
+                        format!("config {id} failed at iteration {iteration}: {reason}"),
+                    );
+                    self.append_skipped(configuration)?;
+                    return Ok(ConfigEnd::Failed);
+                }
+                IterationEnd::Interrupted => return Ok(ConfigEnd::Interrupted),
+            }
+        }
+        self.dataset
+            .append_index(&key)
+            .map_err(|source| self.dataset_error(source))?;
+        self.outcome.result.dfaas_index.push(index_entry(&key));
+        self.indexed.insert(key);
+        if verdict::config_overloaded(overloaded, iterations) {
+            self.memory.remember(configuration);
+            self.emitter.status(
+                "overloaded",
+                Level::Warning,
+                format!(
+                    "config {id} overloaded in {overloaded} of {iterations} iterations: configurations dominating it will be skipped"
+                ),
+            );
+        }
+        self.emitter
+            .status("done", Level::Info, format!("config {id} finished"));
+        Ok(ConfigEnd::Done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_iteration<L: LoadGenerator, M: Measurements>(
+        &mut self,
+        configuration: &Configuration,
+        id: &ConfigId,
+        iteration: u32,
+        pairs: &[(FunctionName, u64)],
+        script: &str,
+        baseline: &NodeReading,
+        load: &mut L,
+        meter: &M,
+        stop: &Stop,
+    ) -> Result<IterationEnd, CampaignError> {
+        let mut warnings = Vec::new();
+        let end = cooldown::wait_for_idle(
+            meter,
+            baseline,
+            &self.names,
+            &self.config.cooldown,
+            stop,
+            &mut |w| warnings.push(w),
+        )
+        .await;
+        self.warn_all(warnings);
+        let (idle, rest_seconds) = match end {
+            CooldownEnd::Idle { snapshot, rest_seconds } => (snapshot, rest_seconds),
+            CooldownEnd::Interrupted => return Ok(IterationEnd::Interrupted),
+            CooldownEnd::TimedOut { waited_seconds, last, replicas } => {
+                return Ok(IterationEnd::Failed(format!(
+                    "cooldown timeout after {waited_seconds} s (max {} s): cpu {:.3} vs baseline {:.3}, ram {:.0} vs {:.0}, replicas {:?}",
+                    self.config.cooldown.max_wait.as_secs(),
+                    last.cpu_pct,
+                    baseline.cpu_pct,
+                    last.ram_bytes,
+                    baseline.ram_bytes,
+                    replicas
+                )))
+            }
+        };
+        self.emitter.status(
+            "running",
+            Level::Info,
+            format!(
+                "config {id} iteration {iteration}/{} started after {rest_seconds} s of cooldown",
+                self.config.iterations
+            ),
+        );
+        let job = LoadJob {
+            config_id: id.as_str(),
+            iteration,
+            script,
+            duration: self.config.duration,
+        };
+        let emitter = self.emitter.clone();
+        let stream = self.config.k6.log_stream;
+        let mut on_line = move |line: &str| {
+            if stream {
+                emitter.log(Level::Info, format!("k6: {line}"));
+            }
+        };
+        let run = match load.run(job, &mut on_line, stop).await {
+            Ok(run) => run,
+            Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
+            Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
+        };
+        self.warn_all(run.warnings.clone());
+        let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
+            Ok(outcomes) => outcomes,
+            Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
+        };
+        let replicas = match meter.replicas().await {
+            Ok(replicas) => replicas,
+            Err(reason) => {
+                self.emitter.log(
+                    Level::Warning,
+                    format!("config {id} iteration {iteration}: replicas unknown, recorded as 0: {reason}"),
+                );
+                BTreeMap::new()
+            }
+        };
+        let metrics = meter
+            .iteration_metrics(configuration.functions(), run.started_at, run.ended_at)
+            .await;
+        self.warn_all(metrics.warnings);
+        let metrics = metrics.value;
+        let row = row::build_row(
+            &row::IterationMeasures {
+                outcomes: &outcomes,
+                replicas: &replicas,
+                metrics: &metrics,
+                idle: &idle,
+                rest_seconds,
+                cores: self.cores,
+            },
+            &self.config.overload,
+        );
+        self.dataset
+            .append_result(&row)
+            .map_err(|source| self.dataset_error(source))?;
+        let node_overloaded = row.node.overloaded;
+        self.record_iteration(id, iteration, &row, run.summary, &metrics)?;
+        if node_overloaded {
+            self.emitter.status(
+                "overloaded",
+                Level::Warning,
+                format!("config {id} iteration {iteration}: node overloaded"),
+            );
+        }
+        Ok(IterationEnd::Row {
+            overloaded: node_overloaded,
+        })
+    }
+
+    /// Artifacts and protocol entries of a finished iteration.
+    fn record_iteration(
+        &mut self,
+        id: &ConfigId,
+        iteration: u32,
+        row: &output::ResultRow,
+        summary: serde_json::Value,
+        metrics: &IterationMetrics,
+    ) -> Result<(), CampaignError> {
+        let repetition = self.ctx.repetition;
+        let metrics_row = MetricsRow {
+            cpu_usage_node: metrics.cpu_usage_node,
+            ram_usage_node: metrics.ram_usage_node,
+            ram_usage_node_pct: metrics.ram_usage_node_pct,
+            power_usage_node: metrics.power_usage_node,
+            functions: metrics
+                .functions
+                .iter()
+                .filter_map(|(name, m)| {
+                    FunctionName::parse(name).ok().map(|n| {
+                        (
+                            n,
+                            output::FunctionMetrics {
+                                cpu_usage: m.cpu,
+                                ram_usage: m.ram,
+                                power_usage: m.power,
+                            },
+                        )
+                    })
+                })
+                .collect(),
+        };
+        let dir = self.dataset.dir().to_path_buf();
+        let summary_path = artifact::write_summary(&dir, id, iteration, repetition, &summary)
+            .map_err(|source| self.dataset_error(source))?;
+        let metrics_path =
+            artifact::write_metrics(&dir, id, iteration, repetition, &self.names, &metrics_row)
+                .map_err(|source| self.dataset_error(source))?;
+        self.artifact(summary_path);
+        self.artifact(metrics_path);
+        if let Ok(json) = row.to_protocol(&self.names) {
+            self.outcome.result.dfaas_results.push(json);
+        }
+        self.outcome.result.dfaas_summaries.push(SummaryEntry {
+            config_id: id.to_string(),
+            iteration,
+            summary,
+        });
+        self.outcome.result.dfaas_metrics.push(MetricsEntry {
+            config_id: id.to_string(),
+            iteration,
+            metrics: metrics_row.to_json(),
+        });
+        Ok(())
+    }
+
+    fn artifact(&mut self, path: PathBuf) {
+        let text = path.display().to_string();
+        if !self.outcome.result.artifacts.contains(&text) {
+            self.outcome.result.artifacts.push(text);
+        }
+    }
+
+    fn warn_all(&self, warnings: Vec<String>) {
+        for warning in warnings {
+            tracing::warn!("{warning}");
+            self.emitter.log(Level::Warning, warning);
+        }
+    }
+
+    fn dataset_error(&self, source: OutputError) -> CampaignError {
+        CampaignError::Dataset {
+            dir: self.ctx.output_dir.clone(),
+            source,
+        }
+    }
+
+    fn finish(&mut self) {
+        for path in [
+            self.dataset.results_path().to_path_buf(),
+            self.dataset.skipped_path().to_path_buf(),
+            self.dataset.index_path().to_path_buf(),
+        ] {
+            self.artifact(path);
+        }
+        let result = &mut self.outcome.result;
+        result.interrupted = self.outcome.interrupted;
+        let code = if self.outcome.interrupted {
+            protocol::exit::INTERRUPTED
+        } else if self.outcome.failed_configs > 0 {
+            protocol::exit::CONFIG_FAILED
+        } else {
+            protocol::exit::OK
+        };
+        result.returncode = i32::from(code);
+        result.success = code == protocol::exit::OK;
+    }
+}
+
+/// How one iteration ended.
+enum IterationEnd {
+    Row { overloaded: bool },
+    Failed(String),
+    Interrupted,
+}
+
+/// The configuration an index key names (`None` for names that are not
+/// valid function names, which no configuration of ours can have).
+fn configuration_of(key: &ConfigKey) -> Option<Configuration> {
+    let pairs: Option<Vec<(FunctionName, u64)>> = key
+        .functions()
+        .iter()
+        .zip(key.rates())
+        .map(|(f, r)| FunctionName::parse(f).ok().map(|n| (n, *r)))
+        .collect();
+    Configuration::from_pairs(pairs?).ok()
+}
+
+/// `env=0, figlet=10` for messages.
+fn label(configuration: &Configuration) -> String {
+    configuration
+        .pairs()
+        .map(|(f, r)| format!("{f}={r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests;

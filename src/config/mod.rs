@@ -6,15 +6,29 @@
 //! never re-checks a field. This module owns config loading (request,
 //! `--config FILE`, `config_path`, deep merge of `common` + `plugins.dfaas`)
 //! and never touches the network.
+//!
+//! Entry points: [`load_request`] (a request envelope, as lb sends it),
+//! [`load_file`] (`--config FILE`), [`json_schema`] (for `describe`).
+//! Errors name the field (`functions[1].name`) and the reason, and list
+//! every problem found, not just the first.
 
+mod endpoint;
 mod name;
+mod python_random;
+mod rates;
+pub mod raw;
+mod source;
+mod validate;
 
 pub use name::{FunctionName, NameError};
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::protocol::{Context, Request};
+use raw::RawConfig;
 
 /// A validated campaign configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,3 +211,159 @@ impl fmt::Display for Secret {
         f.write_str("(redacted)")
     }
 }
+
+/// A validated config and the warnings noticed on the way (unknown fields,
+/// deprecated fields, unseeded random rates). The caller reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// One problem with one field. `field` is a path such as
+/// `functions[1].name` or `rate_strategy.max_rate`; `reason` never
+/// contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Why a config could not be loaded. Every variant is invalid input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Fields with wrong types or values.
+    #[error("invalid configuration: {}", join_errors(.0))]
+    Invalid(Vec<FieldError>),
+    /// A config file that cannot be used. `origin` says where its name came
+    /// from (`config_path`, `--config`).
+    #[error("{origin}: cannot use {}: {reason}", .path.display())]
+    File {
+        origin: String,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+fn join_errors(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid(vec![FieldError::new(field, reason)])
+    }
+
+    /// The problems as field errors (a file error is reported against the
+    /// field or flag that named the file).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            ConfigError::Invalid(errors) => errors.clone(),
+            ConfigError::File {
+                origin,
+                path,
+                reason,
+            } => vec![FieldError::new(
+                origin.clone(),
+                format!("{}: {reason}", path.display()),
+            )],
+        }
+    }
+}
+
+/// Loads and validates the config of a request: `config_path` (if any)
+/// first, the request's own fields on top, then every check.
+pub fn load_request(request: &Request) -> Result<Loaded, ConfigError> {
+    let merged = source::apply_config_path(request.config.clone())?;
+    from_value(&merged, &request.context)
+}
+
+/// What `--config FILE` yields: the request to run (context included).
+///
+/// A file holding a request envelope (`config` + `context`) gives that
+/// request; any other file gives a request with an empty context whose
+/// config is the file's (`common` + `plugins.dfaas` merged, or the whole
+/// mapping).
+pub fn read_request_file(path: &Path) -> Result<Request, ConfigError> {
+    match source::read_config_file(path, "--config")? {
+        source::FileContents::Request(request) => Ok(request),
+        source::FileContents::Config(config) => Ok(Request {
+            config,
+            context: Context::default(),
+        }),
+    }
+}
+
+/// Loads and validates a config file (see [`read_request_file`]) against
+/// `context`; a request envelope's own context is replaced by `context`.
+pub fn load_file(path: &Path, context: &Context) -> Result<Loaded, ConfigError> {
+    let mut request = read_request_file(path)?;
+    request.context = context.clone();
+    load_request(&request)
+}
+
+/// Parses and validates a merged config (no `config_path` left to apply).
+fn from_value(value: &serde_json::Value, context: &Context) -> Result<Loaded, ConfigError> {
+    let parsed = RawConfig::from_value(value).map_err(ConfigError::Invalid)?;
+    let mut warnings: Vec<String> = parsed
+        .unknown_fields
+        .iter()
+        .map(|field| format!("unknown field `{field}` ignored"))
+        .collect();
+    let machine = validate::Machine::current();
+    let validated =
+        validate::validate(parsed.config, context, &machine).map_err(ConfigError::Invalid)?;
+    warnings.extend(validated.warnings);
+    Ok(Loaded {
+        config: validated.config,
+        warnings,
+    })
+}
+
+/// JSON Schema (draft 2020-12) of the config as received.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(RawConfig).to_value()
+}
+
+/// `$HOME`, if set and not empty.
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Expands a leading `~` or `~/` with `home`; other paths (including
+/// `~user/...`) are unchanged.
+pub(crate) fn expand_home(path: &str, home: Option<&Path>) -> Result<PathBuf, String> {
+    let rest = match path.strip_prefix('~') {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => &rest[1..],
+        _ => return Ok(PathBuf::from(path)),
+    };
+    match home {
+        Some(home) => Ok(home.join(rest)),
+        None => Err(format!("cannot expand ~ in {path:?}: HOME is not set")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,17 @@
 //! Measurements: Prometheus queries and the gateway's replica counts.
+//!
+//! - [`queries`]: the query file (lb's `queries.yml` format, bundled
+//!   default) and PromQL rendering — pure;
+//! - [`prometheus`]: the HTTP client and the reduction of answers to one
+//!   number (series summed per timestamp, averaged over time);
+//! - [`meter`]: node snapshots, per-iteration metrics and the core count,
+//!   with failures turned into NaN plus warnings;
+//! - [`gateway`]: replicas from the OpenFaaS gateway.
+//!
+//! Nothing here prints; warnings are returned as data for the caller to
+//! report.
+
+pub mod gateway;
+pub mod meter;
+pub mod prometheus;
+pub mod queries;

@@ -1,0 +1,123 @@
+//! The real services behind the campaign traits: k6 over the multiplexed
+//! SSH runner, Prometheus through the meter, replicas from the gateway.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, FunctionName};
+use crate::k6::runner::{K6Job, K6Runner, RunnerError};
+use crate::k6::script::DEFAULT_REQUEST_TIMEOUT;
+use crate::metrics::gateway::GatewayClient;
+use crate::metrics::meter::{IterationMetrics, Meter};
+use crate::metrics::prometheus::Measured;
+
+use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
+use super::stop::Stop;
+use super::verdict::NodeReading;
+
+/// Time k6 may take beyond its scenario duration before it is stopped:
+/// start-up, the graceful stop (request timeout + 1 s) and the summary.
+const RUNTIME_MARGIN: Duration = Duration::from_secs(60);
+
+/// k6 on the remote host.
+pub struct RemoteK6 {
+    runner: K6Runner,
+    host: String,
+    run_id: String,
+    outputs: Vec<String>,
+    tags: BTreeMap<String, String>,
+}
+
+impl RemoteK6 {
+    /// `host` and `run_id` name the workspace; the standard tags (run_id,
+    /// component, workload, repetition) are merged over `k6_tags`.
+    pub fn new(
+        runner: K6Runner,
+        config: &Config,
+        host: &str,
+        run_id: &str,
+        repetition: u32,
+    ) -> Self {
+        let mut tags = config.k6.tags.clone();
+        tags.insert("run_id".into(), run_id.into());
+        tags.insert("component".into(), "k6".into());
+        tags.insert("workload".into(), "dfaas".into());
+        tags.insert("repetition".into(), repetition.to_string());
+        RemoteK6 {
+            runner,
+            host: host.to_string(),
+            run_id: run_id.to_string(),
+            outputs: config.k6.outputs.clone(),
+            tags,
+        }
+    }
+
+    /// Stops whatever still runs remotely and closes the connection.
+    pub async fn close(self) -> Result<(), RunnerError> {
+        self.runner.close().await
+    }
+}
+
+impl LoadGenerator for RemoteK6 {
+    async fn run(
+        &mut self,
+        job: LoadJob<'_>,
+        on_line: &mut (dyn FnMut(&str) + Send),
+        stop: &Stop,
+    ) -> Result<LoadRun, LoadError> {
+        let k6_job = K6Job {
+            host: &self.host,
+            run_id: &self.run_id,
+            config_id: job.config_id,
+            script: job.script,
+            outputs: &self.outputs,
+            tags: &self.tags,
+            max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
+        };
+        match self.runner.run(&k6_job, on_line, stop.stopped()).await {
+            Ok(run) => Ok(LoadRun {
+                summary: run.summary,
+                started_at: run.started_at,
+                ended_at: run.ended_at,
+                warnings: run.warnings,
+            }),
+            Err(RunnerError::Interrupted { .. }) => Err(LoadError::Interrupted),
+            Err(e) => Err(LoadError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// Prometheus and the gateway.
+pub struct LiveMeasurements {
+    pub meter: Meter,
+    pub gateway: GatewayClient,
+}
+
+impl Measurements for LiveMeasurements {
+    async fn node_snapshot(&self) -> Measured<NodeReading> {
+        let measured = self.meter.node_snapshot().await;
+        let s = measured.value;
+        Measured {
+            value: NodeReading {
+                cpu_pct: s.cpu,
+                ram_bytes: s.ram,
+                ram_pct: s.ram_pct,
+                power_uw: s.power,
+            },
+            warnings: measured.warnings,
+        }
+    }
+
+    async fn iteration_metrics(
+        &self,
+        functions: &[FunctionName],
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Measured<IterationMetrics> {
+        self.meter.iteration_metrics(functions, start, end).await
+    }
+
+    async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
+        self.gateway.replicas().await.map_err(|e| e.to_string())
+    }
+}

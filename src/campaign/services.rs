@@ -1,0 +1,79 @@
+//! What the campaign loop needs from the outside world, as two small
+//! traits: a load generator (k6 on the remote host) and a measurement
+//! source (Prometheus + the gateway). The loop takes them as parameters so
+//! unit tests can drive it with in-memory fakes; `run` wires the real ones.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use crate::config::FunctionName;
+use crate::metrics::meter::IterationMetrics;
+use crate::metrics::prometheus::Measured;
+
+use super::stop::Stop;
+use super::verdict::NodeReading;
+
+/// One k6 run to perform.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadJob<'a> {
+    pub config_id: &'a str,
+    pub iteration: u32,
+    pub script: &'a str,
+    /// k6's scenario duration (the run itself takes a little longer).
+    pub duration: Duration,
+}
+
+/// A finished k6 run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRun {
+    /// k6's `--summary-export` document.
+    pub summary: serde_json::Value,
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+    /// Things worth telling the user (e.g. k6 exit 99 with a summary).
+    pub warnings: Vec<String>,
+}
+
+/// Why a k6 run produced no usable summary.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    /// Stopped on request (signal or stop file).
+    #[error("interrupted")]
+    Interrupted,
+    /// The run failed (SSH, k6 exit code, missing summary); the message
+    /// carries the remote details.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs k6 scripts.
+pub trait LoadGenerator {
+    /// Runs `job`, handing every k6 output line to `on_line` while it runs;
+    /// returns early with [`LoadError::Interrupted`] once `stop` fires,
+    /// after the remote k6 is gone.
+    fn run(
+        &mut self,
+        job: LoadJob<'_>,
+        on_line: &mut (dyn FnMut(&str) + Send),
+        stop: &Stop,
+    ) -> impl Future<Output = Result<LoadRun, LoadError>>;
+}
+
+/// Reads node and function measurements. Failed readings are NaN plus a
+/// warning, never an error: only replicas can fail, and the loop decides.
+pub trait Measurements {
+    /// The node right now (instant queries).
+    fn node_snapshot(&self) -> impl Future<Output = Measured<NodeReading>>;
+
+    /// Averages over `[start, end]` for the node and `functions`.
+    fn iteration_metrics(
+        &self,
+        functions: &[FunctionName],
+        start: SystemTime,
+        end: SystemTime,
+    ) -> impl Future<Output = Measured<IterationMetrics>>;
+
+    /// Replica counts by function name, from the gateway.
+    fn replicas(&self) -> impl Future<Output = Result<BTreeMap<String, u64>, String>>;
+}

@@ -1,0 +1,535 @@
+//! The loop driven by in-memory services: ordering, skips, durability and
+//! resume, failures and stops. The real services are exercised end to end
+//! in tests/e2e_*.rs.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value};
+
+use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
+use super::stop::{Stop, StopHandle};
+use super::verdict::NodeReading;
+use super::{run, RunContext};
+use crate::config::{
+    Combinations, Config, Cooldown, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload,
+    RateStrategy,
+};
+use crate::events::{Emitter, EventOrigin, MemorySink};
+use crate::k6::metric_names;
+use crate::metrics::meter::{FunctionMetrics, IterationMetrics};
+use crate::metrics::prometheus::Measured;
+
+fn name(n: &str) -> FunctionName {
+    FunctionName::parse(n).unwrap()
+}
+
+fn config(functions: &[&str], rates: &[u64], iterations: u32) -> Config {
+    Config {
+        k6: K6Host {
+            host: "127.0.0.1".into(),
+            user: "root".into(),
+            ssh_key: "/nonexistent".into(),
+            port: 22,
+            workspace_root: "/root/.dfaas-k6".into(),
+            outputs: vec![],
+            tags: BTreeMap::new(),
+            log_stream: true,
+        },
+        gateway_url: "http://127.0.0.1:31112".into(),
+        prometheus_url: "http://127.0.0.1:30411".into(),
+        openfaas_auth: None,
+        functions: functions
+            .iter()
+            .map(|f| FunctionSpec {
+                name: name(f),
+                method: HttpMethod::Get,
+                body: String::new(),
+                headers: BTreeMap::new(),
+                max_rate: None,
+            })
+            .collect(),
+        rates: rates.to_vec(),
+        rate_strategy: RateStrategy::Custom {
+            rates: rates.to_vec(),
+        },
+        combinations: Combinations {
+            min_functions: 1,
+            max_functions: 2,
+        },
+        duration: Duration::from_secs(2),
+        duration_text: "2s".into(),
+        iterations,
+        cooldown: Cooldown {
+            max_wait: Duration::from_secs(20),
+            sleep_step: Duration::from_secs(5),
+            idle_threshold_pct: 15.0,
+        },
+        overload: Overload {
+            cpu_overload_pct_of_capacity: 80.0,
+            ram_overload_pct: 90.0,
+            success_rate_node_min: 0.95,
+            success_rate_function_min: 0.90,
+            replicas_overload_threshold: 15,
+        },
+        queries_path: None,
+        scaphandre_enabled: false,
+        function_pid_regexes: BTreeMap::new(),
+        output_dir: None,
+        run_id: None,
+    }
+}
+
+/// A k6 stand-in: every function answers all requests up to `capacity`
+/// req/s and only `capacity / rate` of them above. Records what it ran.
+struct FakeK6 {
+    capacity: u64,
+    runs: Vec<String>,
+    fail_config: Option<String>,
+    stop_after: Option<(usize, StopHandle)>,
+}
+
+impl FakeK6 {
+    fn new(capacity: u64) -> Self {
+        FakeK6 {
+            capacity,
+            runs: vec![],
+            fail_config: None,
+            stop_after: None,
+        }
+    }
+}
+
+/// A k6 v1 summary for `rates` (function → rate) run for 2 s.
+fn summary(rates: &[(String, u64)], capacity: u64) -> Value {
+    let mut metrics = Map::new();
+    for (f, rate) in rates {
+        let ids = metric_names(&name(f));
+        let sent = rate * 2;
+        let ok = if *rate <= capacity {
+            sent
+        } else {
+            sent * capacity / rate
+        };
+        metrics.insert(ids.requests, json!({"count": sent, "rate": *rate}));
+        metrics.insert(
+            ids.success,
+            json!({"passes": ok, "fails": sent - ok, "value": ok as f64 / sent.max(1) as f64}),
+        );
+        metrics.insert(ids.latency, json!({"avg": 12.5, "count": sent}));
+        metrics.insert(ids.dropped, json!({"count": 0, "rate": 0}));
+    }
+    json!({ "metrics": metrics })
+}
+
+/// The (function, rate) pairs a fake script was rendered for, read back
+/// from the scenario names in it.
+fn pairs_in(script: &str, functions: &[&str]) -> Vec<(String, u64)> {
+    functions
+        .iter()
+        .filter_map(|f| {
+            let scenario = metric_names(&name(f)).scenario;
+            let at = script.find(&format!("{scenario}: {{"))?;
+            let rest = &script[at..];
+            let rate_at = rest.find("rate: ")? + "rate: ".len();
+            let digits: String = rest[rate_at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some((f.to_string(), digits.parse().ok()?))
+        })
+        .collect()
+}
+
+impl LoadGenerator for FakeK6 {
+    async fn run(
+        &mut self,
+        job: LoadJob<'_>,
+        on_line: &mut (dyn FnMut(&str) + Send),
+        _stop: &Stop,
+    ) -> Result<LoadRun, LoadError> {
+        self.runs.push(job.config_id.to_string());
+        on_line("running (00m02.0s), 0/1 VUs");
+        if let Some((after, handle)) = &self.stop_after {
+            if self.runs.len() > *after {
+                handle.stop();
+                return Err(LoadError::Interrupted);
+            }
+        }
+        if self.fail_config.as_deref() == Some(job.config_id) {
+            return Err(LoadError::Failed("ssh: connection reset".into()));
+        }
+        let pairs = pairs_in(job.script, &["env", "figlet"]);
+        Ok(LoadRun {
+            summary: summary(&pairs, self.capacity),
+            started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            ended_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_002),
+            warnings: vec![],
+        })
+    }
+}
+
+/// Quiet node, one replica each; `busy_polls` cooldown polls see a busy CPU first.
+struct FakeMeter {
+    busy_polls: RefCell<u32>,
+}
+
+impl FakeMeter {
+    fn quiet() -> Self {
+        FakeMeter {
+            busy_polls: RefCell::new(0),
+        }
+    }
+}
+
+impl Measurements for FakeMeter {
+    async fn node_snapshot(&self) -> Measured<NodeReading> {
+        let mut busy = self.busy_polls.borrow_mut();
+        let cpu = if *busy > 0 {
+            *busy -= 1;
+            150.0
+        } else {
+            10.0
+        };
+        Measured {
+            value: NodeReading {
+                cpu_pct: cpu,
+                ram_bytes: 1e9,
+                ram_pct: 20.0,
+                power_uw: f64::NAN,
+            },
+            warnings: vec![],
+        }
+    }
+
+    async fn iteration_metrics(
+        &self,
+        functions: &[FunctionName],
+        _start: SystemTime,
+        _end: SystemTime,
+    ) -> Measured<IterationMetrics> {
+        Measured {
+            value: IterationMetrics {
+                cpu_usage_node: 50.0,
+                ram_usage_node: 2e9,
+                ram_usage_node_pct: 30.0,
+                power_usage_node: f64::NAN,
+                functions: functions
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.to_string(),
+                            FunctionMetrics {
+                                cpu: 5.0,
+                                ram: 1e8,
+                                power: f64::NAN,
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+            warnings: vec!["power_usage_node: no series".into()],
+        }
+    }
+
+    async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
+        Ok([("env".to_string(), 1), ("figlet".to_string(), 1)].into())
+    }
+}
+
+fn ctx(dir: &Path) -> RunContext {
+    RunContext {
+        host: "node1".into(),
+        run_id: "run-1".into(),
+        repetition: 1,
+        output_dir: dir.to_path_buf(),
+    }
+}
+
+fn emitter() -> (Emitter, MemorySink) {
+    let sink = MemorySink::default();
+    (
+        Emitter::new(EventOrigin::default(), Arc::new(sink.clone())),
+        sink,
+    )
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env", "figlet"], &[0, 10, 20, 30], 1);
+    let (em, sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(10);
+    let out = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut k6,
+        &FakeMeter::quiet(),
+        2.0,
+        &em,
+        &stop,
+    )
+    .await
+    .unwrap();
+
+    // env:0 env:10 env:20(overloaded) | env:30 dominated; same for figlet.
+    assert_eq!(k6.runs.len(), 6, "{:?}", k6.runs);
+    assert_eq!(out.result.returncode, 0);
+    assert!(out.result.success);
+    assert_eq!(out.result.dfaas_results.len(), 6);
+    assert_eq!(out.result.dfaas_index.len(), 6);
+    let results = lines(&dir.path().join("results.csv"));
+    assert_eq!(results.len(), 7);
+    let skipped = lines(&dir.path().join("skipped.csv"));
+    assert_eq!(
+        skipped,
+        vec![
+            "function_env,rate_function_env,function_figlet,rate_function_figlet".to_string(),
+            "env,30,,".to_string(),
+            ",,figlet,30".to_string(),
+        ]
+    );
+    let index = lines(&dir.path().join("index.csv"));
+    assert_eq!(index[0], "functions;rates;results_file");
+    assert_eq!(index[3], "['env'];[20];results.csv");
+    let statuses: Vec<String> = sink.events().iter().map(|e| e.status.clone()).collect();
+    assert!(statuses.iter().any(|s| s == "overloaded"));
+    assert!(sink
+        .events()
+        .iter()
+        .any(|e| e.kind == "log" && e.message.starts_with("k6: running")));
+
+    // Same output directory again: nothing is sent, nothing is appended.
+    let mut again = FakeK6::new(10);
+    let out2 = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut again,
+        &FakeMeter::quiet(),
+        2.0,
+        &em,
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert!(again.runs.is_empty(), "{:?}", again.runs);
+    assert_eq!(out2.result.returncode, 0);
+    assert_eq!(lines(&dir.path().join("results.csv")), results);
+    assert_eq!(lines(&dir.path().join("skipped.csv")), skipped);
+    assert_eq!(out2.result.dfaas_skipped.len(), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_configuration_is_skipped_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10, 20], 1);
+    let (em, sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    k6.fail_config = Some(
+        crate::plan::Configuration::from_pairs([(name("env"), 10)])
+            .unwrap()
+            .config_id()
+            .to_string(),
+    );
+    let out = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut k6,
+        &FakeMeter::quiet(),
+        2.0,
+        &em,
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert_eq!(k6.runs.len(), 2);
+    assert_eq!(out.result.returncode, 1);
+    assert!(!out.result.success);
+    assert_eq!(out.failed_configs, 1);
+    assert_eq!(lines(&dir.path().join("skipped.csv"))[1], "env,10");
+    assert_eq!(lines(&dir.path().join("results.csv")).len(), 2);
+    assert!(sink
+        .events()
+        .iter()
+        .any(|e| e.status == "failed" && e.message.contains("connection reset")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_resumes_a_configuration_killed_between_iterations() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 3);
+    let (em, _sink) = emitter();
+    let (handle, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    k6.stop_after = Some((1, handle));
+    let out = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut k6,
+        &FakeMeter::quiet(),
+        2.0,
+        &em,
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.result.returncode, 130);
+    assert_eq!(
+        lines(&dir.path().join("results.csv")).len(),
+        2,
+        "one finished iteration kept"
+    );
+    assert_eq!(
+        lines(&dir.path().join("index.csv")).len(),
+        1,
+        "not indexed yet"
+    );
+
+    let (_h2, stop2) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let out = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut k6,
+        &FakeMeter::quiet(),
+        2.0,
+        &em,
+        &stop2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(k6.runs.len(), 2, "only the two missing iterations run");
+    assert_eq!(out.result.returncode, 0);
+    assert_eq!(lines(&dir.path().join("results.csv")).len(), 4);
+    assert_eq!(lines(&dir.path().join("index.csv")).len(), 2);
+    let summaries: Vec<u32> = out
+        .result
+        .dfaas_summaries
+        .iter()
+        .map(|s| s.iteration)
+        .collect();
+    assert_eq!(summaries, vec![2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cooldown_waits_and_records_rest_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 1);
+    let (em, _sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let meter = FakeMeter::quiet();
+    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
+        .await
+        .unwrap();
+    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let busy_after_baseline = BusyAfterBaseline {
+        inner: FakeMeter::quiet(),
+        calls: RefCell::new(0),
+    };
+    let out = run(
+        &cfg,
+        &ctx(dir.path()),
+        &mut k6,
+        &busy_after_baseline,
+        2.0,
+        &em,
+        &stop,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(10));
+    assert_eq!(
+        out.result.dfaas_results[0]["cpu_usage_idle_node"],
+        json!("10.000")
+    );
+}
+
+/// Quiet baseline, then two busy cooldown polls.
+struct BusyAfterBaseline {
+    inner: FakeMeter,
+    calls: RefCell<u32>,
+}
+
+impl Measurements for BusyAfterBaseline {
+    async fn node_snapshot(&self) -> Measured<NodeReading> {
+        let call = {
+            let mut calls = self.calls.borrow_mut();
+            *calls += 1;
+            *calls
+        };
+        if call == 2 {
+            *self.inner.busy_polls.borrow_mut() = 2;
+        }
+        self.inner.node_snapshot().await
+    }
+
+    async fn iteration_metrics(
+        &self,
+        f: &[FunctionName],
+        s: SystemTime,
+        e: SystemTime,
+    ) -> Measured<IterationMetrics> {
+        self.inner.iteration_metrics(f, s, e).await
+    }
+
+    async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
+        self.inner.replicas().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cooldown_timeout_fails_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 1);
+    let (em, _sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    // 20 s max wait, 5 s steps: 5 polls; keep them all busy.
+    let out = {
+        struct AlwaysBusy(FakeMeter, RefCell<bool>);
+        impl Measurements for AlwaysBusy {
+            async fn node_snapshot(&self) -> Measured<NodeReading> {
+                if *self.1.borrow() {
+                    *self.0.busy_polls.borrow_mut() = 1;
+                }
+                *self.1.borrow_mut() = true;
+                self.0.node_snapshot().await
+            }
+            async fn iteration_metrics(
+                &self,
+                f: &[FunctionName],
+                s: SystemTime,
+                e: SystemTime,
+            ) -> Measured<IterationMetrics> {
+                self.0.iteration_metrics(f, s, e).await
+            }
+            async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
+                self.0.replicas().await
+            }
+        }
+        let busy = AlwaysBusy(FakeMeter::quiet(), RefCell::new(false));
+        run(&cfg, &ctx(dir.path()), &mut k6, &busy, 2.0, &em, &stop)
+            .await
+            .unwrap()
+    };
+    assert!(k6.runs.is_empty());
+    assert_eq!(out.result.returncode, 1);
+    assert_eq!(lines(&dir.path().join("skipped.csv"))[1], "env,10");
+}

@@ -1,0 +1,181 @@
+//! HTTP endpoints of the target: `{host.address}` substitution and the
+//! `http://host[:port][/path]` form the metrics clients rely on.
+//!
+//! Pure except [`primary_local_address`], which asks the kernel for a
+//! route and sends nothing.
+
+use std::net::{IpAddr, UdpSocket};
+
+/// The placeholder lb configs use for the target's address.
+pub(crate) const HOST_ADDRESS_PLACEHOLDER: &str = "{host.address}";
+
+/// Replaces `{host.address}` in `url` with `address`.
+pub(crate) fn substitute_host_address(url: &str, address: &str) -> String {
+    url.replace(HOST_ADDRESS_PLACEHOLDER, address)
+}
+
+/// Checks that `text` is `http://host[:port][/path]` and returns it with
+/// the scheme lower-cased and trailing slashes removed.
+///
+/// No query, fragment or credentials: callers append API paths
+/// (`/api/v1/query`, `/system/functions`) to this base.
+pub(crate) fn http_base_url(text: &str) -> Result<String, String> {
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(
+            "https is not supported by this build (it has no TLS stack); use an http:// URL"
+                .to_string(),
+        );
+    }
+    if !lower.starts_with("http://") {
+        return Err(format!("{text:?} must start with http://"));
+    }
+    let rest = &text["http://".len()..];
+    let (authority, path) = match rest.find('/') {
+        Some(index) => rest.split_at(index),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err(format!(
+            "{text:?}: credentials in the URL are not supported; use openfaas_user and openfaas_password"
+        ));
+    }
+    let (host, port) = split_host_port(authority).ok_or_else(|| {
+        format!("{text:?}: expected http://host[:port][/path] with a valid host name, IP address or [IPv6] address")
+    })?;
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(format!("{text:?}: port {port:?} is not in 1..=65535")),
+        }
+    }
+    if let Some(bad) = path.chars().find(|&c| !is_path_char(c)) {
+        return Err(format!(
+            "{text:?}: {bad:?} is not allowed in the path (no query, fragment, spaces or non-ASCII)"
+        ));
+    }
+    let path = path.trim_end_matches('/');
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("http://{host}{port}{path}"))
+}
+
+/// `host[:port]` with host a DNS name, IPv4 address or `[IPv6]`.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let end = inner.find(']')?;
+        let address = &inner[..end];
+        address.parse::<std::net::Ipv6Addr>().ok()?;
+        let after = &inner[end + 1..];
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (&authority[..end + 2], port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+            && !host.starts_with(['-', '.']);
+        if !host_ok {
+            return None;
+        }
+        (host, port)
+    };
+    Some((host, port))
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c)
+}
+
+/// The address other machines most likely reach this one at: the source
+/// address of the default route, else `127.0.0.1`.
+///
+/// Connecting a UDP socket only selects a route; no packet is sent.
+pub(crate) fn primary_local_address() -> String {
+    let routed = UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|socket| {
+            socket.connect(("10.255.255.255", 1))?;
+            socket.local_addr()
+        })
+        .map(|addr| addr.ip());
+    match routed {
+        Ok(ip @ IpAddr::V4(v4)) if !v4.is_loopback() && !v4.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_normalises_http_urls() {
+        let cases = [
+            ("http://127.0.0.1:31112", "http://127.0.0.1:31112"),
+            ("http://127.0.0.1:31112/", "http://127.0.0.1:31112"),
+            ("HTTP://gateway.local", "http://gateway.local"),
+            (
+                "http://prom:9090/prometheus//",
+                "http://prom:9090/prometheus",
+            ),
+            ("http://[::1]:9090", "http://[::1]:9090"),
+            ("http://[fe80::1]", "http://[fe80::1]"),
+            ("http://node_1:80/a%20b", "http://node_1:80/a%20b"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(http_base_url(input).as_deref(), Ok(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_the_clients_cannot_use() {
+        let cases = [
+            ("https://127.0.0.1:31112", "https is not supported"),
+            ("ftp://x", "must start with http://"),
+            ("127.0.0.1:31112", "must start with http://"),
+            ("http://", "valid host"),
+            ("http://:80", "valid host"),
+            ("http://user:pw@host", "credentials"),
+            ("http://host:0", "not in 1..=65535"),
+            ("http://host:65536", "not in 1..=65535"),
+            ("http://host:+80", "not in 1..=65535"),
+            ("http://host:", "not in 1..=65535"),
+            ("http://ho st", "valid host"),
+            ("http://{host.address}:31112", "valid host"),
+            ("http://host/a?b=c", "not allowed in the path"),
+            ("http://host/a#x", "not allowed in the path"),
+            ("http://host/a\nb", "not allowed in the path"),
+            ("http://[::1", "valid host"),
+            ("http://[zz]:80", "valid host"),
+            ("http://-host", "valid host"),
+        ];
+        for (input, expected) in cases {
+            let reason = http_base_url(input).unwrap_err();
+            assert!(reason.contains(expected), "{input}: {reason}");
+        }
+    }
+
+    #[test]
+    fn substitutes_the_placeholder() {
+        assert_eq!(
+            substitute_host_address("http://{host.address}:30411", "10.0.0.5"),
+            "http://10.0.0.5:30411"
+        );
+        assert_eq!(
+            substitute_host_address("http://fixed:1", "x"),
+            "http://fixed:1"
+        );
+    }
+
+    #[test]
+    fn primary_address_is_an_ipv4_address() {
+        let address = primary_local_address();
+        assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{address}");
+    }
+}

@@ -1,0 +1,426 @@
+//! Where a config comes from: config files, `config_path`, and lb's deep
+//! merge of `common` with `plugins.dfaas` and of request fields over a file.
+//!
+//! Reads files, nothing else. Produces plain JSON for `raw` to parse.
+//!
+//! A config file is YAML (JSON is read as YAML, or as JSON when the name
+//! ends in `.json`). Its top level is one of:
+//! - `common:` and/or `plugins: {dfaas: ...}` — lb's layout; the two are
+//!   deep-merged, the plugin section winning; other keys are ignored;
+//! - a request envelope, i.e. only `config:` and optionally `context:`
+//!   (what lb writes on stdin) — only for `--config`;
+//! - anything else: the whole mapping is the dfaas config.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::raw::json_type;
+use super::{expand_home, home_dir, ConfigError};
+use crate::protocol::Request;
+
+/// Config files larger than this are refused rather than read.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Deepest `[`/`{` nesting accepted before parsing. The YAML parser takes
+/// time quadratic in the depth of flow collections, and refuses more than
+/// 128 levels anyway; checking first keeps a hostile file from hanging us.
+const MAX_FLOW_DEPTH: usize = 200;
+
+/// lb's `_deep_merge`: mappings merge key by key, anything else in
+/// `overrides` replaces the value in `base` (including `null`).
+pub(crate) fn deep_merge(base: &mut Map<String, Value>, overrides: Map<String, Value>) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                deep_merge(existing, incoming)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// What a `--config` file holds.
+#[derive(Debug)]
+pub(crate) enum FileContents {
+    /// A request envelope (`config` + `context`), used as if read on stdin.
+    Request(Request),
+    /// A dfaas config (already merged from `common` + `plugins.dfaas`).
+    Config(Value),
+}
+
+/// Reads a `--config` file. `origin` names the input in errors.
+pub(crate) fn read_config_file(path: &Path, origin: &str) -> Result<FileContents, ConfigError> {
+    let document = read_document(path, origin)?;
+    let map = match document {
+        Value::Null => Map::new(),
+        Value::Object(map) => map,
+        other => {
+            return Err(file_error(
+                origin,
+                path,
+                format!("the top level must be a mapping, got {}", json_type(&other)),
+            ))
+        }
+    };
+    if is_request_envelope(&map) {
+        if let Some(context) = map.get("context").filter(|c| !c.is_object()) {
+            return Err(file_error(
+                origin,
+                path,
+                format!("context must be a mapping, got {}", json_type(context)),
+            ));
+        }
+        let request = serde_path_to_error::deserialize::<_, Request>(Value::Object(map)).map_err(
+            |error| file_error(origin, path, format!("{}: {}", error.path(), error.inner())),
+        )?;
+        return Ok(FileContents::Request(request));
+    }
+    if map.contains_key("common") || map.contains_key("plugins") {
+        return Ok(FileContents::Config(Value::Object(sections(
+            map, path, origin,
+        )?)));
+    }
+    Ok(FileContents::Config(Value::Object(map)))
+}
+
+/// A request envelope has `config` and nothing besides `context`. No dfaas
+/// config field is named `config`, so this cannot swallow a config.
+fn is_request_envelope(map: &Map<String, Value>) -> bool {
+    map.contains_key("config") && map.keys().all(|k| k == "config" || k == "context")
+}
+
+/// Applies `config_path` if the config has one: the file's `common` +
+/// `plugins.dfaas`, then the config's own fields on top. One level only,
+/// as in lb: a `config_path` inside the file is not followed.
+pub(crate) fn apply_config_path(config: Value) -> Result<Value, ConfigError> {
+    let Value::Object(mut overrides) = config else {
+        return Ok(config);
+    };
+    let path = match overrides.remove("config_path") {
+        None | Some(Value::Null) => return Ok(Value::Object(overrides)),
+        Some(Value::String(path)) if path.is_empty() => return Ok(Value::Object(overrides)),
+        Some(Value::String(path)) => path,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "config_path",
+                format!("must be a string, got {}", json_type(&other)),
+            ))
+        }
+    };
+    let path = expand_home(&path, home_dir().as_deref())
+        .map_err(|reason| ConfigError::invalid("config_path", reason))?;
+    let document = read_document(&path, "config_path")?;
+    let map = match document {
+        Value::Null => Map::new(),
+        Value::Object(map) => map,
+        other => {
+            return Err(file_error(
+                "config_path",
+                &path,
+                format!("the top level must be a mapping, got {}", json_type(&other)),
+            ))
+        }
+    };
+    let mut merged = sections(map, &path, "config_path")?;
+    merged.remove("config_path");
+    deep_merge(&mut merged, overrides);
+    Ok(Value::Object(merged))
+}
+
+/// `common` deep-merged with `plugins.dfaas`; `null` sections are empty.
+fn sections(
+    mut map: Map<String, Value>,
+    path: &Path,
+    origin: &str,
+) -> Result<Map<String, Value>, ConfigError> {
+    let section = |value: Option<Value>, name: &str| match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(other) => Err(file_error(
+            origin,
+            path,
+            format!(
+                "section {name} must be a mapping, got {}",
+                json_type(&other)
+            ),
+        )),
+    };
+    let mut common = section(map.remove("common"), "common")?;
+    let mut plugins = section(map.remove("plugins"), "plugins")?;
+    let dfaas = section(plugins.remove("dfaas"), "plugins.dfaas")?;
+    deep_merge(&mut common, dfaas);
+    Ok(common)
+}
+
+/// Reads and parses a YAML or JSON file.
+fn read_document(path: &Path, origin: &str) -> Result<Value, ConfigError> {
+    let metadata = std::fs::metadata(path).map_err(|e| file_error(origin, path, io_reason(&e)))?;
+    if !metadata.is_file() {
+        return Err(file_error(origin, path, "not a regular file".to_string()));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(file_error(
+            origin,
+            path,
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_error(origin, path, io_reason(&e)))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    if flow_depth_exceeds(&text, MAX_FLOW_DEPTH) {
+        return Err(file_error(
+            origin,
+            path,
+            format!("nested deeper than {MAX_FLOW_DEPTH} levels"),
+        ));
+    }
+    let parsed = if is_json {
+        serde_json::from_str::<Value>(&text).map_err(|e| format!("malformed JSON: {e}"))
+    } else if text.trim().is_empty() {
+        Ok(Value::Null)
+    } else {
+        serde_norway::from_str::<Value>(&text).map_err(|e| format!("malformed YAML: {e}"))
+    };
+    parsed.map_err(|reason| file_error(origin, path, reason))
+}
+
+/// Whether `[`/`{` outside quotes and comments nest deeper than `limit`.
+/// A rough lexer: quotes and comments are recognised well enough for
+/// this check, which only has to catch absurd nesting.
+fn flow_depth_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut previous = '\n';
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                // A quote only opens a string where a value can start, so
+                // that `don't` in a plain scalar is not taken for one.
+                '"' | '\'' if previous.is_whitespace() || "[{,:".contains(previous) => {
+                    quote = Some(c)
+                }
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return true;
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    false
+}
+
+fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => error.to_string(),
+    }
+}
+
+fn file_error(origin: &str, path: &Path, reason: String) -> ConfigError {
+    ConfigError::File {
+        origin: origin.to_string(),
+        path: PathBuf::from(path),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn deep_merge_follows_lb() {
+        let mut base = object(json!({
+            "a": 1,
+            "nested": {"x": 1, "y": {"deep": 1, "keep": 2}},
+            "list": [1, 2],
+            "replaced_by_scalar": {"x": 1},
+            "nulled": 5,
+        }));
+        deep_merge(
+            &mut base,
+            object(json!({
+                "b": 2,
+                "nested": {"y": {"deep": 9}, "z": 3},
+                "list": [3],
+                "replaced_by_scalar": 7,
+                "nulled": null,
+            })),
+        );
+        assert_eq!(
+            Value::Object(base),
+            json!({
+                "a": 1,
+                "nested": {"x": 1, "y": {"deep": 9, "keep": 2}, "z": 3},
+                "list": [3],
+                "replaced_by_scalar": 7,
+                "nulled": null,
+                "b": 2,
+            })
+        );
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn config_path_merges_common_plugin_and_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "dfaas.yml",
+            "common:\n  timeout_buffer: 5\n  k6_host: common-host\n  iterations: 1\n\
+             plugins:\n  dfaas:\n    k6_host: 10.0.0.50\n    rate_strategy:\n      type: linear\n      min_rate: 0\n      max_rate: 20\n      step: 10\n\
+             \x20 other_plugin:\n    x: 1\n",
+        );
+        let request = json!({
+            "config_path": path.to_str().unwrap(),
+            "rate_strategy": {"type": "linear", "max_rate": 50},
+            "iterations": 2,
+        });
+        let merged = apply_config_path(request).unwrap();
+        assert_eq!(
+            merged,
+            json!({
+                "timeout_buffer": 5,
+                "k6_host": "10.0.0.50",
+                "iterations": 2,
+                "rate_strategy": {"type": "linear", "min_rate": 0, "max_rate": 50, "step": 10},
+            })
+        );
+    }
+
+    #[test]
+    fn config_without_config_path_is_unchanged() {
+        let config = json!({"k6_host": "x", "config_path": null});
+        assert_eq!(apply_config_path(config).unwrap(), json!({"k6_host": "x"}));
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yml");
+        let cases: Vec<(PathBuf, &str)> = vec![
+            (missing, "file not found"),
+            (write(&dir, "bad.yml", "a: [1, 2\n"), "malformed YAML"),
+            (write(&dir, "bad.json", "{\"a\": }"), "malformed JSON"),
+            (
+                write(&dir, "list.yml", "- 1\n- 2\n"),
+                "top level must be a mapping",
+            ),
+            (
+                write(&dir, "common.yml", "common: 3\n"),
+                "section common must be a mapping",
+            ),
+            (
+                write(&dir, "plugin.yml", "plugins:\n  dfaas: [1]\n"),
+                "section plugins.dfaas must be a mapping",
+            ),
+            (dir.path().to_path_buf(), "not a regular file"),
+        ];
+        for (path, expected) in cases {
+            let config = json!({ "config_path": path.to_str().unwrap() });
+            let error = apply_config_path(config).unwrap_err();
+            let ConfigError::File {
+                origin,
+                path: reported,
+                reason,
+            } = &error
+            else {
+                panic!("{error:?}");
+            };
+            assert_eq!(origin, "config_path");
+            assert_eq!(reported, &path);
+            assert!(reason.contains(expected), "{}: {reason}", path.display());
+        }
+        let error = apply_config_path(json!({"config_path": 3})).unwrap_err();
+        assert_eq!(error.field_errors()[0].field, "config_path");
+    }
+
+    #[test]
+    fn flow_depth_scan() {
+        assert!(!flow_depth_exceeds("{a: [1, {b: 2}]}", 3));
+        assert!(flow_depth_exceeds("{a: [1, {b: [2]}]}", 3));
+        assert!(!flow_depth_exceeds(
+            "a: '[[[[['\nb: \"{{{{\\\"{{\"\n# [[[[[\n",
+            3
+        ));
+        assert!(flow_depth_exceeds(&"[".repeat(5), 4));
+        assert!(flow_depth_exceeds("a: don't\nb: [[[[[1]]]]]", 4));
+    }
+
+    #[test]
+    fn config_file_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let sections = write(
+            &dir,
+            "a.yaml",
+            "common:\n  iterations: 1\nplugins:\n  dfaas:\n    iterations: 2\n",
+        );
+        let plain = write(&dir, "b.yaml", "iterations: 4\nk6_host: h\n");
+        let envelope = write(
+            &dir,
+            "c.json",
+            r#"{"config": {"iterations": 5}, "context": {"host": "node1", "repetition": 2}}"#,
+        );
+        let empty = write(&dir, "d.yml", "");
+        let read = |path: &Path| read_config_file(path, "--config").unwrap();
+        assert!(
+            matches!(read(&sections), FileContents::Config(v) if v == json!({"iterations": 2}))
+        );
+        assert!(
+            matches!(read(&plain), FileContents::Config(v) if v == json!({"iterations": 4, "k6_host": "h"}))
+        );
+        assert!(matches!(read(&empty), FileContents::Config(v) if v == json!({})));
+        let FileContents::Request(request) = read(&envelope) else {
+            panic!("not read as a request");
+        };
+        assert_eq!(request.config, json!({"iterations": 5}));
+        assert_eq!(request.context.host.as_deref(), Some("node1"));
+        assert_eq!(request.context.repetition, Some(2));
+
+        let bad_context = write(
+            &dir,
+            "e.json",
+            r#"{"config": {}, "context": {"repetition": "x"}}"#,
+        );
+        let error = read_config_file(&bad_context, "--config").unwrap_err();
+        assert!(error.to_string().contains("context.repetition"), "{error}");
+    }
+}

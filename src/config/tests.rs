@@ -1,0 +1,377 @@
+//! Loading end to end: request envelopes, files, warnings, and garbage.
+
+use super::*;
+use serde_json::{json, Value};
+
+fn request(config: Value) -> Request {
+    Request {
+        config,
+        context: Context::default(),
+    }
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn request_with_config_path_and_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "dfaas.yml",
+        "common:\n  timeout_buffer: 5\n  iterations: 1\n\
+         plugins:\n  dfaas:\n    k6_host: 10.0.0.50\n    functions:\n      - name: figlet\n        method: POST\n      - name: env\n\
+         \x20   rate_strategy: {type: linear, min_rate: 0, max_rate: 20, step: 10}\n",
+    );
+    let loaded = load_request(&request(json!({
+        "config_path": file.to_str().unwrap(),
+        "rate_strategy": {"type": "linear", "max_rate": 50},
+        "k6_user": "root",
+    })))
+    .unwrap();
+    let c = loaded.config;
+    assert_eq!(c.k6.host, "10.0.0.50");
+    assert_eq!(c.k6.workspace_root, "/root/.dfaas-k6");
+    assert_eq!(c.iterations, 1);
+    assert_eq!(c.rates, [0, 10, 20, 30, 40, 50]);
+    let names: Vec<&str> = c.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["env", "figlet"]);
+    // `timeout_buffer` is lb's common field: accepted silently.
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn errors_from_a_config_path_file_name_the_merged_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "dfaas.yml",
+        "plugins:\n  dfaas:\n    functions:\n      - name: Bad\n",
+    );
+    let error = load_request(&request(json!({"config_path": file.to_str().unwrap()}))).unwrap_err();
+    assert_eq!(error.field_errors()[0].field, "functions[0].name");
+
+    let missing = dir.path().join("nope.yml");
+    let error =
+        load_request(&request(json!({"config_path": missing.to_str().unwrap()}))).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("nope.yml") && message.contains("file not found"),
+        "{message}"
+    );
+    assert_eq!(error.field_errors()[0].field, "config_path");
+}
+
+#[test]
+fn load_file_forms_and_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let sections = write(
+        &dir,
+        "a.yaml",
+        "common:\n  gateway_url: 'http://{host.address}:31112'\nplugins:\n  dfaas:\n    iterations: 2\n    bogus: 1\n",
+    );
+    let context = Context {
+        host_address: Some("10.0.0.9".into()),
+        ..Context::default()
+    };
+    let loaded = load_file(&sections, &context).unwrap();
+    assert_eq!(loaded.config.iterations, 2);
+    assert_eq!(loaded.config.gateway_url, "http://10.0.0.9:31112");
+    assert_eq!(loaded.warnings, ["unknown field `bogus` ignored"]);
+
+    let envelope = write(
+        &dir,
+        "b.json",
+        r#"{"config": {"iterations": 7}, "context": {"host_address": "10.0.0.1"}}"#,
+    );
+    let read = read_request_file(&envelope).unwrap();
+    assert_eq!(read.context.host_address.as_deref(), Some("10.0.0.1"));
+    assert_eq!(load_request(&read).unwrap().config.iterations, 7);
+
+    let error = load_file(&dir.path().join("missing.yaml"), &context).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::File { origin, .. } if origin == "--config"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn display_lists_every_error() {
+    let error = load_request(&request(json!({"k6_port": 0, "iterations": 0}))).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration: k6_port: 0 is not in 1..=65535; iterations: must be >= 1"
+    );
+}
+
+#[test]
+fn schema_describes_the_raw_config() {
+    let schema = json_schema();
+    let properties = schema["properties"].as_object().unwrap();
+    for field in [
+        "functions",
+        "rate_strategy",
+        "rates",
+        "combinations",
+        "k6_host",
+        "k6_workspace_root",
+        "gateway_url",
+        "openfaas_password_file",
+        "cooldown",
+        "overload",
+        "grafana",
+    ] {
+        assert!(properties.contains_key(field), "{field} missing");
+    }
+    assert_eq!(properties["k6_port"]["default"], json!(22));
+    assert_eq!(properties["k6_port"]["maximum"], json!(65535));
+    assert_eq!(properties["duration"]["default"], json!("30s"));
+    let text = schema.to_string();
+    for kind in ["linear", "random", "exponential", "custom"] {
+        assert!(
+            text.contains(&format!("\"{kind}\"")),
+            "{kind} missing from schema"
+        );
+    }
+}
+
+/// A small deterministic generator for garbage inputs.
+struct Garbage(u64);
+
+const KEYS: &[&str] = &[
+    "config_path",
+    "output_dir",
+    "run_id",
+    "k6_host",
+    "k6_user",
+    "k6_ssh_key",
+    "k6_port",
+    "k6_workspace_root",
+    "k6_log_stream",
+    "k6_outputs",
+    "k6_tags",
+    "gateway_url",
+    "prometheus_url",
+    "openfaas_user",
+    "openfaas_password",
+    "openfaas_password_file",
+    "functions",
+    "rate_strategy",
+    "rates",
+    "combinations",
+    "duration",
+    "iterations",
+    "cooldown",
+    "overload",
+    "queries_path",
+    "scaphandre_enabled",
+    "function_pid_regexes",
+    "grafana",
+    "loki",
+    "name",
+    "method",
+    "body",
+    "headers",
+    "max_rate",
+    "type",
+    "min_rate",
+    "step",
+    "count",
+    "seed",
+    "base",
+    "min_power",
+    "max_power",
+    "min_functions",
+    "max_functions",
+    "max_wait_seconds",
+    "sleep_step_seconds",
+    "idle_threshold_pct",
+    "cpu_overload_pct_of_capacity",
+    "ram_overload_pct",
+    "success_rate_node_min",
+    "success_rate_function_min",
+    "replicas_overload_threshold",
+    "figlet",
+    "common",
+    "plugins",
+    "dfaas",
+];
+
+impl Garbage {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn string(&mut self) -> String {
+        let choices = [
+            String::new(),
+            "figlet".into(),
+            "a;rm -rf ~".into(),
+            "../x".into(),
+            "{host.address}".into(),
+            "http://{host.address}:1".into(),
+            "https://x".into(),
+            "~".into(),
+            "~/x".into(),
+            "/".into(),
+            "linear".into(),
+            "random".into(),
+            "exponential".into(),
+            "custom".into(),
+            "30s".into(),
+            "0ms".into(),
+            "\u{0}\r\n\t".into(),
+            "ä😀".into(),
+            "x".repeat(10_000),
+            "18446744073709551616h".into(),
+        ];
+        choices[self.below(choices.len() as u64) as usize].clone()
+    }
+
+    fn number(&mut self) -> Value {
+        let choices = [
+            json!(0),
+            json!(1),
+            json!(-1),
+            json!(2),
+            json!(64),
+            json!(65536),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(1e308),
+            json!(-1e308),
+            json!(0.5),
+            json!(-0.0),
+            json!(4294967296u64),
+        ];
+        choices[self.below(choices.len() as u64) as usize].clone()
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        let kinds = if depth == 0 { 4 } else { 6 };
+        match self.below(kinds) {
+            0 => Value::Null,
+            1 => Value::Bool(self.below(2) == 1),
+            2 => self.number(),
+            3 => Value::String(self.string()),
+            4 => Value::Array((0..self.below(4)).map(|_| self.value(depth - 1)).collect()),
+            _ => Value::Object(
+                (0..self.below(6))
+                    .map(|_| {
+                        let key = KEYS[self.below(KEYS.len() as u64) as usize].to_string();
+                        (key, self.value(depth - 1))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Nothing a user can send makes loading panic.
+#[test]
+fn garbage_never_panics() {
+    let mut garbage = Garbage(0x9e37_79b9_7f4a_7c15);
+    let context = Context {
+        host: Some("node1".into()),
+        ..Context::default()
+    };
+    // Every field with every kind of wrong value.
+    for key in KEYS {
+        for _ in 0..40 {
+            let value = garbage.value(3);
+            let config = json!({ (*key): value });
+            let _ = load_request(&Request {
+                config,
+                context: context.clone(),
+            });
+        }
+    }
+    // Whole random documents.
+    for _ in 0..3000 {
+        let config = garbage.value(5);
+        let _ = load_request(&Request {
+            config,
+            context: context.clone(),
+        });
+    }
+    // Random strategies and functions, where the arithmetic lives.
+    for _ in 0..3000 {
+        let mut strategy = serde_json::Map::new();
+        for key in [
+            "type",
+            "min_rate",
+            "max_rate",
+            "step",
+            "count",
+            "seed",
+            "base",
+            "min_power",
+            "max_power",
+            "rates",
+        ] {
+            if garbage.below(2) == 0 {
+                continue;
+            }
+            let value = match key {
+                "type" => {
+                    let kinds = ["linear", "random", "exponential", "custom"];
+                    Value::String(kinds[garbage.below(4) as usize].into())
+                }
+                "rates" => Value::Array((0..garbage.below(5)).map(|_| garbage.number()).collect()),
+                _ => garbage.number(),
+            };
+            strategy.insert(key.to_string(), value);
+        }
+        let config = json!({
+            "rate_strategy": strategy,
+            "functions": [{"name": "a", "max_rate": garbage.number()}],
+        });
+        let _ = load_request(&Request {
+            config,
+            context: context.clone(),
+        });
+    }
+}
+
+#[test]
+fn garbage_files_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut garbage = Garbage(42);
+    let path = dir.path().join("garbage.yaml");
+    for round in 0..300 {
+        let length = garbage.below(300) as usize;
+        let bytes: Vec<u8> = if round % 2 == 0 {
+            (0..length).map(|_| garbage.below(256) as u8).collect()
+        } else {
+            // YAML-ish noise: structure characters and keys.
+            let alphabet = b"{}[]:,-'\"\n  #&*!|>%@`abc123";
+            (0..length)
+                .map(|_| alphabet[garbage.below(alphabet.len() as u64) as usize])
+                .collect()
+        };
+        std::fs::write(&path, bytes).unwrap();
+        let _ = load_file(&path, &Context::default());
+    }
+    // Deep nesting is refused by the parsers, not by a stack overflow.
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    std::fs::write(&path, &deep).unwrap();
+    assert!(load_file(&path, &Context::default()).is_err());
+    let json_path = dir.path().join("deep.json");
+    std::fs::write(&json_path, &deep).unwrap();
+    assert!(load_file(&json_path, &Context::default()).is_err());
+    let deep_map = format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+    std::fs::write(&path, &deep_map).unwrap();
+    assert!(load_file(&path, &Context::default()).is_err());
+}

@@ -1,0 +1,862 @@
+//! From [`RawConfig`] to [`Config`]: every cross-field rule, once.
+//!
+//! Collects all problems rather than stopping at the first. Reads local
+//! files the config names (`openfaas_password_file`, `queries_path`) and
+//! asks the kernel for this machine's primary address when a URL needs it;
+//! never touches the network. Secrets never appear in messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::raw::{
+    RawConfig, RawCustom, RawExponential, RawLinear, RawRandom, RawRateStrategy,
+    LB_DEFAULT_WORKSPACE_ROOT,
+};
+use super::{
+    endpoint, expand_home, home_dir, rates, BasicAuth, Combinations, Config, Cooldown, FieldError,
+    FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, RateStrategy, Secret,
+};
+use crate::protocol::Context;
+
+/// What validation needs to know about the machine it runs on, injectable
+/// so tests are deterministic.
+pub(crate) struct Machine {
+    /// `$HOME`, for `~` in paths.
+    pub home: Option<PathBuf>,
+    /// This machine's address, for `{host.address}` when the context has none.
+    pub primary_address: fn() -> String,
+    /// Seed for a random strategy configured without one.
+    pub fallback_seed: i64,
+}
+
+impl Machine {
+    pub(crate) fn current() -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Machine {
+            home: home_dir(),
+            primary_address: endpoint::primary_local_address,
+            // Any value will do; the clock gives a different one per run.
+            fallback_seed: (now.as_nanos() % (i64::MAX as u128)) as i64,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Validated {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Accumulates problems and warnings.
+#[derive(Default)]
+struct Findings {
+    errors: Vec<FieldError>,
+    warnings: Vec<String>,
+}
+
+impl Findings {
+    fn error(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
+    fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+}
+
+/// Validates a raw config. `context` supplies `{host.address}`.
+pub(crate) fn validate(
+    raw: RawConfig,
+    context: &Context,
+    machine: &Machine,
+) -> Result<Validated, Vec<FieldError>> {
+    let mut found = Findings::default();
+
+    let k6 = k6_host(&raw, machine, &mut found);
+    let address = HostAddress { context, machine };
+    let gateway_url = endpoint_url("gateway_url", &raw.gateway_url, &address, &mut found);
+    let prometheus_url = endpoint_url("prometheus_url", &raw.prometheus_url, &address, &mut found);
+    let openfaas_auth = basic_auth(&raw, machine, &mut found);
+    let strategy = rate_strategy(&raw, &mut found);
+    let rates = strategy.as_ref().and_then(|s| {
+        rates::generate(s, machine.fallback_seed)
+            .map_err(|e| found.error(e.field, e.reason))
+            .ok()
+    });
+    if let (
+        Some(RateStrategy::Random {
+            min_rate,
+            max_rate,
+            seed: None,
+            ..
+        }),
+        Some(rates),
+    ) = (&strategy, &rates)
+    {
+        let drew = (rates.len() as u64) < (max_rate - min_rate).saturating_add(1);
+        if drew {
+            found.warn(format!(
+                "rate_strategy.seed is not set: the random rates were drawn with seed {}; set rate_strategy.seed to get the same rates again",
+                machine.fallback_seed
+            ));
+        }
+    }
+    let functions = functions(&raw, strategy.as_ref(), rates.as_deref(), &mut found);
+    let combinations = combinations(&raw, &mut found);
+    let duration = duration(&raw.duration)
+        .map_err(|reason| found.error("duration", reason))
+        .ok();
+    let iterations = iterations(raw.iterations, &mut found);
+    let cooldown = cooldown(&raw, &mut found);
+    let overload = overload(&raw, &mut found);
+    let queries_path = queries_path(&raw, machine, &mut found);
+    let function_pid_regexes = pid_regexes(&raw, &mut found);
+    let output_dir = output_dir(&raw, &mut found);
+    let run_id = run_id(&raw, &mut found);
+
+    // Each part is `None` exactly when it recorded an error.
+    let config = (|| {
+        let (duration, duration_text) = duration?;
+        Some(Config {
+            k6: k6?,
+            gateway_url: gateway_url?,
+            prometheus_url: prometheus_url?,
+            openfaas_auth: openfaas_auth?,
+            functions: functions?,
+            rates: rates?,
+            rate_strategy: strategy?,
+            combinations: combinations?,
+            duration,
+            duration_text,
+            iterations: iterations?,
+            cooldown: cooldown?,
+            overload: overload?,
+            queries_path: queries_path?,
+            scaphandre_enabled: raw.scaphandre_enabled,
+            function_pid_regexes: function_pid_regexes?,
+            output_dir: output_dir?,
+            run_id: run_id?,
+        })
+    })();
+    match config {
+        Some(config) if found.errors.is_empty() => Ok(Validated {
+            config,
+            warnings: found.warnings,
+        }),
+        _ if !found.errors.is_empty() => Err(found.errors),
+        _ => Err(vec![FieldError::new(
+            "config",
+            "validation failed without naming a field (this is a bug)",
+        )]),
+    }
+}
+
+// ---------------------------------------------------------------- k6 host
+
+fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K6Host> {
+    let host = ssh_word("k6_host", &raw.k6_host, found);
+    let user = ssh_word("k6_user", &raw.k6_user, found);
+    let port = match u16::try_from(raw.k6_port) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            found.error("k6_port", format!("{} is not in 1..=65535", raw.k6_port));
+            None
+        }
+    };
+    let ssh_key = if raw.k6_ssh_key.trim().is_empty() {
+        found.error("k6_ssh_key", "must not be empty");
+        None
+    } else if has_control(&raw.k6_ssh_key) {
+        found.error("k6_ssh_key", "must not contain control characters");
+        None
+    } else {
+        expand_home(&raw.k6_ssh_key, machine.home.as_deref())
+            .map_err(|reason| found.error("k6_ssh_key", reason))
+            .ok()
+    };
+    let workspace_root = match raw.k6_workspace_root.as_deref() {
+        // lb's own default follows the user, so it counts as "not given".
+        None | Some(LB_DEFAULT_WORKSPACE_ROOT) => user.as_ref().map(|user| {
+            if user == "root" {
+                "/root/.dfaas-k6".to_string()
+            } else {
+                format!("/home/{user}/.dfaas-k6")
+            }
+        }),
+        Some(root) => workspace_root(root)
+            .map_err(|reason| found.error("k6_workspace_root", reason))
+            .ok(),
+    };
+    let mut outputs_ok = true;
+    for (index, output) in raw.k6_outputs.iter().enumerate() {
+        let reason = if output.trim().is_empty() {
+            Some("must not be empty")
+        } else if has_control(output) {
+            Some("must not contain control characters")
+        } else if output.starts_with('-') {
+            Some("must not start with '-'")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            found.error(format!("k6_outputs[{index}]"), reason);
+            outputs_ok = false;
+        }
+    }
+    let mut tags_ok = true;
+    for (key, value) in &raw.k6_tags {
+        if !is_identifier(key) {
+            found.error(
+                "k6_tags",
+                format!("tag name {key:?} must match ^[A-Za-z_][A-Za-z0-9_]*$"),
+            );
+            tags_ok = false;
+        } else if has_control(value) {
+            found.error(
+                format!("k6_tags.{key}"),
+                "must not contain control characters",
+            );
+            tags_ok = false;
+        }
+    }
+    Some(K6Host {
+        host: host?,
+        user: user?,
+        ssh_key: ssh_key?,
+        port: port?,
+        workspace_root: workspace_root?,
+        outputs: outputs_ok.then(|| raw.k6_outputs.clone())?,
+        tags: tags_ok.then(|| raw.k6_tags.clone())?,
+        log_stream: raw.k6_log_stream,
+    })
+}
+
+/// A user or host name handed to ssh: one word that ssh cannot take for
+/// an option.
+fn ssh_word(field: &str, value: &str, found: &mut Findings) -> Option<String> {
+    let reason = if value.is_empty() {
+        "must not be empty".to_string()
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        format!("{value:?} must not contain whitespace or control characters")
+    } else if value.starts_with('-') {
+        format!("{value:?} must not start with '-'")
+    } else {
+        return Some(value.to_string());
+    };
+    found.error(field, reason);
+    None
+}
+
+fn workspace_root(root: &str) -> Result<String, String> {
+    if !root.starts_with('/') {
+        return Err(format!("{root:?} must be an absolute path"));
+    }
+    if root.split('/').any(|segment| segment == "..") {
+        return Err(format!("{root:?} must not contain '..' segments"));
+    }
+    if has_control(root) {
+        return Err("must not contain control characters".to_string());
+    }
+    let trimmed = root.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_string())
+}
+
+// ---------------------------------------------------------------- endpoints
+
+/// Where `{host.address}` comes from: the context's address, else its host
+/// name, else this machine's primary address.
+struct HostAddress<'a> {
+    context: &'a Context,
+    machine: &'a Machine,
+}
+
+impl HostAddress<'_> {
+    fn resolve(&self) -> (String, &'static str) {
+        let given = |value: &Option<String>| value.as_ref().filter(|v| !v.is_empty()).cloned();
+        if let Some(address) = given(&self.context.host_address) {
+            (address, "context.host_address")
+        } else if let Some(host) = given(&self.context.host) {
+            (host, "context.host")
+        } else {
+            (
+                (self.machine.primary_address)(),
+                "this machine's primary address",
+            )
+        }
+    }
+}
+
+fn endpoint_url(
+    field: &str,
+    value: &str,
+    address: &HostAddress<'_>,
+    found: &mut Findings,
+) -> Option<String> {
+    let (url, note) = if value.contains(endpoint::HOST_ADDRESS_PLACEHOLDER) {
+        let (address, source) = address.resolve();
+        let url = endpoint::substitute_host_address(value, &address);
+        let note = format!(" ({{host.address}} replaced by {address:?} from {source})");
+        (url, note)
+    } else {
+        (value.to_string(), String::new())
+    };
+    endpoint::http_base_url(&url)
+        .map_err(|reason| found.error(field, format!("{reason}{note}")))
+        .ok()
+}
+
+/// `Some(None)`: no credentials; `None`: an error was recorded.
+fn basic_auth(
+    raw: &RawConfig,
+    machine: &Machine,
+    found: &mut Findings,
+) -> Option<Option<BasicAuth>> {
+    let password = match (&raw.openfaas_password, &raw.openfaas_password_file) {
+        (Some(_), Some(_)) => {
+            found.error(
+                "openfaas_password_file",
+                "set either openfaas_password or openfaas_password_file, not both",
+            );
+            return None;
+        }
+        (Some(password), None) => Some(password.0.clone()),
+        (None, Some(file)) => Some(
+            read_password_file(file, machine)
+                .map_err(|reason| {
+                    found.error("openfaas_password_file", reason);
+                })
+                .ok()?,
+        ),
+        (None, None) => None,
+    };
+    match (&raw.openfaas_user, password) {
+        (None, None) => Some(None),
+        (None, Some(_)) => {
+            found.error("openfaas_user", "is required when a password is set");
+            None
+        }
+        (Some(_), None) => {
+            found.error(
+                "openfaas_password",
+                "is required when openfaas_user is set (or use openfaas_password_file)",
+            );
+            None
+        }
+        (Some(user), Some(password)) => {
+            let mut ok = true;
+            if user.is_empty() || user.contains(':') || has_control(user) {
+                found.error(
+                    "openfaas_user",
+                    "must be non-empty, without ':' or control characters",
+                );
+                ok = false;
+            }
+            if password.is_empty() {
+                let field = if raw.openfaas_password.is_some() {
+                    "openfaas_password"
+                } else {
+                    "openfaas_password_file"
+                };
+                found.error(field, "the password is empty");
+                ok = false;
+            }
+            ok.then(|| {
+                Some(BasicAuth {
+                    user: user.clone(),
+                    password: Secret::new(password),
+                })
+            })
+        }
+    }
+}
+
+fn read_password_file(file: &str, machine: &Machine) -> Result<String, String> {
+    let path = expand_home(file, machine.home.as_deref())?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+// ---------------------------------------------------------------- rates
+
+fn rate_strategy(raw: &RawConfig, found: &mut Findings) -> Option<RateStrategy> {
+    let mut chosen = raw.rate_strategy.clone();
+    if let Some(legacy) = &raw.rates {
+        let mut ok = true;
+        if legacy.step == 0 {
+            found.error("rates.step", "must be > 0");
+            ok = false;
+        }
+        if legacy.max_rate < legacy.min_rate {
+            found.error(
+                "rates.max_rate",
+                format!("must be >= rates.min_rate ({})", legacy.min_rate),
+            );
+            ok = false;
+        }
+        // lb's rule: the legacy section only counts while the strategy is
+        // still the default one.
+        if chosen == RawRateStrategy::default() {
+            found.warn("`rates` is deprecated; use `rate_strategy: {type: linear, min_rate, max_rate, step}` instead");
+            if ok {
+                chosen = RawRateStrategy::Linear(RawLinear {
+                    min_rate: legacy.min_rate,
+                    max_rate: legacy.max_rate,
+                    step: legacy.step,
+                });
+            }
+        } else {
+            found.warn("`rates` is deprecated and ignored because `rate_strategy` is set");
+        }
+    }
+    let power = |field: &str, value: u64, found: &mut Findings| match u32::try_from(value) {
+        Ok(power) => Some(power),
+        Err(_) => {
+            found.error(field, format!("{value} is too large"));
+            None
+        }
+    };
+    Some(match chosen {
+        RawRateStrategy::Linear(RawLinear {
+            min_rate,
+            max_rate,
+            step,
+        }) => RateStrategy::Linear {
+            min_rate,
+            max_rate,
+            step,
+        },
+        RawRateStrategy::Random(RawRandom {
+            min_rate,
+            max_rate,
+            count,
+            seed,
+        }) => RateStrategy::Random {
+            min_rate,
+            max_rate,
+            count,
+            seed,
+        },
+        RawRateStrategy::Exponential(RawExponential {
+            base,
+            min_power,
+            max_power,
+            max_rate,
+        }) => {
+            let min_power = power("rate_strategy.min_power", min_power, found);
+            let max_power = power("rate_strategy.max_power", max_power, found);
+            RateStrategy::Exponential {
+                base,
+                min_power: min_power?,
+                max_power: max_power?,
+                max_rate,
+            }
+        }
+        RawRateStrategy::Custom(RawCustom { rates }) => RateStrategy::Custom {
+            rates: rates.iter().map(|rate| rate.0).collect(),
+        },
+    })
+}
+
+/// The smallest rate lb's rule compares `max_rate` against.
+fn strategy_min_rate(strategy: &RateStrategy) -> Option<u64> {
+    match *strategy {
+        RateStrategy::Linear { min_rate, .. } | RateStrategy::Random { min_rate, .. } => {
+            Some(min_rate)
+        }
+        RateStrategy::Exponential { .. } | RateStrategy::Custom { .. } => None,
+    }
+}
+
+// ---------------------------------------------------------------- functions
+
+const HTTP_METHODS: [(&str, HttpMethod); 7] = [
+    ("GET", HttpMethod::Get),
+    ("POST", HttpMethod::Post),
+    ("PUT", HttpMethod::Put),
+    ("DELETE", HttpMethod::Delete),
+    ("PATCH", HttpMethod::Patch),
+    ("HEAD", HttpMethod::Head),
+    ("OPTIONS", HttpMethod::Options),
+];
+
+fn functions(
+    raw: &RawConfig,
+    strategy: Option<&RateStrategy>,
+    rates: Option<&[u64]>,
+    found: &mut Findings,
+) -> Option<Vec<FunctionSpec>> {
+    if raw.functions.is_empty() {
+        found.error("functions", "at least one function is required");
+        return None;
+    }
+    let errors_before = found.errors.len();
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    let mut specs = Vec::with_capacity(raw.functions.len());
+    for (index, function) in raw.functions.iter().enumerate() {
+        let at = |field: &str| format!("functions[{index}].{field}");
+        let name = match FunctionName::parse(&function.name) {
+            Ok(name) => Some(name),
+            Err(error) => {
+                found.error(at("name"), error.to_string());
+                None
+            }
+        };
+        if let Some(first) = first_index.get(function.name.as_str()) {
+            found.error(
+                at("name"),
+                format!("duplicate of functions[{first}].name ({:?})", function.name),
+            );
+        } else {
+            first_index.insert(function.name.as_str(), index);
+        }
+        let wanted = function.method.trim().to_ascii_uppercase();
+        let method = HTTP_METHODS
+            .iter()
+            .find(|(text, _)| *text == wanted)
+            .map(|(_, method)| *method);
+        if method.is_none() {
+            found.error(
+                at("method"),
+                format!(
+                    "unsupported HTTP method {:?}; use one of GET POST PUT DELETE PATCH HEAD OPTIONS",
+                    function.method
+                ),
+            );
+        }
+        for (header, value) in &function.headers {
+            if !is_header_token(header) {
+                found.error(
+                    at("headers"),
+                    format!("{header:?} is not a valid HTTP header name"),
+                );
+            } else if value.chars().any(|c| c.is_control() && c != '\t') {
+                found.error(
+                    at(&format!("headers.{header}")),
+                    "must not contain CR, LF or other control characters",
+                );
+            }
+        }
+        if let (Some(max_rate), Some(strategy)) = (function.max_rate, strategy) {
+            match strategy_min_rate(strategy) {
+                Some(min_rate) if max_rate < min_rate => found.error(
+                    at("max_rate"),
+                    format!("{max_rate} must be >= rate_strategy.min_rate ({min_rate})"),
+                ),
+                _ => {
+                    if let Some(rates) = rates {
+                        if rates.first().is_some_and(|&lowest| max_rate < lowest) {
+                            found.warn(format!(
+                                "functions[{index}].max_rate ({max_rate}) is below every rate of the strategy: function {:?} will never be loaded",
+                                function.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some(name), Some(method)) = (name, method) {
+            specs.push(FunctionSpec {
+                name,
+                method,
+                body: function.body.clone(),
+                headers: function.headers.clone(),
+                max_rate: function.max_rate,
+            });
+        }
+    }
+    if found.errors.len() > errors_before {
+        return None;
+    }
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(specs)
+}
+
+/// RFC 9110 token characters.
+fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+// ---------------------------------------------------------------- the rest
+
+fn combinations(raw: &RawConfig, found: &mut Findings) -> Option<Combinations> {
+    let min = raw.combinations.min_functions;
+    let max = raw.combinations.max_functions;
+    let mut ok = true;
+    if min < 1 {
+        found.error("combinations.min_functions", "must be >= 1");
+        ok = false;
+    }
+    if max <= min {
+        found.error(
+            "combinations.max_functions",
+            format!("must be > combinations.min_functions ({min}); the upper bound is exclusive"),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    match (usize::try_from(min), usize::try_from(max)) {
+        (Ok(min_functions), Ok(max_functions)) => Some(Combinations {
+            min_functions,
+            max_functions,
+        }),
+        _ => {
+            found.error("combinations", "sizes are too large");
+            None
+        }
+    }
+}
+
+/// `<n>ms|s|m|h` with n > 0, and the text as it will be given to k6.
+fn duration(text: &str) -> Result<(Duration, String), String> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 0,
+    };
+    if digits.is_empty() || unit_ms == 0 {
+        return Err(format!(
+            "{text:?} must match <number><unit> with unit ms, s, m or h, e.g. 30s or 1m"
+        ));
+    }
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    if value == 0 {
+        return Err("must be > 0".to_string());
+    }
+    let millis = value
+        .checked_mul(unit_ms)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    Ok((Duration::from_millis(millis), text.to_string()))
+}
+
+fn iterations(value: u64, found: &mut Findings) -> Option<u32> {
+    match u32::try_from(value) {
+        Ok(n) if n >= 1 => Some(n),
+        Ok(_) => {
+            found.error("iterations", "must be >= 1");
+            None
+        }
+        Err(_) => {
+            found.error("iterations", format!("{value} is too large"));
+            None
+        }
+    }
+}
+
+fn percent(field: &str, value: f64, max: f64, found: &mut Findings) -> Option<f64> {
+    if (0.0..=max).contains(&value) {
+        Some(value)
+    } else {
+        found.error(field, format!("{value} is not in 0..={max}"));
+        None
+    }
+}
+
+fn cooldown(raw: &RawConfig, found: &mut Findings) -> Option<Cooldown> {
+    let c = &raw.cooldown;
+    let sleep_ok = c.sleep_step_seconds > 0;
+    if !sleep_ok {
+        found.error("cooldown.sleep_step_seconds", "must be > 0");
+    }
+    let idle = percent(
+        "cooldown.idle_threshold_pct",
+        c.idle_threshold_pct,
+        100.0,
+        found,
+    );
+    Some(Cooldown {
+        max_wait: Duration::from_secs(c.max_wait_seconds),
+        sleep_step: sleep_ok.then(|| Duration::from_secs(c.sleep_step_seconds))?,
+        idle_threshold_pct: idle?,
+    })
+}
+
+fn overload(raw: &RawConfig, found: &mut Findings) -> Option<Overload> {
+    let o = &raw.overload;
+    let cpu = percent(
+        "overload.cpu_overload_pct_of_capacity",
+        o.cpu_overload_pct_of_capacity,
+        100.0,
+        found,
+    );
+    let ram = percent(
+        "overload.ram_overload_pct",
+        o.ram_overload_pct,
+        100.0,
+        found,
+    );
+    let node = percent(
+        "overload.success_rate_node_min",
+        o.success_rate_node_min,
+        1.0,
+        found,
+    );
+    let function = percent(
+        "overload.success_rate_function_min",
+        o.success_rate_function_min,
+        1.0,
+        found,
+    );
+    let replicas_ok = o.replicas_overload_threshold >= 1;
+    if !replicas_ok {
+        found.error("overload.replicas_overload_threshold", "must be >= 1");
+    }
+    Some(Overload {
+        cpu_overload_pct_of_capacity: cpu?,
+        ram_overload_pct: ram?,
+        success_rate_node_min: node?,
+        success_rate_function_min: function?,
+        replicas_overload_threshold: replicas_ok.then_some(o.replicas_overload_threshold)?,
+    })
+}
+
+/// `Some(None)`: use the bundled queries.
+fn queries_path(
+    raw: &RawConfig,
+    machine: &Machine,
+    found: &mut Findings,
+) -> Option<Option<PathBuf>> {
+    let Some(text) = raw.queries_path.as_deref().filter(|t| !t.is_empty()) else {
+        return Some(None);
+    };
+    let path = match expand_home(text, machine.home.as_deref()) {
+        Ok(path) => path,
+        Err(reason) => {
+            found.error("queries_path", reason);
+            return None;
+        }
+    };
+    if path.is_file() {
+        return Some(Some(path));
+    }
+    if looks_like_lb_default_queries(&path) {
+        // A config materialised by lb on another machine carries lb's own
+        // bundled path; lb falls back to its bundled file, and so do we.
+        found.warn(format!(
+            "queries_path {} does not exist here; using the bundled queries",
+            path.display()
+        ));
+        return Some(None);
+    }
+    let reason = if path.exists() {
+        "is not a regular file"
+    } else {
+        "file not found"
+    };
+    found.error("queries_path", format!("{}: {reason}", path.display()));
+    None
+}
+
+fn looks_like_lb_default_queries(path: &Path) -> bool {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
+        .collect();
+    parts.ends_with(&[
+        "lb_plugins".to_string(),
+        "plugins".to_string(),
+        "dfaas".to_string(),
+        "queries.yml".to_string(),
+    ])
+}
+
+fn pid_regexes(raw: &RawConfig, found: &mut Findings) -> Option<BTreeMap<FunctionName, String>> {
+    let mut result = BTreeMap::new();
+    let mut ok = true;
+    for (key, regex) in &raw.function_pid_regexes {
+        let configured = raw.functions.iter().any(|f| &f.name == key);
+        if !configured {
+            found.error(
+                "function_pid_regexes",
+                format!("{key:?} is not a configured function"),
+            );
+            ok = false;
+            continue;
+        }
+        if regex
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '`')
+        {
+            found.error(
+                format!("function_pid_regexes.{key}"),
+                "must not contain quotes, backticks or control characters (it is placed in a PromQL string)",
+            );
+            ok = false;
+            continue;
+        }
+        if let Ok(name) = FunctionName::parse(key) {
+            result.insert(name, regex.clone());
+        }
+    }
+    ok.then_some(result)
+}
+
+fn output_dir(raw: &RawConfig, found: &mut Findings) -> Option<Option<PathBuf>> {
+    match raw.output_dir.as_deref() {
+        None => Some(None),
+        Some("") => {
+            found.error("output_dir", "must not be empty");
+            None
+        }
+        Some(dir) if dir.contains('\0') => {
+            found.error("output_dir", "must not contain NUL");
+            None
+        }
+        Some(dir) => Some(Some(PathBuf::from(dir))),
+    }
+}
+
+/// A run id becomes a directory on the k6 host and a k6 tag value.
+fn run_id(raw: &RawConfig, found: &mut Findings) -> Option<Option<String>> {
+    let Some(id) = raw.run_id.as_deref() else {
+        return Some(None);
+    };
+    let valid = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Some(Some(id.to_string()))
+    } else {
+        found.error(
+            "run_id",
+            format!("{id:?} must be 1-128 characters of letters, digits, '.', '_' and '-'"),
+        );
+        None
+    }
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

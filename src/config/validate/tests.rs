@@ -1,0 +1,684 @@
+use super::*;
+use crate::config::raw::RawConfig;
+use serde_json::{json, Value};
+
+fn test_address() -> String {
+    "192.0.2.10".to_string()
+}
+
+fn machine() -> Machine {
+    Machine {
+        home: Some(PathBuf::from("/home/tester")),
+        primary_address: test_address,
+        fallback_seed: 42,
+    }
+}
+
+fn check_in(value: Value, context: &Context) -> Result<Validated, Vec<FieldError>> {
+    let parsed = RawConfig::from_value(&value).expect("raw stage");
+    validate(parsed.config, context, &machine())
+}
+
+fn check(value: Value) -> Result<Validated, Vec<FieldError>> {
+    check_in(value, &Context::default())
+}
+
+fn config(value: Value) -> Config {
+    match check(value) {
+        Ok(validated) => validated.config,
+        Err(errors) => panic!("unexpected errors: {errors:?}"),
+    }
+}
+
+fn errors(value: Value) -> Vec<FieldError> {
+    match check(value.clone()) {
+        Ok(_) => panic!("accepted: {value}"),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn defaults_are_lbs() {
+    let c = config(json!({}));
+    assert_eq!(
+        c,
+        Config {
+            k6: K6Host {
+                host: "127.0.0.1".into(),
+                user: "ubuntu".into(),
+                ssh_key: PathBuf::from("/home/tester/.ssh/id_rsa"),
+                port: 22,
+                workspace_root: "/home/ubuntu/.dfaas-k6".into(),
+                outputs: vec![],
+                tags: BTreeMap::new(),
+                log_stream: true,
+            },
+            gateway_url: "http://127.0.0.1:31112".into(),
+            prometheus_url: "http://127.0.0.1:30411".into(),
+            openfaas_auth: None,
+            functions: vec![FunctionSpec {
+                name: FunctionName::parse("figlet").unwrap(),
+                method: HttpMethod::Post,
+                body: "Hello DFaaS!".into(),
+                headers: BTreeMap::from([("Content-Type".into(), "text/plain".into())]),
+                max_rate: None,
+            }],
+            rates: (0..=200).step_by(10).collect(),
+            rate_strategy: RateStrategy::Linear {
+                min_rate: 0,
+                max_rate: 200,
+                step: 10
+            },
+            combinations: Combinations {
+                min_functions: 1,
+                max_functions: 2
+            },
+            duration: Duration::from_secs(30),
+            duration_text: "30s".into(),
+            iterations: 3,
+            cooldown: Cooldown {
+                max_wait: Duration::from_secs(180),
+                sleep_step: Duration::from_secs(5),
+                idle_threshold_pct: 15.0,
+            },
+            overload: Overload {
+                cpu_overload_pct_of_capacity: 80.0,
+                ram_overload_pct: 90.0,
+                success_rate_node_min: 0.95,
+                success_rate_function_min: 0.90,
+                replicas_overload_threshold: 15,
+            },
+            queries_path: None,
+            scaphandre_enabled: false,
+            function_pid_regexes: BTreeMap::new(),
+            output_dir: None,
+            run_id: None,
+        }
+    );
+}
+
+/// Each rule, the field it blames and a word of its reason.
+#[test]
+fn each_rule_names_its_field() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({"functions": []}), "functions", "at least one"),
+        (
+            json!({"functions": [{"name": "a;rm -rf ~"}]}),
+            "functions[0].name",
+            "not a valid OpenFaaS name",
+        ),
+        (
+            json!({"functions": [{"name": "../x"}]}),
+            "functions[0].name",
+            "not a valid OpenFaaS name",
+        ),
+        (
+            json!({"functions": [{"name": "Figlet"}]}),
+            "functions[0].name",
+            "not a valid OpenFaaS name",
+        ),
+        (
+            json!({"functions": [{"name": ""}]}),
+            "functions[0].name",
+            "empty",
+        ),
+        (
+            json!({"functions": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}),
+            "functions[2].name",
+            "duplicate of functions[0].name",
+        ),
+        (
+            json!({"functions": [{"name": "a", "method": "FETCH"}]}),
+            "functions[0].method",
+            "unsupported HTTP method",
+        ),
+        (
+            json!({"functions": [{"name": "a", "headers": {"Bad Header": "x"}}]}),
+            "functions[0].headers",
+            "not a valid HTTP header name",
+        ),
+        (
+            json!({"functions": [{"name": "a", "headers": {"X-A": "v\r\nInjected: 1"}}]}),
+            "functions[0].headers.X-A",
+            "CR, LF",
+        ),
+        (
+            json!({"functions": [{"name": "a", "max_rate": 5}], "rate_strategy": {"type": "linear", "min_rate": 10}}),
+            "functions[0].max_rate",
+            "rate_strategy.min_rate (10)",
+        ),
+        (
+            json!({"functions": [{"name": "a", "max_rate": 5}], "rate_strategy": {"type": "random", "seed": 1}}),
+            "functions[0].max_rate",
+            "rate_strategy.min_rate (10)",
+        ),
+        (
+            json!({"rate_strategy": {"type": "linear", "min_rate": 20, "max_rate": 10}}),
+            "rate_strategy.max_rate",
+            ">= rate_strategy.min_rate",
+        ),
+        (
+            json!({"rate_strategy": {"type": "linear", "step": 0}}),
+            "rate_strategy.step",
+            "> 0",
+        ),
+        (
+            json!({"rate_strategy": {"type": "random", "count": 0}}),
+            "rate_strategy.count",
+            ">= 1",
+        ),
+        (
+            json!({"rate_strategy": {"type": "random", "min_rate": 9, "max_rate": 3}}),
+            "rate_strategy.max_rate",
+            ">= rate_strategy.min_rate",
+        ),
+        (
+            json!({"rate_strategy": {"type": "exponential", "base": 1}}),
+            "rate_strategy.base",
+            ">= 2",
+        ),
+        (
+            json!({"rate_strategy": {"type": "exponential", "base": 10, "max_power": 30}}),
+            "rate_strategy.max_power",
+            "does not fit",
+        ),
+        (
+            json!({"rate_strategy": {"type": "exponential", "min_power": 5000000000u64}}),
+            "rate_strategy.min_power",
+            "too large",
+        ),
+        (
+            json!({"rate_strategy": {"type": "custom", "rates": []}}),
+            "rate_strategy.rates",
+            "at least one",
+        ),
+        (json!({"rates": {"step": 0}}), "rates.step", "> 0"),
+        (
+            json!({"rates": {"min_rate": 5, "max_rate": 1}}),
+            "rates.max_rate",
+            ">= rates.min_rate",
+        ),
+        (
+            json!({"combinations": {"min_functions": 0}}),
+            "combinations.min_functions",
+            ">= 1",
+        ),
+        (
+            json!({"combinations": {"min_functions": 2, "max_functions": 2}}),
+            "combinations.max_functions",
+            "exclusive",
+        ),
+        (json!({"duration": "30"}), "duration", "<number><unit>"),
+        (json!({"duration": "0s"}), "duration", "> 0"),
+        (json!({"duration": "1d"}), "duration", "<number><unit>"),
+        (
+            json!({"duration": "99999999999999999999h"}),
+            "duration",
+            "too large",
+        ),
+        (
+            json!({"duration": "9999999999999999h"}),
+            "duration",
+            "too large",
+        ),
+        (json!({"iterations": 0}), "iterations", ">= 1"),
+        (
+            json!({"iterations": 5000000000u64}),
+            "iterations",
+            "too large",
+        ),
+        (
+            json!({"cooldown": {"sleep_step_seconds": 0}}),
+            "cooldown.sleep_step_seconds",
+            "> 0",
+        ),
+        (
+            json!({"cooldown": {"idle_threshold_pct": 101}}),
+            "cooldown.idle_threshold_pct",
+            "0..=100",
+        ),
+        (
+            json!({"cooldown": {"idle_threshold_pct": -1}}),
+            "cooldown.idle_threshold_pct",
+            "0..=100",
+        ),
+        (
+            json!({"overload": {"cpu_overload_pct_of_capacity": 150}}),
+            "overload.cpu_overload_pct_of_capacity",
+            "0..=100",
+        ),
+        (
+            json!({"overload": {"ram_overload_pct": -0.5}}),
+            "overload.ram_overload_pct",
+            "0..=100",
+        ),
+        (
+            json!({"overload": {"success_rate_node_min": 1.5}}),
+            "overload.success_rate_node_min",
+            "0..=1",
+        ),
+        (
+            json!({"overload": {"success_rate_function_min": 2}}),
+            "overload.success_rate_function_min",
+            "0..=1",
+        ),
+        (
+            json!({"overload": {"replicas_overload_threshold": 0}}),
+            "overload.replicas_overload_threshold",
+            ">= 1",
+        ),
+        (json!({"k6_port": 0}), "k6_port", "1..=65535"),
+        (json!({"k6_port": 70000}), "k6_port", "1..=65535"),
+        (
+            json!({"k6_workspace_root": "relative/dir"}),
+            "k6_workspace_root",
+            "absolute",
+        ),
+        (
+            json!({"k6_workspace_root": "/srv/../etc"}),
+            "k6_workspace_root",
+            "'..'",
+        ),
+        (
+            json!({"k6_user": "-oProxyCommand=x"}),
+            "k6_user",
+            "must not start with '-'",
+        ),
+        (json!({"k6_user": "a b"}), "k6_user", "whitespace"),
+        (json!({"k6_user": ""}), "k6_user", "empty"),
+        (
+            json!({"k6_host": "-x"}),
+            "k6_host",
+            "must not start with '-'",
+        ),
+        (json!({"k6_host": "host\n"}), "k6_host", "control"),
+        (json!({"k6_ssh_key": ""}), "k6_ssh_key", "empty"),
+        (json!({"k6_tags": {"1bad": "x"}}), "k6_tags", "must match"),
+        (
+            json!({"k6_tags": {"team": "a\nb"}}),
+            "k6_tags.team",
+            "control",
+        ),
+        (json!({"k6_outputs": [""]}), "k6_outputs[0]", "empty"),
+        (
+            json!({"k6_outputs": ["json=a", "-x"]}),
+            "k6_outputs[1]",
+            "'-'",
+        ),
+        (
+            json!({"gateway_url": "https://gw:31112"}),
+            "gateway_url",
+            "https is not supported",
+        ),
+        (
+            json!({"prometheus_url": "ftp://prom"}),
+            "prometheus_url",
+            "http://",
+        ),
+        (
+            json!({"prometheus_url": "http://prom:9090?x=1"}),
+            "prometheus_url",
+            "port",
+        ),
+        (
+            json!({"openfaas_user": "admin"}),
+            "openfaas_password",
+            "required",
+        ),
+        (
+            json!({"openfaas_password": "pw"}),
+            "openfaas_user",
+            "required",
+        ),
+        (
+            json!({"openfaas_user": "a:b", "openfaas_password": "pw"}),
+            "openfaas_user",
+            "':'",
+        ),
+        (
+            json!({"openfaas_user": "admin", "openfaas_password": ""}),
+            "openfaas_password",
+            "empty",
+        ),
+        (
+            json!({"openfaas_user": "admin", "openfaas_password": "pw", "openfaas_password_file": "/x"}),
+            "openfaas_password_file",
+            "not both",
+        ),
+        (
+            json!({"openfaas_user": "admin", "openfaas_password_file": "/nonexistent/pw"}),
+            "openfaas_password_file",
+            "cannot read /nonexistent/pw",
+        ),
+        (
+            json!({"queries_path": "/nonexistent/queries.yml"}),
+            "queries_path",
+            "not found",
+        ),
+        (
+            json!({"queries_path": "/"}),
+            "queries_path",
+            "not a regular file",
+        ),
+        (
+            json!({"function_pid_regexes": {"nope": "x"}}),
+            "function_pid_regexes",
+            "not a configured function",
+        ),
+        (
+            json!({"function_pid_regexes": {"figlet": "a\"b"}}),
+            "function_pid_regexes.figlet",
+            "quotes",
+        ),
+        (json!({"run_id": "../x"}), "run_id", "letters, digits"),
+        (json!({"run_id": ""}), "run_id", "letters, digits"),
+        (json!({"output_dir": ""}), "output_dir", "empty"),
+    ];
+    for (value, field, reason) in cases {
+        let found = errors(value.clone());
+        assert!(
+            found
+                .iter()
+                .any(|e| e.field == field && e.reason.contains(reason)),
+            "{value}: expected {field} ({reason}), got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let found = errors(json!({
+        "functions": [{"name": "Bad"}, {"name": "ok", "method": "nope"}],
+        "k6_port": 0,
+        "duration": "x",
+        "iterations": 0,
+        "combinations": {"min_functions": 3, "max_functions": 1},
+        "gateway_url": "https://x",
+    }));
+    let fields: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
+    for expected in [
+        "functions[0].name",
+        "functions[1].method",
+        "k6_port",
+        "duration",
+        "iterations",
+        "combinations.max_functions",
+        "gateway_url",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+}
+
+#[test]
+fn functions_sorted_and_methods_normalised() {
+    let c = config(json!({"functions": [
+        {"name": "shasum", "method": " post "},
+        {"name": "env", "method": "get"},
+        {"name": "figlet", "max_rate": 50, "headers": {"X-Tab": "a\tb"}},
+    ]}));
+    let names: Vec<&str> = c.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["env", "figlet", "shasum"]);
+    assert_eq!(c.functions[2].method, HttpMethod::Post);
+    assert_eq!(c.functions[0].method, HttpMethod::Get);
+    assert_eq!(c.functions[1].max_rate, Some(50));
+}
+
+#[test]
+fn max_rate_below_every_rate_warns() {
+    let validated = check(json!({
+        "functions": [{"name": "a", "max_rate": 5}],
+        "rate_strategy": {"type": "custom", "rates": [10, 20]},
+    }))
+    .unwrap();
+    assert!(
+        validated
+            .warnings
+            .iter()
+            .any(|w| w.contains("functions[0].max_rate") && w.contains("never be loaded")),
+        "{:?}",
+        validated.warnings
+    );
+}
+
+#[test]
+fn deprecated_rates_map_to_linear_only_with_default_strategy() {
+    let validated = check(json!({"rates": {"min_rate": 5, "max_rate": 25, "step": 10}})).unwrap();
+    assert_eq!(validated.config.rates, [5, 15, 25]);
+    assert_eq!(
+        validated.config.rate_strategy,
+        RateStrategy::Linear {
+            min_rate: 5,
+            max_rate: 25,
+            step: 10
+        }
+    );
+    assert!(validated.warnings.iter().any(|w| w.contains("deprecated")));
+
+    // An explicit default-valued linear strategy still counts as default (lb's rule).
+    let validated = check(json!({
+        "rates": {"min_rate": 5, "max_rate": 25, "step": 10},
+        "rate_strategy": {"type": "linear"},
+    }))
+    .unwrap();
+    assert_eq!(validated.config.rates, [5, 15, 25]);
+
+    let validated = check(json!({
+        "rates": {"min_rate": 5, "max_rate": 25, "step": 10},
+        "rate_strategy": {"type": "custom", "rates": [1, 2]},
+    }))
+    .unwrap();
+    assert_eq!(validated.config.rates, [1, 2]);
+    assert!(validated.warnings.iter().any(|w| w.contains("ignored")));
+}
+
+#[test]
+fn all_four_strategies() {
+    let rates = |strategy: Value| config(json!({"rate_strategy": strategy})).rates;
+    assert_eq!(
+        rates(json!({"type": "linear", "min_rate": 10, "max_rate": 40, "step": 15})),
+        [10, 25, 40]
+    );
+    assert_eq!(
+        rates(json!({"type": "random", "seed": 42})),
+        [16, 36, 38, 45, 67, 72, 80, 173, 198, 199]
+    );
+    assert_eq!(
+        rates(json!({"type": "exponential", "base": 3, "min_power": 1, "max_power": 4})),
+        [3, 9, 27, 81]
+    );
+    assert_eq!(
+        rates(json!({"type": "custom", "rates": [30, 10, 30, 0]})),
+        [0, 10, 30]
+    );
+}
+
+#[test]
+fn unseeded_random_says_which_seed_it_used() {
+    let validated = check(json!({"rate_strategy": {"type": "random"}})).unwrap();
+    // The test machine's fallback seed is 42: CPython's rates for seed 42.
+    assert_eq!(
+        validated.config.rates,
+        [16, 36, 38, 45, 67, 72, 80, 173, 198, 199]
+    );
+    assert_eq!(
+        validated.config.rate_strategy,
+        RateStrategy::Random {
+            min_rate: 10,
+            max_rate: 200,
+            count: 10,
+            seed: None
+        }
+    );
+    assert!(
+        validated.warnings.iter().any(|w| w.contains("seed 42")),
+        "{:?}",
+        validated.warnings
+    );
+    // Nothing is drawn when the count covers the range: no warning.
+    let validated =
+        check(json!({"rate_strategy": {"type": "random", "min_rate": 1, "max_rate": 3}})).unwrap();
+    assert_eq!(validated.config.rates, [1, 2, 3]);
+    assert!(validated.warnings.is_empty(), "{:?}", validated.warnings);
+}
+
+#[test]
+fn host_address_substitution() {
+    let value = json!({
+        "gateway_url": "http://{host.address}:31112/",
+        "prometheus_url": "http://{host.address}:30411",
+    });
+    let context = |host: Option<&str>, address: Option<&str>| Context {
+        host: host.map(String::from),
+        host_address: address.map(String::from),
+        ..Context::default()
+    };
+    let cases = [
+        (context(Some("node1"), Some("10.0.0.5")), "10.0.0.5"),
+        (context(Some("node1"), None), "node1"),
+        (context(Some("node1"), Some("")), "node1"),
+        (context(None, None), "192.0.2.10"),
+    ];
+    for (ctx, expected) in cases {
+        let c = check_in(value.clone(), &ctx).unwrap().config;
+        assert_eq!(c.gateway_url, format!("http://{expected}:31112"));
+        assert_eq!(c.prometheus_url, format!("http://{expected}:30411"));
+    }
+    let bad = check_in(value, &context(None, Some("bad host"))).unwrap_err();
+    assert_eq!(bad[0].field, "gateway_url");
+    assert!(
+        bad[0].reason.contains("from context.host_address"),
+        "{}",
+        bad[0].reason
+    );
+}
+
+#[test]
+fn workspace_root_follows_user() {
+    let root = |value: Value| config(value).k6.workspace_root;
+    assert_eq!(root(json!({"k6_user": "root"})), "/root/.dfaas-k6");
+    assert_eq!(root(json!({"k6_user": "bob"})), "/home/bob/.dfaas-k6");
+    assert_eq!(
+        root(json!({"k6_user": "bob", "k6_workspace_root": "/home/ubuntu/.dfaas-k6"})),
+        "/home/bob/.dfaas-k6"
+    );
+    assert_eq!(
+        root(json!({"k6_user": "bob", "k6_workspace_root": "/srv/k6/"})),
+        "/srv/k6"
+    );
+}
+
+#[test]
+fn ssh_key_home_is_expanded() {
+    assert_eq!(
+        config(json!({})).k6.ssh_key,
+        PathBuf::from("/home/tester/.ssh/id_rsa")
+    );
+    assert_eq!(
+        config(json!({"k6_ssh_key": "~"})).k6.ssh_key,
+        PathBuf::from("/home/tester")
+    );
+    assert_eq!(
+        config(json!({"k6_ssh_key": "/keys/k6"})).k6.ssh_key,
+        PathBuf::from("/keys/k6")
+    );
+    let parsed = RawConfig::from_value(&json!({})).unwrap();
+    let homeless = Machine {
+        home: None,
+        ..machine()
+    };
+    let found = validate(parsed.config, &Context::default(), &homeless).unwrap_err();
+    assert_eq!(found[0].field, "k6_ssh_key");
+}
+
+#[test]
+fn passwords_stay_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "s3cret-from-file\n").unwrap();
+    let c =
+        config(json!({"openfaas_user": "admin", "openfaas_password_file": file.to_str().unwrap()}));
+    let auth = c.openfaas_auth.clone().unwrap();
+    assert_eq!(auth.user, "admin");
+    assert_eq!(auth.password.expose(), "s3cret-from-file");
+    assert!(!format!("{c:?}").contains("s3cret"));
+
+    let c = config(json!({"openfaas_user": "admin", "openfaas_password": "hunter2"}));
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    let found =
+        errors(json!({"openfaas_user": "a:b", "openfaas_password": "hunter2", "k6_port": 0}));
+    assert!(!format!("{found:?}").contains("hunter2"));
+    let raw = RawConfig::from_value(&json!({"openfaas_password": "hunter2"})).unwrap();
+    assert!(!format!("{raw:?}").contains("hunter2"));
+    let wrong_type = RawConfig::from_value(&json!({"openfaas_password": 123456})).unwrap_err();
+    assert_eq!(wrong_type[0].field, "openfaas_password");
+    assert!(
+        !wrong_type[0].reason.contains("123456"),
+        "{}",
+        wrong_type[0].reason
+    );
+}
+
+#[test]
+fn queries_path_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queries.yml");
+    std::fs::write(&file, "queries: []\n").unwrap();
+    assert_eq!(
+        config(json!({"queries_path": file.to_str().unwrap()})).queries_path,
+        Some(file.clone())
+    );
+    // lb's own bundled path from another machine: fall back to ours.
+    let validated = check(json!({
+        "queries_path": "/opt/venv/lib/python3.12/site-packages/lb_plugins/plugins/dfaas/queries.yml"
+    }))
+    .unwrap();
+    assert_eq!(validated.config.queries_path, None);
+    assert!(validated.warnings[0].contains("bundled"));
+}
+
+#[test]
+fn pid_regexes_keyed_by_function() {
+    let c = config(json!({
+        "functions": [{"name": "figlet"}],
+        "function_pid_regexes": {"figlet": "^fwatchdog.*figlet"},
+    }));
+    assert_eq!(
+        c.function_pid_regexes
+            .get(&FunctionName::parse("figlet").unwrap())
+            .map(String::as_str),
+        Some("^fwatchdog.*figlet")
+    );
+}
+
+#[test]
+fn durations() {
+    let cases = [
+        ("30s", Duration::from_secs(30)),
+        ("250ms", Duration::from_millis(250)),
+        ("2m", Duration::from_secs(120)),
+        ("1h", Duration::from_secs(3600)),
+        (" 45s ", Duration::from_secs(45)),
+    ];
+    for (text, expected) in cases {
+        let (parsed, kept) = duration(text).unwrap();
+        assert_eq!(parsed, expected, "{text}");
+        assert_eq!(kept, text.trim());
+    }
+    for bad in ["", "s", "30", "-1s", "1.5s", "30 s", "30S", "1d"] {
+        assert!(duration(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn header_tokens() {
+    for ok in ["Content-Type", "X-Custom_1", "a!#$%&'*+-.^_`|~"] {
+        assert!(is_header_token(ok), "{ok}");
+    }
+    for bad in ["", "a b", "a:b", "a\r\n", "ä", "(x)"] {
+        assert!(!is_header_token(bad), "{bad:?}");
+    }
+}

@@ -1,0 +1,307 @@
+//! Replica counts from the OpenFaaS gateway (`GET /system/functions`).
+//!
+//! Parsing the answer is pure ([`parse_replicas`]); the client adds short
+//! timeouts and optional basic auth, whose password is exposed only when
+//! the request is built. No faas-cli, no retries: the cooldown loop polls
+//! again on its own schedule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::prometheus::error_chain;
+use crate::config::{BasicAuth, FunctionName};
+
+/// Longest part of an error body kept in messages.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid gateway URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot build the HTTP client for the gateway: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("request to the gateway at {url} failed: {reason}")]
+    Request { url: String, reason: String },
+    #[error("gateway at {url} answered HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("gateway at {url} sent an unexpected function list: {reason}")]
+    Malformed { url: String, reason: String },
+}
+
+/// Timeouts for gateway requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GatewaySettings {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            request_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionStatus {
+    name: String,
+    #[serde(default)]
+    replicas: Option<u64>,
+}
+
+/// Replicas by function name from a `/system/functions` body. A function
+/// without a `replicas` field counts 0.
+pub fn parse_replicas(body: &str) -> Result<BTreeMap<String, u64>, String> {
+    let functions: Vec<FunctionStatus> = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    Ok(functions
+        .into_iter()
+        .map(|f| (f.name, f.replicas.unwrap_or(0)))
+        .collect())
+}
+
+/// Talks to one OpenFaaS gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base_url: String,
+    auth: Option<BasicAuth>,
+    http: reqwest::Client,
+}
+
+impl GatewayClient {
+    /// `base_url` like `http://10.0.0.5:31112` (a trailing `/` is dropped);
+    /// plain `http` only.
+    pub fn new(base_url: &str, auth: Option<BasicAuth>) -> Result<Self, GatewayError> {
+        Self::with_settings(base_url, auth, GatewaySettings::default())
+    }
+
+    pub fn with_settings(
+        base_url: &str,
+        auth: Option<BasicAuth>,
+        settings: GatewaySettings,
+    ) -> Result<Self, GatewayError> {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base_url).map_err(|e| GatewayError::Url {
+            url: base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() != "http" {
+            return Err(GatewayError::Url {
+                url: base_url,
+                reason: "only http:// is supported".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.connect_timeout)
+            .build()
+            .map_err(GatewayError::Client)?;
+        Ok(GatewayClient {
+            base_url,
+            auth,
+            http,
+        })
+    }
+
+    /// Replicas of every function the gateway lists.
+    pub async fn replicas(&self) -> Result<BTreeMap<String, u64>, GatewayError> {
+        let url = format!("{}/system/functions", self.base_url);
+        let mut request = self.http.get(&url);
+        if let Some(auth) = &self.auth {
+            request = request.basic_auth(&auth.user, Some(auth.password.expose()));
+        }
+        let request_error = |e: reqwest::Error| GatewayError::Request {
+            url: url.clone(),
+            reason: error_chain(&e),
+        };
+        let response = request.send().await.map_err(request_error)?;
+        let status = response.status();
+        let body = response.text().await.map_err(request_error)?;
+        if !status.is_success() {
+            let trimmed = body.trim();
+            let body = match trimmed.char_indices().nth(BODY_EXCERPT_CHARS) {
+                Some((cut, _)) => format!("{}…", &trimmed[..cut]),
+                None => trimmed.to_string(),
+            };
+            return Err(GatewayError::Status {
+                url,
+                status: status.as_u16(),
+                body,
+            });
+        }
+        parse_replicas(&body).map_err(|reason| GatewayError::Malformed { url, reason })
+    }
+
+    /// Replicas of `functions`; one the gateway does not list counts 0.
+    pub async fn replicas_of(
+        &self,
+        functions: &[FunctionName],
+    ) -> Result<BTreeMap<FunctionName, u64>, GatewayError> {
+        let all = self.replicas().await?;
+        Ok(functions
+            .iter()
+            .map(|f| (f.clone(), all.get(f.as_str()).copied().unwrap_or(0)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const LISTING: &str = r#"[
+        {"name":"figlet","image":"x","replicas":3,"availableReplicas":3,"invocationCount":10},
+        {"name":"env","image":"y","availableReplicas":0},
+        {"name":"nodeinfo","replicas":0}
+    ]"#;
+
+    #[test]
+    fn parses_listing() {
+        let replicas = parse_replicas(LISTING).unwrap();
+        assert_eq!(
+            replicas,
+            BTreeMap::from([
+                ("env".to_string(), 0),
+                ("figlet".to_string(), 3),
+                ("nodeinfo".to_string(), 0)
+            ])
+        );
+        assert_eq!(parse_replicas("[]").unwrap(), BTreeMap::new());
+        assert!(parse_replicas("{}").is_err());
+        assert!(parse_replicas(r#"[{"replicas":1}]"#).is_err());
+        assert!(parse_replicas(r#"[{"name":"a","replicas":-1}]"#).is_err());
+    }
+
+    /// Serves `status` + `body` to every connection; keeps request heads.
+    async fn serve(status: &'static str, body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..read]).into_owned());
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), heads)
+    }
+
+    #[tokio::test]
+    async fn reads_replicas_with_basic_auth() {
+        let (url, heads) = serve("200 OK", LISTING).await;
+        let auth = BasicAuth {
+            user: "admin".into(),
+            password: Secret::new("s3cret"),
+        };
+        let client = GatewayClient::new(&format!("{url}/"), Some(auth)).unwrap();
+        let figlet = FunctionName::parse("figlet").unwrap();
+        let absent = FunctionName::parse("shasum").unwrap();
+        let replicas = client
+            .replicas_of(&[figlet.clone(), absent.clone()])
+            .await
+            .unwrap();
+        assert_eq!(replicas, BTreeMap::from([(figlet, 3), (absent, 0)]));
+
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            heads[0].starts_with("GET /system/functions HTTP/1.1\r\n"),
+            "{}",
+            heads[0]
+        );
+        // base64("admin:s3cret")
+        assert!(
+            heads[0]
+                .to_ascii_lowercase()
+                .contains("authorization: basic ywrtaw46cznjcmv0"),
+            "{}",
+            heads[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_auth_header_without_credentials() {
+        let (url, heads) = serve("200 OK", "[]").await;
+        let client = GatewayClient::new(&url, None).unwrap();
+        assert_eq!(client.replicas().await.unwrap(), BTreeMap::new());
+        let heads = heads.lock().unwrap().clone();
+        assert!(!heads[0].to_ascii_lowercase().contains("authorization"));
+    }
+
+    #[tokio::test]
+    async fn http_errors_and_bad_bodies_are_named() {
+        let (url, _) = serve("401 Unauthorized", "unauthorized").await;
+        let err = GatewayClient::new(&url, None)
+            .unwrap()
+            .replicas()
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("401") && msg.contains("unauthorized") && msg.contains(&url),
+            "{msg}"
+        );
+
+        let (url, _) = serve("200 OK", "{\"not\":\"a list\"}").await;
+        let err = GatewayClient::new(&url, None)
+            .unwrap()
+            .replicas()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GatewayError::Malformed { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_an_error_naming_the_url() {
+        // Bind then drop to get a port with nothing listening.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let err = GatewayClient::new(&url, None)
+            .unwrap()
+            .replicas()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GatewayError::Request { .. }), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let auth = BasicAuth {
+            user: "admin".into(),
+            password: Secret::new("s3cret"),
+        };
+        let client = GatewayClient::new("http://127.0.0.1:1", Some(auth)).unwrap();
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,605 @@
+//! A small Prometheus HTTP API client: instant and range queries reduced to
+//! one number each.
+//!
+//! Reducing a response is pure ([`instant_sum`], [`range_average`]): an
+//! instant result is the sum of its series; a range result is summed across
+//! series per timestamp, then averaged over the timestamps. The HTTP edge
+//! adds short per-request timeouts and a bounded retry budget for empty or
+//! failed answers, after which a query becomes NaN with a warning
+//! ([`Measured`]): a stopped Prometheus costs seconds, never a hang.
+//! This module neither prints nor decides what a number means.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Longest part of an error body kept in messages.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("invalid Prometheus URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot build the HTTP client for Prometheus: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("request to Prometheus at {url} failed: {reason}")]
+    Request { url: String, reason: String },
+    #[error("Prometheus at {url} answered HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("Prometheus rejected query {query:?}: {error_type}: {message}")]
+    Rejected {
+        query: String,
+        error_type: String,
+        message: String,
+    },
+    #[error("query {query:?} returned no data")]
+    Empty { query: String },
+    #[error("malformed Prometheus answer to {query:?}: {reason}")]
+    Malformed { query: String, reason: String },
+    #[error("query {query:?} answered {value}, not a CPU count")]
+    NotACount { query: String, value: f64 },
+}
+
+impl PrometheusError {
+    /// Worth asking again: Prometheus may be starting, behind on scrapes or
+    /// briefly overloaded. A rejected or malformed query will not improve.
+    fn is_transient(&self) -> bool {
+        match self {
+            PrometheusError::Request { .. } | PrometheusError::Empty { .. } => true,
+            PrometheusError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Why a response could not be reduced to a number (pure part).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReduceError {
+    #[error("no series")]
+    Empty,
+    #[error("Prometheus error {error_type}: {message}")]
+    Rejected { error_type: String, message: String },
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// A value with the warnings gathered while getting it. The caller decides
+/// how to report them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured<T> {
+    pub value: T,
+    pub warnings: Vec<String>,
+}
+
+/// Timeouts and the retry budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrometheusSettings {
+    /// Whole-request timeout (connect + answer).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long empty or failed queries are retried (shared by a batch).
+    pub retry_budget: Duration,
+    /// Pause between attempts.
+    pub retry_pause: Duration,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            request_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(10),
+            retry_pause: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What to ask.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryRequest {
+    /// `/api/v1/query` at `at` (Prometheus's now when `None`).
+    Instant {
+        query: String,
+        at: Option<SystemTime>,
+    },
+    /// `/api/v1/query_range` over `[start, end]` every `step`.
+    Range {
+        query: String,
+        start: SystemTime,
+        end: SystemTime,
+        /// A PromQL duration or seconds.
+        step: String,
+    },
+}
+
+impl QueryRequest {
+    pub fn query(&self) -> &str {
+        match self {
+            QueryRequest::Instant { query, .. } | QueryRequest::Range { query, .. } => query,
+        }
+    }
+
+    /// API path and URL parameters.
+    pub fn to_params(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            QueryRequest::Instant { query, at } => {
+                let mut params = vec![("query", query.clone())];
+                if let Some(at) = at {
+                    params.push(("time", unix_seconds_text(*at)));
+                }
+                ("/api/v1/query", params)
+            }
+            QueryRequest::Range {
+                query,
+                start,
+                end,
+                step,
+            } => (
+                "/api/v1/query_range",
+                vec![
+                    ("query", query.clone()),
+                    ("start", unix_seconds_text(*start)),
+                    ("end", unix_seconds_text(*end)),
+                    ("step", step.clone()),
+                ],
+            ),
+        }
+    }
+
+    /// Reduces an answer to this request to one number.
+    pub fn reduce(&self, body: &Value) -> Result<f64, ReduceError> {
+        match self {
+            QueryRequest::Instant { .. } => instant_sum(body),
+            QueryRequest::Range { .. } => range_average(body),
+        }
+    }
+}
+
+/// Seconds since the epoch with millisecond precision, as Prometheus takes
+/// them.
+fn unix_seconds_text(at: SystemTime) -> String {
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The `data.result` array of a successful answer.
+fn result_series(body: &Value) -> Result<&Vec<Value>, ReduceError> {
+    match body.get("status").and_then(Value::as_str) {
+        Some("success") => {}
+        Some("error") => {
+            let text = |key: &str| {
+                body.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            return Err(ReduceError::Rejected {
+                error_type: text("errorType"),
+                message: text("error"),
+            });
+        }
+        _ => return Err(ReduceError::Malformed("no \"status\": \"success\"".into())),
+    }
+    let result = body
+        .get("data")
+        .and_then(|d| d.get("result"))
+        .ok_or_else(|| ReduceError::Malformed("no data.result".into()))?;
+    match result {
+        Value::Array(series) if series.is_empty() => Err(ReduceError::Empty),
+        Value::Array(series) => Ok(series),
+        // A scalar answer (`data.result` = [t, "v"]) is not a vector.
+        _ => Err(ReduceError::Malformed("data.result is not a vector".into())),
+    }
+}
+
+/// One `[timestamp, "value"]` pair.
+fn sample(pair: &Value) -> Result<(f64, f64), ReduceError> {
+    let malformed = || ReduceError::Malformed(format!("sample {pair} is not [time, \"value\"]"));
+    let items = pair.as_array().ok_or_else(malformed)?;
+    let [t, v] = items.as_slice() else {
+        return Err(malformed());
+    };
+    let t = t.as_f64().ok_or_else(malformed)?;
+    let v = v
+        .as_str()
+        .and_then(parse_sample_value)
+        .ok_or_else(malformed)?;
+    Ok((t, v))
+}
+
+/// Prometheus writes values as Go formats them: `1.5`, `NaN`, `+Inf`, `-Inf`.
+fn parse_sample_value(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// An instant vector answer: the sum of its series' values.
+pub fn instant_sum(body: &Value) -> Result<f64, ReduceError> {
+    let mut total = 0.0;
+    for series in result_series(body)? {
+        let value = series
+            .get("value")
+            .ok_or_else(|| ReduceError::Malformed("series without \"value\"".into()))?;
+        total += sample(value)?.1;
+    }
+    Ok(total)
+}
+
+/// A range (matrix) answer: series summed per timestamp, then the mean of
+/// those sums. A series missing at some timestamp adds nothing there.
+pub fn range_average(body: &Value) -> Result<f64, ReduceError> {
+    // Keyed by milliseconds: Prometheus timestamps have ms precision.
+    let mut per_timestamp: BTreeMap<i64, f64> = BTreeMap::new();
+    for series in result_series(body)? {
+        let values = series
+            .get("values")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ReduceError::Malformed("series without \"values\"".into()))?;
+        for pair in values {
+            let (t, v) = sample(pair)?;
+            *per_timestamp
+                .entry((t * 1000.0).round() as i64)
+                .or_insert(0.0) += v;
+        }
+    }
+    if per_timestamp.is_empty() {
+        return Err(ReduceError::Empty);
+    }
+    let count = per_timestamp.len() as f64;
+    Ok(per_timestamp.values().sum::<f64>() / count)
+}
+
+/// Talks to one Prometheus server.
+#[derive(Debug, Clone)]
+pub struct PrometheusClient {
+    base_url: String,
+    http: reqwest::Client,
+    settings: PrometheusSettings,
+}
+
+impl PrometheusClient {
+    /// `base_url` like `http://10.0.0.5:30411` (a trailing `/` is dropped).
+    /// Only plain `http` is supported.
+    pub fn new(base_url: &str, settings: PrometheusSettings) -> Result<Self, PrometheusError> {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base_url).map_err(|e| PrometheusError::Url {
+            url: base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() != "http" {
+            return Err(PrometheusError::Url {
+                url: base_url,
+                reason: "only http:// is supported".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.connect_timeout)
+            .build()
+            .map_err(PrometheusError::Client)?;
+        Ok(PrometheusClient {
+            base_url,
+            http,
+            settings,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn settings(&self) -> &PrometheusSettings {
+        &self.settings
+    }
+
+    /// One attempt, no retry.
+    pub async fn try_query(&self, request: &QueryRequest) -> Result<f64, PrometheusError> {
+        let (path, params) = request.to_params();
+        let url = format!("{}{}", self.base_url, path);
+        let request_error = |e: reqwest::Error| PrometheusError::Request {
+            url: url.clone(),
+            reason: error_chain(&e),
+        };
+        let response = self
+            .http
+            .get(&url)
+            .query(&params)
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = response.status();
+        let text = response.text().await.map_err(request_error)?;
+        let query = request.query().to_string();
+        match serde_json::from_str::<Value>(&text) {
+            // Prometheus puts its error in a JSON body for 4xx/5xx too.
+            Ok(body) => match request.reduce(&body) {
+                Ok(value) => Ok(value),
+                Err(ReduceError::Empty) => Err(PrometheusError::Empty { query }),
+                Err(ReduceError::Rejected {
+                    error_type,
+                    message,
+                }) => {
+                    if status.is_server_error() {
+                        Err(PrometheusError::Status {
+                            url,
+                            status: status.as_u16(),
+                            body: format!("{error_type}: {message}"),
+                        })
+                    } else {
+                        Err(PrometheusError::Rejected {
+                            query,
+                            error_type,
+                            message,
+                        })
+                    }
+                }
+                Err(ReduceError::Malformed(reason)) if status.is_success() => {
+                    Err(PrometheusError::Malformed { query, reason })
+                }
+                Err(ReduceError::Malformed(_)) => Err(PrometheusError::Status {
+                    url,
+                    status: status.as_u16(),
+                    body: excerpt(&text),
+                }),
+            },
+            Err(_) if !status.is_success() => Err(PrometheusError::Status {
+                url,
+                status: status.as_u16(),
+                body: excerpt(&text),
+            }),
+            Err(e) => Err(PrometheusError::Malformed {
+                query,
+                reason: format!("not JSON: {e}"),
+            }),
+        }
+    }
+
+    /// Retries transient failures until `deadline` (at least one attempt).
+    pub async fn query_until(
+        &self,
+        request: &QueryRequest,
+        deadline: Instant,
+    ) -> Result<f64, PrometheusError> {
+        loop {
+            match self.try_query(request).await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_transient() => {
+                    let now = Instant::now();
+                    if now + self.settings.retry_pause >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(self.settings.retry_pause).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Retries within `deadline`, then NaN with a warning naming `label`.
+    pub async fn measure_until(
+        &self,
+        label: &str,
+        request: &QueryRequest,
+        deadline: Instant,
+    ) -> Measured<f64> {
+        match self.query_until(request, deadline).await {
+            Ok(value) => Measured {
+                value,
+                warnings: Vec::new(),
+            },
+            Err(e) => Measured {
+                value: f64::NAN,
+                warnings: vec![format!(
+                    "prometheus query {label} gave no value, using NaN: {e}"
+                )],
+            },
+        }
+    }
+
+    /// Instant query with the full retry budget; NaN and a warning on failure.
+    pub async fn instant(&self, query: &str, at: Option<SystemTime>) -> Measured<f64> {
+        let request = QueryRequest::Instant {
+            query: query.to_string(),
+            at,
+        };
+        let deadline = Instant::now() + self.settings.retry_budget;
+        self.measure_until(query, &request, deadline).await
+    }
+
+    /// Range query (series summed per timestamp, averaged over time) with
+    /// the full retry budget; NaN and a warning on failure.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: SystemTime,
+        end: SystemTime,
+        step: &str,
+    ) -> Measured<f64> {
+        let request = QueryRequest::Range {
+            query: query.to_string(),
+            start,
+            end,
+            step: step.to_string(),
+        };
+        let deadline = Instant::now() + self.settings.retry_budget;
+        self.measure_until(query, &request, deadline).await
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let trimmed = text.trim();
+    match trimmed.char_indices().nth(BODY_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &trimmed[..cut]),
+        None => trimmed.to_string(),
+    }
+}
+
+/// An error and its causes on one line (reqwest hides the useful part,
+/// e.g. "connection refused", in the source chain).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn instant_sums_series() {
+        let body = json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"cpu":"0"},"value":[1700000000.5,"1.5"]},
+            {"metric":{"cpu":"1"},"value":[1700000000.5,"2.25"]}
+        ]}});
+        assert_eq!(instant_sum(&body), Ok(3.75));
+    }
+
+    #[test]
+    fn range_sums_per_timestamp_then_averages() {
+        // t=10: 1+3=4, t=20: 2+5=7, t=30: 6 (second series absent) -> 17/3
+        let body = json!({"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"a":"1"},"values":[[10,"1"],[20,"2"],[30,"6"]]},
+            {"metric":{"a":"2"},"values":[[10,"3"],[20.0,"5"]]}
+        ]}});
+        let avg = range_average(&body).unwrap();
+        assert!((avg - 17.0 / 3.0).abs() < 1e-12, "{avg}");
+    }
+
+    #[test]
+    fn single_series_range_is_its_mean() {
+        let body = json!({"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{},"values":[[1.001,"10"],[1.002,"20"],[1.003,"30"],[1.004,"40"]]}
+        ]}});
+        assert_eq!(range_average(&body), Ok(25.0));
+    }
+
+    #[test]
+    fn empty_and_error_answers() {
+        let empty = json!({"status":"success","data":{"resultType":"vector","result":[]}});
+        assert_eq!(instant_sum(&empty), Err(ReduceError::Empty));
+        assert_eq!(range_average(&empty), Err(ReduceError::Empty));
+        let no_samples = json!({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[]}]}});
+        assert_eq!(range_average(&no_samples), Err(ReduceError::Empty));
+
+        let error =
+            json!({"status":"error","errorType":"bad_data","error":"parse error at char 3"});
+        assert_eq!(
+            instant_sum(&error),
+            Err(ReduceError::Rejected {
+                error_type: "bad_data".into(),
+                message: "parse error at char 3".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        for body in [
+            json!({}),
+            json!({"status":"success"}),
+            json!({"status":"success","data":{"result":[{"value":[1]}]}}),
+            json!({"status":"success","data":{"result":[{"value":[1,"x"]}]}}),
+            json!({"status":"success","data":{"result":[{"value":[1,2]}]}}),
+            json!({"status":"success","data":{"result":[1,"2"]}}),
+            json!({"status":"success","data":{"result":[{"metric":{}}]}}),
+        ] {
+            assert!(
+                matches!(instant_sum(&body), Err(ReduceError::Malformed(_))),
+                "{body}"
+            );
+        }
+        let bad_range = json!({"status":"success","data":{"result":[{"values":[[1,"1"],"2"]}]}});
+        assert!(matches!(
+            range_average(&bad_range),
+            Err(ReduceError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn go_float_spellings() {
+        let body = json!({"status":"success","data":{"result":[{"value":[1,"+Inf"]}]}});
+        assert_eq!(instant_sum(&body), Ok(f64::INFINITY));
+        let body = json!({"status":"success","data":{"result":[{"value":[1,"NaN"]}]}});
+        assert!(instant_sum(&body).unwrap().is_nan());
+        assert_eq!(parse_sample_value("-Inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_sample_value("1e3"), Some(1000.0));
+    }
+
+    #[test]
+    fn request_parameters() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let (path, params) = QueryRequest::Instant {
+            query: "up".into(),
+            at: Some(at),
+        }
+        .to_params();
+        assert_eq!(path, "/api/v1/query");
+        assert_eq!(
+            params,
+            vec![
+                ("query", "up".to_string()),
+                ("time", "1700000000.123".to_string())
+            ]
+        );
+        let (path, params) = QueryRequest::Range {
+            query: "up".into(),
+            start: UNIX_EPOCH + Duration::from_millis(5),
+            end: UNIX_EPOCH + Duration::from_secs(30),
+            step: "10s".into(),
+        }
+        .to_params();
+        assert_eq!(path, "/api/v1/query_range");
+        assert_eq!(
+            params,
+            vec![
+                ("query", "up".to_string()),
+                ("start", "0.005".to_string()),
+                ("end", "30.000".to_string()),
+                ("step", "10s".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn only_http_urls() {
+        let settings = PrometheusSettings::default();
+        assert!(PrometheusClient::new("http://127.0.0.1:9090/", settings).is_ok());
+        assert_eq!(
+            PrometheusClient::new("http://127.0.0.1:9090/", settings)
+                .unwrap()
+                .base_url(),
+            "http://127.0.0.1:9090"
+        );
+        assert!(matches!(
+            PrometheusClient::new("https://127.0.0.1:9090", settings),
+            Err(PrometheusError::Url { .. })
+        ));
+        assert!(matches!(
+            PrometheusClient::new("not a url", settings),
+            Err(PrometheusError::Url { .. })
+        ));
+    }
+}

@@ -1,0 +1,385 @@
+//! The built binary's `describe` and `validate`, and the input edge every
+//! command shares: exit codes, stdout documents, stdin vs `--config`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Stdout must be exactly one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
+    }
+
+    fn first_error(&self) -> (String, String) {
+        let value = self.json();
+        let error = &value["error"]["context"]["errors"][0];
+        (
+            error["field"].as_str().unwrap_or_default().to_string(),
+            error["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+}
+
+fn lb_dfaas(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lb-dfaas"));
+    command
+        .args(args)
+        .env_remove("LB_DFAAS_HOME")
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn lb-dfaas");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The binary may exit before reading everything; that is fine.
+        let _ = pipe.write_all(bytes);
+    }
+    let output = child.wait_with_output().expect("wait for lb-dfaas");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn validate_stdin(request: &str) -> Output {
+    lb_dfaas(&["validate"], Some(request.as_bytes()), &[])
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn describe_manifest() {
+    let out = lb_dfaas(&["describe"], None, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut manifest = out.json();
+    assert_eq!(manifest["name"], json!("dfaas"));
+    assert_eq!(manifest["version"], json!(env!("CARGO_PKG_VERSION")));
+
+    // Without LB_DFAAS_HOME the root is where ansible/ is found from the
+    // binary, else the source tree; either way absolute.
+    let playbooks = manifest["playbooks"].as_object().unwrap().clone();
+    for (name, suffix) in [
+        ("setup_global", "ansible/setup_global.yml"),
+        ("setup_k6", "ansible/setup_k6.yml"),
+        ("collect_pre", "ansible/collect/pre.yml"),
+        ("collect_post", "ansible/collect/post.yml"),
+        ("teardown", "ansible/teardown_k6.yml"),
+    ] {
+        let path = playbooks[name].as_str().unwrap();
+        assert!(Path::new(path).is_absolute(), "{name}: {path}");
+        assert!(path.ends_with(suffix), "{name}: {path}");
+    }
+    // Here the binary is cargo's: its root is the source tree, found either
+    // through target/<profile>/../../ansible or as the build-time fallback.
+    let setup_k6 = playbooks["setup_k6"].as_str().unwrap();
+    let root = setup_k6.strip_suffix("/ansible/setup_k6.yml").unwrap();
+    assert_eq!(
+        Path::new(root).canonicalize().unwrap(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .canonicalize()
+            .unwrap()
+    );
+
+    manifest["version"] = json!("[version]");
+    for (_, path) in manifest["playbooks"].as_object_mut().unwrap() {
+        let text = path.as_str().unwrap();
+        let relative = &text[text.find("ansible/").unwrap()..];
+        *path = json!(format!("[root]/{relative}"));
+    }
+    insta::assert_json_snapshot!("describe", manifest);
+}
+
+#[test]
+fn describe_honours_lb_dfaas_home() {
+    let out = lb_dfaas(&["describe"], None, &[("LB_DFAAS_HOME", "/opt/lb-dfaas")]);
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.json()["playbooks"]["collect_post"],
+        json!("/opt/lb-dfaas/ansible/collect/post.yml")
+    );
+}
+
+#[test]
+fn validate_accepts_a_good_request() {
+    let out = validate_stdin(
+        r#"{"config": {"functions": [{"name": "figlet"}, {"name": "env"}]}, "context": {"host": "node1"}}"#,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json(), json!({"ok": true, "warnings": []}));
+}
+
+#[test]
+fn validate_reports_warnings_on_stdout_and_stderr() {
+    let out = validate_stdin(
+        r#"{"config": {"k6_prt": 22, "rates": {"min_rate": 0, "max_rate": 20, "step": 10}}}"#,
+    );
+    assert_eq!(out.code, 0);
+    let warnings = out.json()["warnings"].clone();
+    assert_eq!(warnings[0], json!("unknown field `k6_prt` ignored"));
+    assert!(warnings[1].as_str().unwrap().contains("deprecated"));
+    assert!(
+        out.stderr.contains("unknown field `k6_prt` ignored"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_rejects_with_field_paths() {
+    let out = validate_stdin(r#"{"config": {"functions": [{"name": "a"}, {"name": 5}]}}"#);
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.json(),
+        json!({
+            "ok": false,
+            "error": {
+                "type": "invalid_input",
+                "message": "invalid configuration: functions[1].name: invalid type: integer `5`, expected a string",
+                "context": {"errors": [
+                    {"field": "functions[1].name", "reason": "invalid type: integer `5`, expected a string"}
+                ]},
+            },
+        })
+    );
+
+    let out = validate_stdin(
+        r#"{"config": {"functions": [{"name": "a;rm -rf ~"}, {"name": "Figlet"}, {"name": "../x"}], "k6_port": 0}}"#,
+    );
+    assert_eq!(out.code, 2);
+    let fields: Vec<String> = out.json()["error"]["context"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "k6_port",
+            "functions[0].name",
+            "functions[1].name",
+            "functions[2].name"
+        ]
+    );
+}
+
+#[test]
+fn malformed_stdin_names_stdin_and_position() {
+    let out = validate_stdin("{\"config\": {\"k6_port\": 22,}}");
+    assert_eq!(out.code, 2);
+    let (field, reason) = out.first_error();
+    assert_eq!(field, "stdin");
+    assert!(reason.contains("line 1 column"), "{reason}");
+
+    let out = lb_dfaas(&["validate"], None, &[]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.first_error().0, "stdin");
+}
+
+#[test]
+fn config_file_with_common_and_plugin_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "dfaas.yaml",
+        "common:\n  iterations: 0\n  k6_user: bob\nplugins:\n  dfaas:\n    iterations: 2\n    functions:\n      - name: env\n",
+    );
+    let out = lb_dfaas(&["validate", "--config", file.to_str().unwrap()], None, &[]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(out.json(), json!({"ok": true, "warnings": []}));
+
+    // The plugin section wins, so the common section's bad value is fine;
+    // a bad plugin value is reported by its merged field path.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "common:\n  iterations: 2\nplugins:\n  dfaas:\n    iterations: 0\n    combinations: {min_functions: 2, max_functions: 2}\n",
+    );
+    let out = lb_dfaas(&["validate", "--config", bad.to_str().unwrap()], None, &[]);
+    assert_eq!(out.code, 2);
+    let errors = out.json()["error"]["context"]["errors"].clone();
+    assert_eq!(errors[0]["field"], json!("combinations.max_functions"));
+    assert_eq!(errors[1]["field"], json!("iterations"));
+}
+
+#[test]
+fn config_file_as_request_envelope_and_stdin_config_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = write(
+        dir.path(),
+        "request.json",
+        r#"{"config": {"gateway_url": "http://{host.address}:31112"}, "context": {"host_address": "bad address"}}"#,
+    );
+    let out = lb_dfaas(
+        &["validate", "--config", envelope.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    let (field, reason) = out.first_error();
+    assert_eq!(field, "gateway_url");
+    assert!(reason.contains("context.host_address"), "{reason}");
+
+    let file = write(
+        dir.path(),
+        "base.yml",
+        "plugins:\n  dfaas:\n    iterations: 0\n",
+    );
+    let request = json!({"config": {"config_path": file, "iterations": 4}}).to_string();
+    assert_eq!(validate_stdin(&request).code, 0);
+    let request = json!({"config": {"config_path": file}}).to_string();
+    let out = validate_stdin(&request);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.first_error().0, "iterations");
+}
+
+#[test]
+fn config_file_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let malformed = write(dir.path(), "bad.yaml", "plugins: [\n");
+    let cases = [
+        (dir.path().join("missing.yaml"), "file not found"),
+        (malformed, "malformed YAML"),
+    ];
+    for (path, expected) in cases {
+        let out = lb_dfaas(&["validate", "--config", path.to_str().unwrap()], None, &[]);
+        assert_eq!(out.code, 2);
+        let (field, reason) = out.first_error();
+        assert_eq!(field, "--config");
+        assert!(
+            reason.contains(expected) && reason.contains(path.to_str().unwrap()),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn examples_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in ["examples/dfaas.yaml", "examples/request.json"] {
+        let path = root.join(example);
+        let out = lb_dfaas(&["validate", "--config", path.to_str().unwrap()], None, &[]);
+        assert_eq!(out.code, 0, "{example}: {}", out.stdout);
+        assert_eq!(out.json(), json!({"ok": true, "warnings": []}), "{example}");
+    }
+    let request = std::fs::read(root.join("examples/request.json")).unwrap();
+    assert_eq!(lb_dfaas(&["validate"], Some(&request), &[]).code, 0);
+}
+
+#[test]
+fn run_with_invalid_input_prints_a_full_result() {
+    let out = lb_dfaas(&["run"], Some(br#"{"config": {"duration": "soon"}}"#), &[]);
+    assert_eq!(out.code, 2);
+    let result = out.json();
+    for key in [
+        "returncode",
+        "success",
+        "interrupted",
+        "dfaas_functions",
+        "dfaas_results",
+        "dfaas_skipped",
+        "dfaas_index",
+        "dfaas_summaries",
+        "dfaas_metrics",
+        "dfaas_scripts",
+        "artifacts",
+        "error",
+    ] {
+        assert!(result.get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(result["returncode"], json!(2));
+    assert_eq!(result["success"], json!(false));
+    assert_eq!(
+        result["error"]["context"]["errors"][0]["field"],
+        json!("duration")
+    );
+}
+
+#[test]
+fn usage_errors_are_invalid_input() {
+    let out = lb_dfaas(&["validate", "--bogus"], Some(b"{}"), &[]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.first_error().0, "arguments");
+    let out = lb_dfaas(&["script"], Some(b"{}"), &[]);
+    assert_eq!(out.code, 2, "--config-id or --pairs is required");
+    let out = lb_dfaas(
+        &[
+            "script",
+            "--config-id",
+            "0123456789ab",
+            "--pairs",
+            "figlet=1",
+        ],
+        Some(b"{}"),
+        &[],
+    );
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn json_logs_on_stderr() {
+    let out = lb_dfaas(
+        &["--log-format", "json", "validate"],
+        Some(br#"{"config": {"typo": 1}}"#),
+        &[],
+    );
+    assert_eq!(out.code, 0);
+    let line = out.stderr.lines().next().expect("a log line");
+    let log: Value = serde_json::from_str(line).expect("JSON log line");
+    assert_eq!(log["level"], json!("WARN"));
+    assert_eq!(
+        log["fields"]["message"],
+        json!("unknown field `typo` ignored")
+    );
+}
+
+#[test]
+fn garbage_on_stdin_is_invalid_input() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut inputs: Vec<Vec<u8>> = (0..12)
+        .map(|_| {
+            let len = (next() % 400) as usize;
+            (0..len).map(|_| next() as u8).collect()
+        })
+        .collect();
+    inputs.push("[".repeat(100_000).into_bytes());
+    inputs.push(format!("{{\"config\": {}1{}}}", "[".repeat(1000), "]".repeat(1000)).into_bytes());
+    inputs.push(br#"{"config": {"k6_port": 1e400}}"#.to_vec());
+    inputs.push(br#"{"config": {"iterations": 99999999999999999999999999}}"#.to_vec());
+    inputs.push(br#"{"config": "functions"}"#.to_vec());
+    inputs.push(br#"{"context": [], "config": {}}"#.to_vec());
+    for input in inputs {
+        let out = lb_dfaas(&["validate"], Some(&input), &[]);
+        assert_eq!(out.code, 2, "input {:?}", String::from_utf8_lossy(&input));
+        assert_eq!(out.json()["error"]["type"], json!("invalid_input"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The Prometheus client and meter against a real Prometheus 2.x scraping a
+//! real node-exporter every second (ports 19581/19582, own temp dir,
+//! stopped in `Drop`).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use lb_dfaas::config::FunctionName;
+use lb_dfaas::metrics::meter::Meter;
+use lb_dfaas::metrics::prometheus::{PrometheusClient, PrometheusSettings, QueryRequest};
+use lb_dfaas::metrics::queries::{QuerySet, TimeSpan};
+
+const PROMETHEUS_PORT: u16 = 19581;
+const NODE_EXPORTER_PORT: u16 = 19582;
+
+/// Prometheus + node-exporter, shared by the tests that run at the same
+/// time and stopped (by pid) when the last one lets go.
+struct Stack {
+    prometheus: Child,
+    node_exporter: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn acquire() -> Arc<Stack> {
+        static SHARED: OnceLock<Mutex<Weak<Stack>>> = OnceLock::new();
+        let shared = SHARED.get_or_init(|| Mutex::new(Weak::new()));
+        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stack) = guard.upgrade() {
+            return stack;
+        }
+        let stack = Arc::new(Stack::start());
+        *guard = Arc::downgrade(&stack);
+        stack
+    }
+
+    fn start() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n\
+             \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{PROMETHEUS_PORT}']\n\
+             \x20 - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{NODE_EXPORTER_PORT}']\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+
+        let node_exporter = Command::new("prometheus-node-exporter")
+            .arg(format!(
+                "--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"
+            ))
+            .stdout(Stdio::null())
+            .stderr(log("node-exporter.log"))
+            .spawn()
+            .expect("prometheus-node-exporter must be installed");
+        let prometheus = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
+            .stdout(Stdio::null())
+            .stderr(log("prometheus.log"))
+            .spawn()
+            .expect("prometheus must be installed");
+        Stack {
+            prometheus,
+            node_exporter,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in [&mut self.prometheus, &mut self.node_exporter] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn settings(retry_budget: Duration) -> PrometheusSettings {
+    PrometheusSettings {
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_millis(500),
+        retry_budget,
+        retry_pause: Duration::from_millis(250),
+    }
+}
+
+fn client(retry_budget: Duration) -> PrometheusClient {
+    PrometheusClient::new(
+        &format!("http://127.0.0.1:{PROMETHEUS_PORT}"),
+        settings(retry_budget),
+    )
+    .unwrap()
+}
+
+fn meter(retry_budget: Duration, time_span: &str) -> Meter {
+    Meter::new(
+        client(retry_budget),
+        QuerySet::bundled(false).unwrap(),
+        TimeSpan::parse(time_span).unwrap(),
+        false,
+        BTreeMap::new(),
+    )
+}
+
+/// Waits (bounded) until both scrape targets have been up for a while.
+async fn wait_until_scraping() {
+    let request = QueryRequest::Instant {
+        query: "count(up == 1)".to_string(),
+        at: None,
+    };
+    let client = client(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(2.0) = client.try_query(&request).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus on :{PROMETHEUS_PORT} did not scrape both targets within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// CPUs as node-exporter counts them: the `cpuN` lines of /proc/stat.
+fn cpus_in_proc_stat() -> u32 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    stat.lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count() as u32
+}
+
+#[tokio::test]
+async fn cores_equal_the_machines_cpus() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    let cores = meter(Duration::from_secs(10), "5s")
+        .node_cores()
+        .await
+        .unwrap();
+    assert!(cores >= 1);
+    assert_eq!(cores, cpus_in_proc_stat());
+    let nproc = Command::new("nproc").arg("--all").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&nproc.stdout).trim(),
+        cores.to_string()
+    );
+}
+
+#[tokio::test]
+async fn node_snapshot_is_finite_without_warnings() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    let snapshot = meter(Duration::from_secs(10), "5s").node_snapshot().await;
+    assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
+    let node = snapshot.value;
+    let cores = f64::from(cpus_in_proc_stat());
+    assert!(
+        node.cpu.is_finite() && node.cpu >= 0.0 && node.cpu <= cores * 100.0 + 1.0,
+        "{node:?}"
+    );
+    assert!(node.ram.is_finite() && node.ram > 0.0, "{node:?}");
+    assert!(
+        node.ram_pct.is_finite() && node.ram_pct > 0.0 && node.ram_pct <= 100.0,
+        "{node:?}"
+    );
+    assert!(node.power.is_nan(), "power needs Scaphandre: {node:?}");
+}
+
+#[tokio::test]
+async fn range_queries_sum_series_and_average_over_time() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    // Let ten seconds of samples with both targets up accumulate.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let end = SystemTime::now();
+    let start = end - Duration::from_secs(10);
+    let client = client(Duration::from_secs(5));
+
+    // Two series (both targets) of 1 at every step: summed 2, averaged 2.
+    let up = client.range("up", start, end, "1s").await;
+    assert!(up.warnings.is_empty(), "{:?}", up.warnings);
+    assert_eq!(up.value, 2.0);
+
+    // A constant series averages to its instant value.
+    let total = client
+        .range("node_memory_MemTotal_bytes", start, end, "2s")
+        .await;
+    let instant = client
+        .instant("node_memory_MemTotal_bytes", Some(end))
+        .await;
+    assert!(total.value > 0.0);
+    assert_eq!(total.value, instant.value);
+
+    // The bundled queries over the window: the node is measured; a function
+    // without container series is NaN with a warning that names it.
+    let figlet = FunctionName::parse("figlet").unwrap();
+    let measured = meter(Duration::from_secs(2), "5s")
+        .iteration_metrics(std::slice::from_ref(&figlet), start, end)
+        .await;
+    let metrics = measured.value;
+    assert!(metrics.cpu_usage_node.is_finite(), "{metrics:?}");
+    assert!(
+        metrics.ram_usage_node.is_finite() && metrics.ram_usage_node > 0.0,
+        "{metrics:?}"
+    );
+    assert!(metrics.ram_usage_node_pct.is_finite(), "{metrics:?}");
+    assert!(metrics.power_usage_node.is_nan());
+    let f = metrics.functions["figlet"];
+    assert!(
+        f.cpu.is_nan() && f.ram.is_nan() && f.power.is_nan(),
+        "{f:?}"
+    );
+    assert_eq!(measured.warnings.len(), 2, "{:?}", measured.warnings);
+    assert!(measured
+        .warnings
+        .iter()
+        .all(|w| w.contains("(figlet)") && w.contains("no data")));
+}
+
+#[tokio::test]
+async fn rejected_query_is_nan_at_once_with_the_reason() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    // A long budget that must not be spent: a syntax error never improves.
+    let client = client(Duration::from_secs(60));
+    let measured = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.instant("sum(rate(up[5s]", None),
+    )
+    .await
+    .expect("a rejected query must not be retried for the whole budget");
+    assert!(measured.value.is_nan());
+    assert_eq!(measured.warnings.len(), 1);
+    assert!(
+        measured.warnings[0].contains("bad_data"),
+        "{:?}",
+        measured.warnings
+    );
+}
+
+#[tokio::test]
+async fn stopped_prometheus_gives_nan_and_warnings_quickly() {
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = PrometheusClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        settings(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let meter = Meter::new(
+        client.clone(),
+        QuerySet::bundled(false).unwrap(),
+        TimeSpan::parse("30s").unwrap(),
+        false,
+        BTreeMap::new(),
+    );
+    let bounded = Duration::from_secs(15);
+
+    let one = tokio::time::timeout(bounded, client.instant("up", None))
+        .await
+        .expect("a query to a stopped Prometheus must end within its budget");
+    assert!(one.value.is_nan());
+    assert!(
+        one.warnings[0].contains(&format!("127.0.0.1:{port}")),
+        "{:?}",
+        one.warnings
+    );
+
+    let snapshot = tokio::time::timeout(bounded, meter.node_snapshot())
+        .await
+        .expect("a snapshot from a stopped Prometheus must end within its budget");
+    let node = snapshot.value;
+    assert!(node.cpu.is_nan() && node.ram.is_nan() && node.ram_pct.is_nan());
+    assert_eq!(snapshot.warnings.len(), 3, "{:?}", snapshot.warnings);
+
+    let cores = tokio::time::timeout(bounded, meter.node_cores())
+        .await
+        .expect("the core count from a stopped Prometheus must end within its budget");
+    let err = cores.unwrap_err().to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}

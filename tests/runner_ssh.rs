@@ -1,0 +1,562 @@
+//! The k6 runner against real sshd in a network namespace with real k6
+//! (`testbed/k6host.sh`, instances 8 and 9). The namespace shares this
+//! machine's file system and pid space, so workspaces live in a local
+//! temp dir and k6's pid can be checked in /proc.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lb_dfaas::config::K6Host;
+use lb_dfaas::k6::runner::{HostKeyCheck, K6Job, K6Runner, RunnerError, RunnerOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A testbed instance, brought up by the first test that needs it and torn
+/// down when the last one using it is done.
+struct Testbed {
+    id: u32,
+    env: HashMap<String, String>,
+}
+
+fn users() -> &'static Mutex<HashMap<u32, usize>> {
+    static USERS: OnceLock<Mutex<HashMap<u32, usize>>> = OnceLock::new();
+    USERS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn k6host(command: &str, id: u32) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k6host.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(command)
+        .arg(id.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "k6host.sh {command} {id} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+impl Testbed {
+    fn acquire(id: u32) -> Testbed {
+        let mut users = users().lock().unwrap_or_else(|p| p.into_inner());
+        let count = users.entry(id).or_insert(0);
+        if *count == 0 {
+            k6host("up", id);
+        }
+        *count += 1;
+        let env = k6host("env", id)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Testbed { id, env }
+    }
+
+    fn var(&self, name: &str) -> &str {
+        &self.env[name]
+    }
+
+    fn k6_host(&self, workspace_root: &Path) -> K6Host {
+        K6Host {
+            host: self.var("K6_HOST").to_string(),
+            user: self.var("K6_USER").to_string(),
+            ssh_key: PathBuf::from(self.var("K6_SSH_KEY")),
+            port: self.var("K6_PORT").parse().unwrap(),
+            workspace_root: workspace_root.display().to_string(),
+            outputs: Vec::new(),
+            tags: BTreeMap::new(),
+            log_stream: true,
+        }
+    }
+
+    fn options(&self) -> RunnerOptions {
+        RunnerOptions {
+            host_key_check: HostKeyCheck::Strict,
+            known_hosts_file: Some(PathBuf::from(self.var("K6_KNOWN_HOSTS"))),
+            connect_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(300),
+            ..RunnerOptions::default()
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let mut users = users().lock().unwrap_or_else(|p| p.into_inner());
+        let count = users.entry(self.id).or_insert(1);
+        *count -= 1;
+        if *count == 0 {
+            let _ = Command::new("bash")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k6host.sh"))
+                .arg("down")
+                .arg(self.id.to_string())
+                .status();
+        }
+    }
+}
+
+fn idle_script(duration: &str) -> String {
+    format!(
+        r#"import {{ sleep }} from "k6";
+export const options = {{ scenarios: {{ idle: {{ executor: "constant-vus", vus: 1, duration: "{duration}" }} }} }};
+export default function () {{ sleep(0.2); }}
+"#
+    )
+}
+
+fn job<'a>(
+    run_id: &'a str,
+    config_id: &'a str,
+    script: &'a str,
+    tags: &'a BTreeMap<String, String>,
+) -> K6Job<'a> {
+    K6Job {
+        host: "node1",
+        run_id,
+        config_id,
+        script,
+        outputs: &[],
+        tags,
+        max_runtime: Duration::from_secs(60),
+    }
+}
+
+/// Never resolves: a run nobody cancels.
+async fn never() {
+    std::future::pending::<()>().await
+}
+
+/// A process with this pid exists (a zombie counts).
+fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn read_pid(workspace: &Path) -> u32 {
+    std::fs::read_to_string(workspace.join("k6.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Answers every HTTP request with 200 and counts them.
+async fn counting_server(bind: &str) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(format!("{bind}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test]
+async fn runs_a_script_streams_its_log_and_returns_the_summary() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let (url, served) = counting_server(testbed.var("GATEWAY_BIND")).await;
+    let script = format!(
+        r#"import http from "k6/http";
+import {{ sleep }} from "k6";
+export const options = {{ scenarios: {{ load: {{ executor: "constant-vus", vus: 1, duration: "2s" }} }} }};
+export function setup() {{ console.log("hello-from-k6"); }}
+export default function () {{ http.get("{url}/function/figlet"); sleep(0.1); }}
+"#
+    );
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    assert!(runner.k6_version().await.unwrap().starts_with("k6 v"));
+
+    let tags = BTreeMap::from([("run_id".to_string(), "run-a".to_string())]);
+    let mut lines = Vec::new();
+    let mut on_line = |line: &str| lines.push(line.to_string());
+    let run = runner
+        .run(
+            &job("run-a", "0123456789ab", &script, &tags),
+            &mut on_line,
+            never(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(run.exit_code, 0);
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    assert!(run.started_at < run.ended_at);
+    let workspace = root.path().join("node1/run-a/0123456789ab");
+    assert_eq!(run.workspace, workspace.display().to_string());
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("script.js")).unwrap(),
+        script
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("exit_code"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+
+    // The summary is k6's own, and counts exactly the requests served.
+    let requests = run.summary["metrics"]["http_reqs"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(requests > 0);
+    assert_eq!(requests as usize, served.load(Ordering::SeqCst));
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(run.summary, on_disk);
+
+    // k6's output came through line by line, and it is all of k6.log.
+    assert!(
+        lines.iter().any(|l| l.contains("hello-from-k6")),
+        "{lines:?}"
+    );
+    let log = std::fs::read_to_string(workspace.join("k6.log")).unwrap();
+    let log_lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines, log_lines);
+    assert!(run.log_tail.ends_with(log_lines[log_lines.len() - 1]));
+
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn reconnects_when_the_master_is_gone() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let socket = runner.control_socket().unwrap().to_path_buf();
+    let exit = Command::new("ssh")
+        .arg("-S")
+        .arg(&socket)
+        .args(["-O", "exit", "k6host"])
+        .output()
+        .unwrap();
+    assert!(
+        exit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
+
+    let script = idle_script("1s");
+    let tags = BTreeMap::new();
+    let run = runner
+        .run(&job("run-r", "cfg", &script, &tags), &mut |_| {}, never())
+        .await
+        .unwrap();
+    assert_eq!(run.exit_code, 0);
+    assert_ne!(runner.control_socket().unwrap(), socket.as_path());
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn workspace_values_are_quoted_not_run() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    // Unique per run: the temp dir's random name.
+    let marker = format!(
+        "pwned-{}",
+        root.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('.')
+    );
+    let run_id = format!("$(touch {marker})`touch {marker}`;touch {marker};'\"");
+    let config_id = format!("c&&touch {marker}|x>y");
+    let script = idle_script("1s");
+    let tags = BTreeMap::from([("note".to_string(), format!("$(touch {marker})"))]);
+
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let run = runner
+        .run(
+            &job(&run_id, &config_id, &script, &tags),
+            &mut |_| {},
+            never(),
+        )
+        .await
+        .unwrap();
+    runner.close().await.unwrap();
+    assert_eq!(run.exit_code, 0);
+
+    // The workspace carries the names literally ...
+    let workspace = root.path().join("node1").join(&run_id).join(&config_id);
+    assert!(workspace.join("script.js").is_file());
+    assert!(workspace.join("summary.json").is_file());
+    // ... and nothing ran: no marker file in the remote home (the remote
+    // shells' first working directory), the workspace tree or /tmp.
+    let home = Command::new("ssh")
+        .args([
+            "-i",
+            testbed.var("K6_SSH_KEY"),
+            "-p",
+            testbed.var("K6_PORT"),
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &format!("UserKnownHostsFile={}", testbed.var("K6_KNOWN_HOSTS")),
+        ])
+        .arg(format!(
+            "{}@{}",
+            testbed.var("K6_USER"),
+            testbed.var("K6_HOST")
+        ))
+        .arg("pwd")
+        .output()
+        .unwrap();
+    let home = String::from_utf8(home.stdout).unwrap().trim().to_string();
+    assert!(!home.is_empty());
+    for dir in [
+        PathBuf::from(&home),
+        PathBuf::from("/tmp"),
+        workspace.clone(),
+    ] {
+        assert!(
+            !dir.join(&marker).exists(),
+            "{} exists",
+            dir.join(&marker).display()
+        );
+    }
+    let mut stack = vec![root.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            assert_ne!(
+                entry.file_name().to_string_lossy(),
+                marker.as_str(),
+                "in {}",
+                dir.display()
+            );
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_k6_within_seconds() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let cancelled_at = Arc::new(Mutex::new(None));
+    let mark = cancelled_at.clone();
+    let mut lines = 0;
+    let mut on_line = |_: &str| {
+        lines += 1;
+        // Once k6 is reporting progress, ask it to stop.
+        if lines == 3 {
+            *mark.lock().unwrap() = Some(Instant::now());
+            let _ = stop.send(true);
+        }
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(40),
+        runner.run(
+            &job("run-c", "cfg", &script, &tags),
+            &mut on_line,
+            lb_dfaas::k6::runner::stop_requested(stop_rx),
+        ),
+    )
+    .await
+    .expect("a cancelled run must end");
+    let since_cancel = cancelled_at
+        .lock()
+        .unwrap()
+        .expect("k6 produced output")
+        .elapsed();
+    let workspace = root.path().join("node1/run-c/cfg");
+    let pid = read_pid(&workspace);
+    assert!(!pid_exists(pid), "k6 (pid {pid}) is still there");
+    assert!(
+        since_cancel < Duration::from_secs(5),
+        "stopping took {since_cancel:?}"
+    );
+    match result {
+        Err(RunnerError::Interrupted { summary, .. }) => {
+            // SIGINT is a graceful stop: k6 still wrote its summary.
+            assert!(
+                summary.unwrap()["metrics"]["iterations"]["count"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
+        }
+        other => panic!("expected Interrupted, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("exit_code"))
+            .unwrap()
+            .trim(),
+        "105"
+    );
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn overlong_run_is_stopped_and_reported() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let mut long = job("run-t", "cfg", &script, &tags);
+    long.max_runtime = Duration::from_secs(3);
+    let result = tokio::time::timeout(
+        Duration::from_secs(40),
+        runner.run(&long, &mut |_| {}, never()),
+    )
+    .await
+    .expect("an overlong run must end");
+    assert!(
+        matches!(result, Err(RunnerError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(!pid_exists(read_pid(&root.path().join("node1/run-t/cfg"))));
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn failing_script_reports_exit_code_and_log() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = "export default function () {}\nthrow new Error(\"broken-on-purpose\");\n";
+    let tags = BTreeMap::new();
+    let result = runner
+        .run(&job("run-f", "cfg", script, &tags), &mut |_| {}, never())
+        .await;
+    match result {
+        Err(RunnerError::K6Failed { code, log_tail }) => {
+            assert_eq!(code, Some(107), "script exception");
+            assert!(log_tail.contains("broken-on-purpose"), "{log_tail}");
+        }
+        other => panic!("expected K6Failed, got {other:?}"),
+    }
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_hosts_fail_fast_naming_the_host() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut options = testbed.options();
+    options.connect_timeout = Duration::from_secs(3);
+
+    // Nobody has this address on instance 9's link.
+    let mut nobody = testbed.k6_host(root.path());
+    nobody.host = "10.211.9.3".to_string();
+    let err = tokio::time::timeout(
+        Duration::from_secs(15),
+        K6Runner::connect(&nobody, options.clone()),
+    )
+    .await
+    .expect("connecting must give up within its timeout")
+    .unwrap_err();
+    assert!(matches!(err, RunnerError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("10.211.9.3:2222"), "{err}");
+
+    // A port that accepts and never speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut mute = testbed.k6_host(root.path());
+    mute.host = "127.0.0.1".to_string();
+    mute.port = silent.local_addr().unwrap().port();
+    let err = tokio::time::timeout(Duration::from_secs(15), K6Runner::connect(&mute, options))
+        .await
+        .expect("connecting must give up within its timeout")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{}", mute.port)),
+        "{err}"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn stop_asked_before_start_starts_nothing() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let result = runner
+        .run(&job("run-s", "cfg", &script, &tags), &mut |_| {}, async {})
+        .await;
+    assert!(
+        matches!(result, Err(RunnerError::Interrupted { summary: None, .. })),
+        "{result:?}"
+    );
+    let workspace = root.path().join("node1/run-s/cfg");
+    assert!(workspace.join("script.js").is_file());
+    assert!(!workspace.join("k6.pid").exists(), "k6 was started");
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_stops_a_k6_whose_run_was_dropped() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("60s");
+    let tags = BTreeMap::new();
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(4),
+        runner.run(&job("run-d", "cfg", &script, &tags), &mut |_| {}, never()),
+    )
+    .await;
+    assert!(dropped.is_err(), "the 60 s run cannot have finished");
+    let pid = read_pid(&root.path().join("node1/run-d/cfg"));
+    assert!(pid_exists(pid), "k6 is detached and keeps running");
+    runner.close().await.unwrap();
+    assert!(!pid_exists(pid), "close() must stop k6 (pid {pid})");
+}
