@@ -644,6 +644,10 @@ class DfaasGenerator(_GeneratorBase):
     ``prepare()`` (binary and context), ``start()`` (validate, then spawn in
     a worker thread), ``_is_running`` polled, ``stop()`` (always called at
     the end; SIGTERM only if the binary still runs), ``get_result()``.
+
+    ``environ`` (default: the process environment) is where the binary and
+    lb's run variables are looked up, and the whole environment the binary
+    gets; ``event_writer`` receives each forwarded ``LB_EVENT`` line.
     """
 
     def __init__(
@@ -747,7 +751,11 @@ class DfaasGenerator(_GeneratorBase):
         proc = _run_short(
             self.binary(), ["validate"], self.request(), VALIDATE_TIMEOUT_S, self._environ
         )
-        return validation_reasons(proc.returncode, proc.stdout)
+        reasons = validation_reasons(proc.returncode, proc.stdout)
+        if not reasons:
+            for warning in json.loads(proc.stdout).get("warnings") or []:
+                logger.warning("lb-dfaas: dfaas config: %s", warning)
+        return reasons
 
     def start(self) -> None:
         """Validate, then run the campaign in a worker thread."""
@@ -1107,7 +1115,10 @@ class DfaasConfig(_ConfigBase):
 
 
 class DfaasPlugin(_PluginBase):
-    """The ``dfaas`` workload, executed by the ``lb-dfaas`` binary."""
+    """The ``dfaas`` workload, executed by the ``lb-dfaas`` binary.
+
+    ``environ`` is passed to the generators (see :class:`DfaasGenerator`).
+    """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ

@@ -72,7 +72,7 @@ def test_describe_gives_the_bundled_playbooks(real_binary: Path) -> None:
     manifest = plugin.describe(real_binary)
     assert manifest["name"] == "dfaas"
     assert set(plugin.PLAYBOOK_KEYS) <= set(manifest["playbooks"])
-    dfaas = plugin.DfaasPlugin(environ={"LB_DFAAS_BIN": str(real_binary)})
+    dfaas = plugin.DfaasPlugin(environ=dict(os.environ, LB_DFAAS_BIN=str(real_binary)))
     for hook in (
         dfaas.get_ansible_setup_path,
         dfaas.get_ansible_collect_pre_path,
