@@ -11,6 +11,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The Ansible pip-install test builds a venv with the interpreter that runs pytest.
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

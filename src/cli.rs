@@ -19,6 +19,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::config::{self, Config, FunctionName};
+use crate::k6::script;
+use crate::plan::{write_plan_json, ConfigId, Configuration, Plan};
 use crate::protocol::{exit, Context, Request, RunResult};
 use crate::report::{self, CommandError};
 
@@ -57,7 +59,13 @@ pub enum Command {
     /// Check a request's config without touching the network.
     Validate(InputArgs),
     /// Print every configuration the run would execute, in order.
-    Plan(InputArgs),
+    Plan {
+        #[command(flatten)]
+        input: InputArgs,
+        /// List at most this many configurations (counts stay exact).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
     /// Print the k6 script `run` would send for one configuration.
     Script {
         #[command(flatten)]
@@ -106,22 +114,58 @@ pub struct Input {
     pub warnings: Vec<String>,
 }
 
-/// `plan`: the plan document printed on stdout.
-pub fn plan_cmd(input: &Input) -> Result<Value, CommandError> {
-    let _ = input;
-    Err(CommandError::Internal("plan is not wired yet".into()))
+/// `plan`: streams the plan document to `out` (a plan may hold millions
+/// of configurations; `limit` bounds how many are listed, counts stay exact).
+pub fn plan_cmd(
+    input: &Input,
+    limit: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let plan = Plan::new(&input.config);
+    let output_dir = crate::session::resolve_context(&input.context, &input.config)?.output_dir;
+    let indexed = match crate::output::index::read_index(&output_dir.join("index.csv")) {
+        Ok(index) => index.indexed(),
+        Err(e) => return Err(CommandError::input("output_dir", e.to_string())),
+    };
+    write_plan_json(out, &input.config, &plan, &indexed, limit)
+        .map(|_| ())
+        .map_err(|e| CommandError::Internal(format!("plan: {e}")))
 }
 
 /// `script`: the k6 JavaScript printed on stdout.
 pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
-    let _ = (input, selector);
-    Err(CommandError::Internal("script is not wired yet".into()))
+    let configuration = match selector {
+        ScriptSelector::ConfigId(id) => {
+            let id = ConfigId::parse(id)
+                .map_err(|e| CommandError::input("--config-id", e.to_string()))?;
+            Plan::new(&input.config)
+                .find(&id)
+                .map(|(_, configuration)| configuration)
+                .ok_or_else(|| {
+                    CommandError::input(
+                        "--config-id",
+                        format!("{id} is not a configuration of this plan"),
+                    )
+                })?
+        }
+        ScriptSelector::Pairs(pairs) => Configuration::from_pairs(pairs.iter().cloned())
+            .map_err(|e| CommandError::input("--pairs", e.to_string()))?,
+    };
+    let pairs: Vec<(FunctionName, u64)> =
+        configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
+    Ok(script::render(&script::ScriptInput {
+        gateway_url: &input.config.gateway_url,
+        duration_text: &input.config.duration_text,
+        duration: input.config.duration,
+        functions: &input.config.functions,
+        pairs: &pairs,
+        request_timeout: script::DEFAULT_REQUEST_TIMEOUT,
+    }))
 }
 
 /// `run`: the campaign's result; its `returncode` becomes the exit code.
 pub fn run_cmd(input: &Input) -> Result<RunResult, CommandError> {
-    let _ = input;
-    Err(CommandError::Internal("run is not wired yet".into()))
+    crate::session::run(&input.config, &input.context)
 }
 
 /// The binary's entry point.
@@ -180,9 +224,16 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 exit::OK,
             ))
         }
-        Command::Plan(args) => {
-            let input = load_input(args, stdin)?;
-            Ok(document(&plan_cmd(&input)?, exit::OK))
+        Command::Plan { input, limit } => {
+            let input = load_input(input, stdin)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            plan_cmd(&input, *limit, &mut out)?;
+            out.flush()
+                .map_err(|e| CommandError::Internal(format!("cannot write to stdout: {e}")))?;
+            Ok(Outcome {
+                stdout: String::new(),
+                exit_code: exit::OK,
+            })
         }
         Command::Script { input, selector } => {
             let input = load_input(input, stdin)?;
@@ -598,15 +649,68 @@ mod tests {
     }
 
     #[test]
-    fn unwired_commands_are_internal_errors_after_validation() {
-        for args in [&["plan"][..], &["script", "--pairs", "figlet=10"], &["run"]] {
-            let (value, code) = run_with_stdin(args, r#"{"config": {}}"#);
-            assert_eq!(code, 1, "{args:?}");
-            // Both document shapes keep the error under `error`.
-            let error = &value["error"];
-            assert_eq!(error["type"], json!("internal"));
-            assert!(error["message"].as_str().unwrap().contains("not wired yet"));
-        }
+    fn script_by_id_equals_script_by_pairs() {
+        let request =
+            r#"{"config": {"functions": [{"name": "figlet"}, {"name": "env"}], "duration": "5s"}}"#;
+        let by_pairs = execute(
+            &cli(&["script", "--pairs", "figlet=10"]),
+            Some(&mut request.as_bytes()),
+        );
+        let by_id = execute(
+            &cli(&["script", "--config-id", "63a789418109"]),
+            Some(&mut request.as_bytes()),
+        );
+        assert_eq!(by_pairs.exit_code, 0, "{}", by_pairs.stdout);
+        assert_eq!(by_id.exit_code, 0, "{}", by_id.stdout);
+        assert_eq!(by_pairs.stdout, by_id.stdout);
+        assert!(by_id.stdout.contains("/function/figlet"));
+        assert!(
+            by_id.stdout.contains(r#"duration: "5s""#),
+            "{}",
+            by_id.stdout
+        );
+        let unknown = execute(
+            &cli(&["script", "--config-id", "000000000000"]),
+            Some(&mut request.as_bytes()),
+        );
+        assert_eq!(unknown.exit_code, 2);
+        assert!(unknown.stdout.contains("--config-id"));
+    }
+
+    #[test]
+    fn plan_streams_counts_and_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Request {
+            config: json!({"functions": [{"name": "figlet"}, {"name": "env"}],
+                           "combinations": {"min_functions": 1, "max_functions": 3}}),
+            context: Context {
+                output_dir: Some(dir.path().display().to_string()),
+                ..Context::default()
+            },
+        };
+        let loaded = config::load_request(&request).unwrap();
+        let input = Input {
+            config: loaded.config,
+            context: request.context,
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        plan_cmd(&input, Some(2), &mut out).unwrap();
+        let plan: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(plan["count"], json!(483));
+        assert_eq!(plan["configurations"].as_array().unwrap().len(), 2);
+        assert_eq!(plan["truncated"], json!(true));
+        // An index from an earlier run is predicted as skipped.
+        std::fs::write(
+            dir.path().join("index.csv"),
+            "functions;rates;results_file\n['env'];[0];results.csv\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        plan_cmd(&input, Some(1), &mut out).unwrap();
+        let plan: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(plan["already_indexed"], json!(1));
+        assert_eq!(plan["configurations"][0]["skip"], json!("already_indexed"));
     }
 
     #[test]

@@ -20,3 +20,4 @@ pub mod output;
 pub mod plan;
 pub mod protocol;
 pub mod report;
+pub mod session;

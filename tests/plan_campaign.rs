@@ -32,6 +32,7 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
             ssh_key: "/root/.ssh/id_rsa".into(),
             port: 22,
             workspace_root: "/root/.dfaas-k6".into(),
+            known_hosts_file: None,
             outputs: vec![],
             tags: BTreeMap::new(),
             log_stream: true,

@@ -70,6 +70,7 @@ impl Testbed {
             ssh_key: PathBuf::from(self.var("K6_SSH_KEY")),
             port: self.var("K6_PORT").parse().unwrap(),
             workspace_root: workspace_root.display().to_string(),
+            known_hosts_file: None,
             outputs: Vec::new(),
             tags: BTreeMap::new(),
             log_stream: true,

@@ -35,6 +35,7 @@ fn config(functions: &[&str], rates: &[u64], iterations: u32) -> Config {
             ssh_key: "/nonexistent".into(),
             port: 22,
             workspace_root: "/root/.dfaas-k6".into(),
+            known_hosts_file: None,
             outputs: vec![],
             tags: BTreeMap::new(),
             log_stream: true,

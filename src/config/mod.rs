@@ -77,6 +77,8 @@ pub struct K6Host {
     pub port: u16,
     /// Absolute workspace root on the k6 host.
     pub workspace_root: String,
+    /// known_hosts file for the k6 host (`None`: the user's own).
+    pub known_hosts_file: Option<PathBuf>,
     /// Extra `--out` values.
     pub outputs: Vec<String>,
     /// Extra `--tag` values (run_id, component, workload, repetition are

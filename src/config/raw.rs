@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// Absolute workspace root on the k6 host; defaults to
     /// `/home/<k6_user>/.dfaas-k6` (`/root/.dfaas-k6` for root).
     pub k6_workspace_root: Option<String>,
+    /// known_hosts file for the k6 host (new keys are added to it);
+    /// default: the user's `~/.ssh/known_hosts`. `~` is expanded.
+    pub k6_known_hosts_file: Option<String>,
     /// Stream k6's output as log events while each configuration runs.
     pub k6_log_stream: bool,
     /// Extra k6 outputs, passed as `--out`.
@@ -121,6 +124,7 @@ impl Default for RawConfig {
             k6_ssh_key: "~/.ssh/id_rsa".into(),
             k6_port: 22,
             k6_workspace_root: None,
+            k6_known_hosts_file: None,
             k6_log_stream: true,
             k6_outputs: Vec::new(),
             k6_tags: BTreeMap::new(),

@@ -150,6 +150,7 @@ const KEYS: &[&str] = &[
     "k6_ssh_key",
     "k6_port",
     "k6_workspace_root",
+    "k6_known_hosts_file",
     "k6_log_stream",
     "k6_outputs",
     "k6_tags",

@@ -190,6 +190,20 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
             .map_err(|reason| found.error("k6_workspace_root", reason))
             .ok(),
     };
+    let known_hosts_file = match raw.k6_known_hosts_file.as_deref() {
+        None => Some(None),
+        Some(path) if path.trim().is_empty() || has_control(path) => {
+            found.error(
+                "k6_known_hosts_file",
+                "must be a non-empty path without control characters",
+            );
+            None
+        }
+        Some(path) => expand_home(path, machine.home.as_deref())
+            .map_err(|reason| found.error("k6_known_hosts_file", reason))
+            .ok()
+            .map(Some),
+    };
     let mut outputs_ok = true;
     for (index, output) in raw.k6_outputs.iter().enumerate() {
         let reason = if output.trim().is_empty() {
@@ -228,6 +242,7 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
         ssh_key: ssh_key?,
         port: port?,
         workspace_root: workspace_root?,
+        known_hosts_file: known_hosts_file?,
         outputs: outputs_ok.then(|| raw.k6_outputs.clone())?,
         tags: tags_ok.then(|| raw.k6_tags.clone())?,
         log_stream: raw.k6_log_stream,

@@ -261,10 +261,14 @@ impl Meter {
             warnings.push(format!("no query named {name} is configured, using NaN"));
             return f64::NAN;
         };
+        let span = match window {
+            Window::Now => self.time_span.clone(),
+            Window::Between(start, end) => window_span(start, end),
+        };
         let request = build_request(
             definition,
             Placeholders {
-                time_span: &self.time_span,
+                time_span: &span,
                 function_name: function,
                 pid_regex,
             },
@@ -280,6 +284,22 @@ impl Meter {
     }
 }
 
+/// The k6 window as a PromQL duration, rounded up to whole seconds.
+fn window_span(start: SystemTime, end: SystemTime) -> TimeSpan {
+    let window = end.duration_since(start).unwrap_or_default();
+    let seconds = window.as_secs() + u64::from(window.subsec_nanos() > 0);
+    TimeSpan::from_duration(std::time::Duration::from_secs(seconds.max(1)))
+}
+
+/// An iteration's query covers exactly the k6 window: it is evaluated at
+/// the window's end with `{time_span}` = the window, so `rate(...)` and
+/// `avg_over_time(...)` average over `[start, end]`. (Sampling every
+/// `step` from `start` with `{time_span}` = the duration would mix in up
+/// to a whole duration of the idle time before k6 started: at `start`
+/// itself the lookback covers only idle time, which roughly halves the
+/// measured load of a 30 s run.) Range definitions stay range queries,
+/// with the single evaluation at `end`, so a file written for the legacy
+/// sampler works unchanged.
 fn build_request(
     definition: &QueryDefinition,
     values: Placeholders<'_>,
@@ -288,9 +308,9 @@ fn build_request(
     let query = render(&definition.query, values);
     match window {
         Window::Now => QueryRequest::Instant { query, at: None },
-        Window::Between(start, end) if definition.range => QueryRequest::Range {
+        Window::Between(_, end) if definition.range => QueryRequest::Range {
             query,
-            start,
+            start: end,
             end,
             step: definition.step.clone(),
         },
@@ -329,10 +349,15 @@ mod tests {
                 assert!(
                     query.contains(r#"container_label_io_kubernetes_container_name="env"}[30s]"#)
                 );
-                assert_eq!((s, e, step.as_str()), (start, end, "10s"));
+                // Evaluated once, at the end of the window.
+                assert_eq!((s, e, step.as_str()), (end, end, "10s"));
             }
             other => panic!("expected a range request, got {other:?}"),
         }
+        let ms = Duration::from_millis;
+        assert_eq!(window_span(start, end).as_str(), "30s");
+        assert_eq!(window_span(start, end + ms(200)).as_str(), "31s");
+        assert_eq!(window_span(end, start).as_str(), "1s");
         assert!(matches!(
             build_request(cpu, values, Window::Now),
             QueryRequest::Instant { at: None, .. }

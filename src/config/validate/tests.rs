@@ -49,6 +49,7 @@ fn defaults_are_lbs() {
                 ssh_key: PathBuf::from("/home/tester/.ssh/id_rsa"),
                 port: 22,
                 workspace_root: "/home/ubuntu/.dfaas-k6".into(),
+                known_hosts_file: None,
                 outputs: vec![],
                 tags: BTreeMap::new(),
                 log_stream: true,

@@ -1,0 +1,307 @@
+//! One `run`: resolve the request context, check the environment (k6 host
+//! over SSH, Prometheus), drive the campaign with the real services, stop
+//! cleanly on a signal or the stop file, and build the result document.
+//!
+//! Start-up failures are environment errors (exit 3) and happen within
+//! seconds: the SSH connect and the Prometheus check run side by side, each
+//! with its own bound.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::campaign::live::{LiveMeasurements, RemoteK6};
+use crate::campaign::stop::Stop;
+use crate::campaign::{self, CampaignError, RunContext};
+use crate::config::Config;
+use crate::events::{Emitter, EventOrigin, Level, StderrSink};
+use crate::k6::runner::{K6Runner, RunnerOptions};
+use crate::metrics::gateway::GatewayClient;
+use crate::metrics::meter::Meter;
+use crate::metrics::prometheus::PrometheusSettings;
+use crate::output::OutputError;
+use crate::protocol::{exit, Context, ErrorInfo, RunResult};
+use crate::report::CommandError;
+
+/// Where output goes when neither the context nor the config says.
+const DEFAULT_OUTPUT_DIR: &str = "benchmark_results/dfaas";
+
+/// The request context with every default filled in and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedContext {
+    pub host: String,
+    pub workload: String,
+    pub run_id: String,
+    pub repetition: u32,
+    pub total_repetitions: u32,
+    pub output_dir: PathBuf,
+    pub stop_file: Option<PathBuf>,
+}
+
+/// Fills in the context's defaults (SPEC §2) and checks the values that
+/// become path segments on the k6 host and in file names.
+pub fn resolve_context(
+    context: &Context,
+    config: &Config,
+) -> Result<ResolvedContext, CommandError> {
+    let host = match &context.host {
+        Some(host) => host.clone(),
+        None => local_hostname(),
+    };
+    check_segment("context.host", &host)?;
+    let run_id = match (&context.run_id, &config.run_id) {
+        (Some(id), _) | (None, Some(id)) => id.clone(),
+        (None, None) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("run-{now}")
+        }
+    };
+    check_segment("context.run_id", &run_id)?;
+    let repetition = context.repetition.unwrap_or(1);
+    let total_repetitions = context.total_repetitions.unwrap_or(1).max(repetition);
+    if repetition == 0 {
+        return Err(CommandError::input(
+            "context.repetition",
+            "must be at least 1",
+        ));
+    }
+    let output_dir = match (&context.output_dir, &config.output_dir) {
+        (Some(dir), _) if dir.trim().is_empty() => {
+            return Err(CommandError::input(
+                "context.output_dir",
+                "must not be empty",
+            ))
+        }
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => PathBuf::from(DEFAULT_OUTPUT_DIR),
+    };
+    Ok(ResolvedContext {
+        host,
+        workload: context
+            .workload
+            .clone()
+            .unwrap_or_else(|| "dfaas".to_string()),
+        run_id,
+        repetition,
+        total_repetitions,
+        output_dir,
+        stop_file: context
+            .stop_file
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    })
+}
+
+/// A path segment on the k6 host and in local file names.
+fn check_segment(field: &str, value: &str) -> Result<(), CommandError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value != "."
+        && value != ".."
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::input(
+            field,
+            format!("{value:?} must be 1-128 characters of [A-Za-z0-9._-] (it names directories)"),
+        ))
+    }
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Runs the campaign described by `config` in `context`.
+pub fn run(config: &Config, context: &Context) -> Result<RunResult, CommandError> {
+    let ctx = resolve_context(context, config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_async(config, ctx))
+}
+
+async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, CommandError> {
+    let emitter = Emitter::new(
+        EventOrigin {
+            run_id: ctx.run_id.clone(),
+            host: ctx.host.clone(),
+            workload: ctx.workload.clone(),
+            repetition: ctx.repetition,
+            total_repetitions: ctx.total_repetitions,
+        },
+        Arc::new(StderrSink),
+    );
+    let (handle, stop) = Stop::new();
+    handle.watch(ctx.stop_file.clone());
+    emitter.status(
+        "running",
+        Level::Info,
+        format!(
+            "dfaas run {} on {}: k6 host {}@{}:{}, gateway {}, prometheus {}, output {}",
+            ctx.run_id,
+            ctx.host,
+            config.k6.user,
+            config.k6.host,
+            config.k6.port,
+            config.gateway_url,
+            config.prometheus_url,
+            ctx.output_dir.display()
+        ),
+    );
+
+    let meter = Meter::from_config(config, PrometheusSettings::default())
+        .map_err(|e| CommandError::input("queries_path", e.to_string()))?;
+    let gateway = GatewayClient::new(&config.gateway_url, config.openfaas_auth.clone())
+        .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
+    let (runner, cores) = tokio::join!(connect_k6(config), meter.node_cores());
+    let runner = runner?;
+    let cores = match cores {
+        Ok(cores) => cores,
+        Err(e) => {
+            let _ = runner.close().await;
+            return Err(environment(
+                format!(
+                    "Prometheus at {} is unusable for the baseline: {e}",
+                    config.prometheus_url
+                ),
+                json!({"prometheus_url": config.prometheus_url}),
+            ));
+        }
+    };
+    if stop.is_stopped() {
+        let _ = runner.close().await;
+        return Err(CommandError::Interrupted);
+    }
+
+    let run_ctx = RunContext {
+        host: ctx.host.clone(),
+        run_id: ctx.run_id.clone(),
+        repetition: ctx.repetition,
+        output_dir: ctx.output_dir.clone(),
+    };
+    let mut load = RemoteK6::new(runner, config, &ctx.host, &ctx.run_id, ctx.repetition);
+    let services = LiveMeasurements { meter, gateway };
+    let outcome = campaign::run(
+        config,
+        &run_ctx,
+        &mut load,
+        &services,
+        f64::from(cores),
+        &emitter,
+        &stop,
+    )
+    .await;
+    if let Err(e) = load.close().await {
+        emitter.log(Level::Warning, format!("closing the SSH connection: {e}"));
+    }
+    let outcome = outcome.map_err(|e| match e {
+        CampaignError::Dataset { ref source, .. } if is_input(source) => {
+            CommandError::input("output_dir", e.to_string())
+        }
+        other => CommandError::Internal(other.to_string()),
+    })?;
+    let mut result = outcome.result;
+    if outcome.interrupted {
+        result.error = Some(ErrorInfo {
+            kind: "interrupted".into(),
+            message: "interrupted by a signal or the stop file; finished rows are on disk".into(),
+            context: json!({"output_dir": ctx.output_dir}),
+        });
+    } else if outcome.failed_configs > 0 {
+        result.error = Some(ErrorInfo {
+            kind: "configuration_failed".into(),
+            message: format!(
+                "{} configuration(s) failed and are listed in skipped.csv",
+                outcome.failed_configs
+            ),
+            context: json!({"failed_configurations": outcome.failed_configs}),
+        });
+    }
+    emitter.status(
+        if result.returncode == i32::from(exit::OK) {
+            "done"
+        } else {
+            "failed"
+        },
+        Level::Info,
+        format!(
+            "dfaas run finished: {} rows, {} skipped, {} indexed; results in {}",
+            result.dfaas_results.len(),
+            result.dfaas_skipped.len(),
+            result.dfaas_index.len(),
+            ctx.output_dir.display()
+        ),
+    );
+    Ok(result)
+}
+
+/// Connects to the k6 host and checks k6 is there.
+async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+    let options = RunnerOptions {
+        known_hosts_file: config.k6.known_hosts_file.clone(),
+        ..RunnerOptions::default()
+    };
+    let target = format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port);
+    let connect_bound = options.connect_timeout + Duration::from_secs(2);
+    let mut runner =
+        match tokio::time::timeout(connect_bound, K6Runner::connect(&config.k6, options)).await {
+            Ok(Ok(runner)) => runner,
+            Ok(Err(e)) => {
+                return Err(environment(
+                    format!("k6 host {target} is unreachable: {e}"),
+                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                ))
+            }
+            Err(_) => {
+                return Err(environment(
+                    format!(
+                        "k6 host {target} is unreachable: no SSH connection within {} s",
+                        connect_bound.as_secs()
+                    ),
+                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                ))
+            }
+        };
+    match runner.k6_version().await {
+        Ok(version) => {
+            tracing::info!("k6 host {target}: {version}");
+            Ok(runner)
+        }
+        Err(e) => {
+            let _ = runner.close().await;
+            Err(environment(
+                format!("k6 is not usable on the k6 host {target}: {e}"),
+                json!({"k6_host": config.k6.host}),
+            ))
+        }
+    }
+}
+
+fn environment(message: String, context: serde_json::Value) -> CommandError {
+    CommandError::Environment { message, context }
+}
+
+/// Output errors the user must fix (another header, an unreadable index).
+fn is_input(error: &OutputError) -> bool {
+    matches!(
+        error,
+        OutputError::HeaderMismatch { .. } | OutputError::Malformed { .. }
+    )
+}
