@@ -35,7 +35,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -471,66 +470,17 @@ def runtime_upper_bound_s(plan_head: Mapping[str, Any], config: Mapping[str, Any
 def read_plan_head(
     binary: Path, request: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The counts at the head of ``lb-dfaas plan``, without reading the listing.
-
-    A plan may list millions of configurations; the head (counts, estimate)
-    comes first, so stdout is read only up to the ``"configurations":`` key
-    (function names cannot contain quotes, so the key is unambiguous) and
-    the process is then stopped.
-    """
-    key = b'"configurations":'
-    with tempfile.TemporaryFile() as stderr_file:
-        try:
-            proc = subprocess.Popen(
-                [str(binary), "plan"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr_file,
-                env=None if env is None else dict(env),
-            )
-        except OSError as exc:
-            raise LbDfaasError(f"cannot execute {binary}: {exc}") from exc
-        buffer, returncode = _read_until(proc, json.dumps(request).encode(), key)
-        stderr_file.seek(0)
-        stderr = stderr_file.read().decode("utf-8", "replace")
-    if key in buffer:
-        head_text = buffer.split(key, 1)[0].rstrip().rstrip(b",") + b"}"
-    elif returncode != 0:
-        raise LbDfaasError(f"{binary} plan exited with {returncode}: {_last_line(stderr)}")
-    else:
-        head_text = buffer
+    """The counts of ``lb-dfaas plan`` (``--limit 0``: no listing, exact counts)."""
+    proc = _run_short(binary, ["plan", "--limit", "0"], request, PLAN_TIMEOUT_S, env)
+    if proc.returncode != 0:
+        raise LbDfaasError(f"{binary} plan exited with {proc.returncode}: {_last_line(proc.stderr)}")
     try:
-        head = json.loads(head_text)
+        head = json.loads(proc.stdout)
     except ValueError as exc:
-        raise LbDfaasError(f"{binary} plan printed no JSON head: {exc}") from exc
+        raise LbDfaasError(f"{binary} plan printed no JSON: {exc}") from exc
     if not isinstance(head, dict):
         raise LbDfaasError(f"{binary} plan printed a JSON {type(head).__name__}, not an object")
     return head
-
-
-def _read_until(proc: subprocess.Popen[bytes], stdin: bytes, key: bytes) -> tuple[bytes, int]:
-    """Feed ``stdin``, read stdout until ``key`` or EOF (bounded in time), stop the process."""
-    timer = threading.Timer(PLAN_TIMEOUT_S, proc.kill)
-    timer.start()
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write(stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        buffer = b""
-        while key not in buffer:
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buffer += chunk
-        if key in buffer and proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
-        return buffer, proc.wait()
-    finally:
-        timer.cancel()
 
 
 def _last_line(text: str) -> str:

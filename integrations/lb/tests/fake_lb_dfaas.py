@@ -15,8 +15,8 @@ passes through like any other field:
 
 ``describe`` prints a manifest whose playbooks live in ``$FAKE_PLAYBOOK_DIR``
 and counts its calls in ``$FAKE_DESCRIBE_COUNT``; ``validate`` rejects a
-config without ``functions``; ``plan`` prints a head and
-``$FAKE_PLAN_ENTRIES`` configuration lines.
+config without ``functions``; ``plan`` requires ``--limit N`` and prints
+counts for ``$FAKE_PLAN_ENTRIES`` configurations, listing at most N.
 """
 
 import json
@@ -63,10 +63,14 @@ def validate(request: dict) -> int:
     return 2
 
 
-def plan(request: dict) -> int:
+def plan(request: dict, args: list) -> int:
     entries = int(os.environ.get("FAKE_PLAN_ENTRIES", "3"))
+    if "--limit" not in args:
+        emit("fake: plan must be called with --limit")
+        return 2
+    listed = min(entries, int(args[args.index("--limit") + 1]))
     head = {
-        "functions": ["configurations", "figlet"],
+        "functions": ["env", "figlet"],
         "rates": [0, 10],
         "iterations": 2,
         "duration": "5s",
@@ -78,8 +82,8 @@ def plan(request: dict) -> int:
     out = sys.stdout
     out.write(json.dumps(head)[:-1] + ',"configurations":[\n')
     try:
-        for index in range(entries):
-            sep = "," if index + 1 < entries else ""
+        for index in range(listed):
+            sep = "," if index + 1 < listed else ""
             out.write(
                 json.dumps(
                     {"index": index, "config_id": f"{index:012x}", "pairs": [], "skip": None}
@@ -164,7 +168,7 @@ def main() -> int:
     if command == "validate":
         return validate(request)
     if command == "plan":
-        return plan(request)
+        return plan(request, sys.argv[2:])
     if command == "run":
         return run(request)
     emit(f"unknown command {command!r}")

@@ -205,7 +205,7 @@ def test_missing_binary_fails_prepare_with_the_places_looked_at(
         generator.start()
 
 
-def test_expected_runtime_reads_only_the_plan_head(fake_env: dict) -> None:
+def test_expected_runtime_asks_the_plan_for_counts_only(fake_env: dict) -> None:
     env = dict(fake_env, FAKE_PLAN_ENTRIES="300000")
     generator, _ = make_generator(
         env, {"functions": [{"name": "figlet"}], "cooldown": {"max_wait_seconds": 1}}
