@@ -59,7 +59,16 @@ def campaign_config(testbed: dict[str, str], tmp_path: Path, **overrides: object
         "combinations": {"min_functions": 1, "max_functions": 2},
         "duration": "2s",
         "iterations": 1,
-        "cooldown": {"max_wait_seconds": 30, "sleep_step_seconds": 1, "idle_threshold_pct": 1000},
+        "cooldown": {"max_wait_seconds": 60, "sleep_step_seconds": 1, "idle_threshold_pct": 100},
+        # This machine is shared: never call a configuration overloaded, so
+        # no configuration is skipped as dominated and the rows are known.
+        "overload": {
+            "cpu_overload_pct_of_capacity": 100,
+            "ram_overload_pct": 100,
+            "success_rate_node_min": 0,
+            "success_rate_function_min": 0,
+            "replicas_overload_threshold": 1000000,
+        },
     }
     config.update(overrides)
     return config
