@@ -473,7 +473,9 @@ def read_plan_head(
     """The counts of ``lb-dfaas plan`` (``--limit 0``: no listing, exact counts)."""
     proc = _run_short(binary, ["plan", "--limit", "0"], request, PLAN_TIMEOUT_S, env)
     if proc.returncode != 0:
-        raise LbDfaasError(f"{binary} plan exited with {proc.returncode}: {_last_line(proc.stderr)}")
+        raise LbDfaasError(
+            f"{binary} plan exited with {proc.returncode}: {_last_line(proc.stderr)}"
+        )
     try:
         head = json.loads(proc.stdout)
     except ValueError as exc:
@@ -937,8 +939,18 @@ def _written_by_binary(pairs: Sequence[tuple[Any, Mapping[str, Any]]]) -> set[Pa
     return paths
 
 
+def metrics_cell(value: Any) -> str:
+    """A metrics CSV cell: Python's ``str`` (floats at full precision, as
+    ``repr``), as lb's plugin and the binary write them; None empty."""
+    return "" if value is None else str(value)
+
+
 def _write_csv_atomically(
-    path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]], delimiter: str = ","
+    path: Path,
+    header: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    delimiter: str = ",",
+    cell: Callable[[Any], str] = csv_cell,
 ) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -949,7 +961,7 @@ def _write_csv_atomically(
             extra = sorted(set(row) - known)
             if extra:
                 logger.warning("lb-dfaas export: %s: dropping unknown columns %s", path.name, extra)
-            writer.writerow([csv_cell(row.get(column)) for column in header])
+            writer.writerow([cell(row.get(column)) for column in header])
     os.replace(tmp, path)
 
 
@@ -1042,7 +1054,7 @@ def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> 
             if claim(path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 row = metrics_row(metric.get("metrics") or {})
-                _write_csv_atomically(path, metrics_header(functions), [row])
+                _write_csv_atomically(path, metrics_header(functions), [row], cell=metrics_cell)
                 paths.append(path)
         for script in _entries_with_id(gen, "dfaas_scripts"):
             path = output_dir / "k6_scripts" / f"config-{script['config_id']}.js"

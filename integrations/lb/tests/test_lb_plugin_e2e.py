@@ -150,12 +150,31 @@ def test_short_campaign_through_the_generator(
         ("run-e2e", "e2e-target", "dfaas")
     }
 
-    # lb's export then keeps the binary's own files in place.
+    # lb's export then keeps every file the binary wrote, untouched.
+    assert str(output_dir / "results.csv") in result["artifacts"]
     before = (output_dir / "results.csv").read_bytes()
-    plugin.PLUGIN.export_results_to_csv(
+    written = plugin.PLUGIN.export_results_to_csv(
         [{"repetition": 1, "generator_result": result}], output_dir, "run-e2e", "dfaas"
     )
+    assert written == []
     assert (output_dir / "results.csv").read_bytes() == before
+
+    # Elsewhere, the export rebuilds the binary's files: CSV byte for byte,
+    # k6 summaries as the same JSON.
+    elsewhere = tmp_path / "exported"
+    plugin.PLUGIN.export_results_to_csv(
+        [{"repetition": 1, "generator_result": result}], elsewhere, "run-e2e", "dfaas"
+    )
+    rebuilt = sorted(path.relative_to(elsewhere) for path in elsewhere.rglob("*") if path.is_file())
+    assert rebuilt == sorted(
+        path.relative_to(output_dir) for path in output_dir.rglob("*") if path.is_file()
+    )
+    for relative in rebuilt:
+        ours, theirs = (elsewhere / relative).read_bytes(), (output_dir / relative).read_bytes()
+        if relative.suffix == ".json":
+            assert json.loads(ours) == json.loads(theirs), relative
+        else:
+            assert ours == theirs, relative
 
 
 def test_stop_in_the_middle_interrupts_the_campaign(

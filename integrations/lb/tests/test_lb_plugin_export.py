@@ -155,12 +155,12 @@ def test_summaries_metrics_and_scripts(tmp_path: Path) -> None:
     metrics = read_rows(tmp_path / "metrics" / "metrics-abcdef012345-iter1-rep1.csv")
     assert metrics[0] == plugin.metrics_header(FUNCTIONS)
     assert dict(zip(metrics[0], metrics[1])) == {
-        "cpu_usage_node": "20.000",
-        "ram_usage_node": "120.000",
-        "ram_usage_node_pct": "12.000",
+        "cpu_usage_node": "20.0",
+        "ram_usage_node": "120.0",
+        "ram_usage_node_pct": "12.0",
         "power_usage_node": "nan",
-        "cpu_usage_function_env": "1.500",
-        "ram_usage_function_env": "2.000",
+        "cpu_usage_function_env": "1.5",
+        "ram_usage_function_env": "2.0",
         "power_usage_function_env": "nan",
         "cpu_usage_function_figlet": "",
         "ram_usage_function_figlet": "",
