@@ -90,7 +90,7 @@ logger = logging.getLogger(__name__)
 BINARY_NAME = "lb-dfaas"
 BINARY_ENV = "LB_DFAAS_BIN"
 
-#: ``lb-dfaas describe`` manifest key → lb hook.
+#: The playbooks named in the ``lb-dfaas describe`` manifest.
 PLAYBOOK_KEYS = ("setup_global", "setup_k6", "collect_pre", "collect_post", "teardown")
 
 #: Exit code of ``lb-dfaas run`` when interrupted (SIGINT/SIGTERM/stop file).
@@ -420,34 +420,25 @@ def describe(binary: Path, env: Mapping[str, str] | None = None) -> dict[str, An
 
 
 def validation_reasons(returncode: int, stdout: str) -> list[str]:
-    """Why ``lb-dfaas validate`` rejected a request; empty when it accepted it."""
+    """Why ``lb-dfaas validate`` rejected a request (``{"ok": false, "error":
+    {message, context: {errors: [{field, reason}]}}}``); empty when it accepted it."""
     try:
         doc = json.loads(stdout)
     except ValueError:
         return [f"lb-dfaas validate printed no JSON (exit {returncode}): {stdout[:500]!r}"]
     if returncode == 0 and isinstance(doc, dict) and doc.get("ok") is True:
         return []
-    if not isinstance(doc, dict):
-        return [f"lb-dfaas validate printed {doc!r} (exit {returncode})"]
-
-    errors = doc.get("errors")
-    reasons: list[str] = []
-    error = doc.get("error")
-    if errors is None and isinstance(error, dict):
-        context = error.get("context")
-        errors = context.get("errors") if isinstance(context, dict) else None
-        if not errors and error.get("message"):
-            reasons.append(str(error["message"]))
-    for item in errors if isinstance(errors, list) else []:
-        if isinstance(item, dict):
-            field = item.get("field") or item.get("path")
-            reason = item.get("reason") or item.get("message") or json.dumps(item)
-            reasons.append(f"{field}: {reason}" if field else str(reason))
-        else:
-            reasons.append(str(item))
-    if not reasons:
-        reasons.append(f"lb-dfaas validate rejected the config (exit {returncode}): {stdout[:500]}")
-    return reasons
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return [f"lb-dfaas validate rejected the config (exit {returncode}): {stdout[:500]}"]
+    context = error.get("context")
+    errors = context.get("errors") if isinstance(context, dict) else None
+    reasons = [
+        f"{item['field']}: {item['reason']}"
+        for item in (errors if isinstance(errors, list) else [])
+        if isinstance(item, dict) and "field" in item and "reason" in item
+    ]
+    return reasons or [str(error.get("message") or stdout[:500])]
 
 
 def runtime_upper_bound_s(plan_head: Mapping[str, Any], config: Mapping[str, Any]) -> int:

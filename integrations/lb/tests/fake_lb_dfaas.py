@@ -56,7 +56,15 @@ def validate(request: dict) -> int:
         json.dumps(
             {
                 "ok": False,
-                "errors": [{"field": "functions", "reason": "at least one function is required"}],
+                "error": {
+                    "type": "invalid_input",
+                    "message": "invalid configuration: functions: at least one function is required",
+                    "context": {
+                        "errors": [
+                            {"field": "functions", "reason": "at least one function is required"}
+                        ]
+                    },
+                },
             }
         )
     )

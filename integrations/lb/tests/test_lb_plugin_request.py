@@ -307,23 +307,30 @@ def test_non_json_stdout_is_a_clear_error_result(
     assert "fatal: boom" in result["error"]
 
 
-def test_validation_reasons_from_ok_and_error_shapes() -> None:
-    assert plugin.validation_reasons(0, '{"ok": true}') == []
-    assert plugin.validation_reasons(
-        2, '{"ok": false, "errors": [{"field": "k6_port", "reason": "must be > 0"}]}'
-    ) == ["k6_port: must be > 0"]
-    protocol_error = {
+def test_validation_reasons_from_the_protocol_error() -> None:
+    assert plugin.validation_reasons(0, '{"ok": true, "warnings": []}') == []
+    rejected = {
+        "ok": False,
         "error": {
             "type": "invalid_input",
-            "message": "invalid config",
-            "context": {"errors": [{"field": "functions[0].name", "reason": "not a valid name"}]},
-        }
+            "message": "invalid configuration: ...",
+            "context": {
+                "errors": [
+                    {"field": "functions[0].name", "reason": "not a valid name"},
+                    {"field": "iterations", "reason": "must be >= 1"},
+                ]
+            },
+        },
     }
-    assert plugin.validation_reasons(2, json.dumps(protocol_error)) == [
-        "functions[0].name: not a valid name"
+    assert plugin.validation_reasons(2, json.dumps(rejected)) == [
+        "functions[0].name: not a valid name",
+        "iterations: must be >= 1",
     ]
+    bare = {"ok": False, "error": {"type": "invalid_input", "message": "bad JSON at line 1"}}
+    assert plugin.validation_reasons(2, json.dumps(bare)) == ["bad JSON at line 1"]
     assert plugin.validation_reasons(2, "nope")[0].startswith("lb-dfaas validate printed no JSON")
     assert plugin.validation_reasons(0, '{"ok": false}') != []
+    assert plugin.validation_reasons(2, '{"ok": true}') != []
 
 
 def test_runtime_upper_bound_adds_cooldown_and_overheads() -> None:
