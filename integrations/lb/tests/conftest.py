@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -36,24 +34,6 @@ def fake_env(fake_bin: Path, tmp_path: Path) -> dict[str, str]:
     env["LB_DFAAS_BIN"] = str(fake_bin)
     env["FAKE_PLAYBOOK_DIR"] = str(tmp_path / "playbooks")
     return env
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s}s")
-        time.sleep(0.02)
-
-
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` no longer exists (or is a reaped zombie of someone else)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # -- end-to-end: the real binary and the project's testbed ------------------

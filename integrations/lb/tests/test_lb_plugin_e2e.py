@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import process_gone, wait_for
+from lb_plugin_testing import process_gone, wait_for
 
 import lb_dfaas_plugin as plugin
 

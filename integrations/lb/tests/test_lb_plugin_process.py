@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import process_gone, wait_for
+from lb_plugin_testing import process_gone, wait_for
 
 import lb_dfaas_plugin as plugin
 
