@@ -82,6 +82,7 @@ fn prometheus_dying_mid_campaign_gives_nan_metrics_and_warnings_and_the_campaign
             "functions": [{"name": "fast"}],
             "rate_strategy": {"type": "custom", "rates": [5, 10]},
             "combinations": {"min_functions": 1, "max_functions": 2},
+            "duration": "3s",
         }),
     );
     let first = config_id(&[("fast", 5)]);

@@ -51,7 +51,7 @@ fn hostile_names_tags_and_header_values_are_rejected_before_anything_runs() {
         "rate_strategy": {"type": "custom", "rates": [5]},
     });
     let fine = json!([{"name": "ok"}]);
-    let cases: Vec<(&str, serde_json::Value)> = vec![
+    let cases: Vec<(&str, Value)> = vec![
         (
             "functions[0].name",
             json!({"functions": [{"name": format!("a;{}", touch(0))}]}),
