@@ -784,11 +784,34 @@ fn check_segment(what: &'static str, value: &str) -> Result<(), RunnerError> {
     Ok(())
 }
 
+/// Run in the workspace before its files are cleared: a k6 that an earlier
+/// client started here and that still runs is killed together with the
+/// `sh` waiting for it (their process group, which `setsid` made theirs).
+///
+/// That happens when the client was killed (SIGKILL cannot be trapped)
+/// and a rerun with the same run id resumes the configuration in flight:
+/// left alone, the old `sh` would write its `exit_code` and the old k6 its
+/// summary into the new run's files, and the new run would record the old
+/// k6's end as its own iteration while its own k6 kept loading the gateway.
+/// Only a process whose command line is this module's k6 command is
+/// touched (`k6.pid` may name a pid reused since); `kill -SIG -<group>`
+/// without `--`, which dash rejects.
+const STOP_LEFTOVER_K6: &str = concat!(
+    r#"if [ -s k6.pid ]; then old=$(cat k6.pid); "#,
+    r#"if kill -0 "$old" 2>/dev/null && ps -o args= -p "$old" 2>/dev/null | grep -q -e '--summary-export summary.json'; then "#,
+    r#"group=$(ps -o pgid= -p "$old" | tr -d ' '); own=$(ps -o pgid= -p $$ | tr -d ' '); target=$old; "#,
+    r#"case "$group" in ''|*[!0-9]*|0|1|"$own") ;; *) target="-$group" ;; esac; "#,
+    r#"kill -KILL "$target" "$old" 2>/dev/null; i=0; "#,
+    r#"while { kill -0 "$target" || kill -0 "$old"; } 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "#,
+    r#"fi; fi; true;"#,
+);
+
 /// The remote command that starts k6 detached and prints its pid.
 ///
 /// Inside a new session (`setsid`), a small `sh` starts k6 in the
 /// background with all output in k6.log, records its pid, waits for it and
-/// writes its exit status; each file is written whole (`mv`).
+/// writes its exit status; each file is written whole (`mv`). A k6 still
+/// running in the workspace is stopped first ([`STOP_LEFTOVER_K6`]).
 fn start_command(
     workspace: &str,
     k6_command: &str,
@@ -822,7 +845,8 @@ fn start_command(
     );
     let q_workspace = quote(workspace, "workspace")?;
     Ok(format!(
-        "cd -- {q_workspace} && rm -f -- summary.json k6.log k6.pid exit_code && \
+        "cd -- {q_workspace} && {{ {STOP_LEFTOVER_K6} }} && \
+         rm -f -- summary.json k6.log k6.pid exit_code && \
          (setsid sh -c {} < /dev/null > /dev/null 2>&1 &) && \
          i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt {PID_WAIT_STEPS} ]; do sleep 0.05; i=$((i+1)); done; \
          cat k6.pid",
@@ -919,6 +943,9 @@ mod tests {
         let words = shlex::split(&command).unwrap();
         assert_eq!(words[..4], ["cd", "--", "/w/a b/$(c)", "&&"], "{command}");
         assert!(command.ends_with("cat k6.pid"), "{command}");
+        // A k6 left running in the workspace is stopped before its files go.
+        let stop_at = command.find(STOP_LEFTOVER_K6).unwrap();
+        assert!(stop_at < command.find("rm -f -- summary.json").unwrap());
         let at = words.iter().position(|w| w == "(setsid").unwrap();
         assert_eq!(words[at + 1..at + 3], ["sh", "-c"]);
         // The inner script as `sh -c` splits it.

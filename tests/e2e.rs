@@ -1,0 +1,31 @@
+//! End-to-end tests of `lb-dfaas run` against the real testbed: the built
+//! binary as a child process, k6 over SSH in a network namespace, the test
+//! gateway, node-exporter and Prometheus (see testbed/README.md).
+//!
+//! Every test owns its testbed instance (torn down in `Drop`) and its
+//! directories (tempfile). The tests run one at a time (a process-wide
+//! lock): the machine has two cores, and the measurements they check would
+//! suffer from each other's load. Iterations last a few seconds.
+//!
+//! - `campaign`: a campaign reaching overload, its datasets checked cell by
+//!   cell and against the gateway's own counters; the rerun that skips
+//!   everything;
+//! - `interrupt`: the stop file and SIGTERM during a k6 run; SIGKILL
+//!   mid-configuration and the rerun that resumes;
+//! - `environment`: an unreachable k6 host at start, Prometheus dying
+//!   mid-campaign;
+//! - `injection`: hostile function names, bodies, headers and k6 tags.
+
+mod support;
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+#[path = "e2e/campaign.rs"]
+mod campaign;
+#[path = "e2e/environment.rs"]
+mod environment;
+#[path = "e2e/injection.rs"]
+mod injection;
+#[path = "e2e/interrupt.rs"]
+mod interrupt;
