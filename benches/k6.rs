@@ -47,7 +47,10 @@ fn synthetic_summary(pairs: &[(FunctionName, u64)]) -> Value {
     for (name, rate) in pairs {
         let ids = metric_names(name);
         let requests = rate * 30;
-        metrics.insert(ids.requests, json!({"count": requests, "rate": *rate as f64}));
+        metrics.insert(
+            ids.requests,
+            json!({"count": requests, "rate": *rate as f64}),
+        );
         metrics.insert(
             ids.success,
             json!({"passes": requests - 3, "fails": 3, "value": 0.99}),

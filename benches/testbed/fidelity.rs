@@ -85,8 +85,7 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
         .to_str()
         .context("work directory is not UTF-8")?
         .to_string();
-    let mut runner =
-        K6Runner::connect(&testbed.k6_target(&root), testbed.runner_options()).await?;
+    let mut runner = K6Runner::connect(&testbed.k6_target(&root), testbed.runner_options()).await?;
 
     let mut observations = Vec::new();
     let plan = FAST_RATES
@@ -155,7 +154,10 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
         .iter()
         .filter(|o| o.function == crate::FAST_FUNCTION)
     {
-        let name = format!("3 fidelity at {} req/s (gateway-received ÷ configured)", o.rate);
+        let name = format!(
+            "3 fidelity at {} req/s (gateway-received ÷ configured)",
+            o.rate
+        );
         if o.rate <= FIDELITY_TARGET_MAX_RATE {
             targets.push(Target::new(
                 name,

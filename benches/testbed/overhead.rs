@@ -107,7 +107,12 @@ impl Series {
 pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target>) -> Result<()> {
     heading("1. Per-iteration orchestration overhead");
     let function = crate::FAST_FUNCTION;
-    let script = script(&testbed.gateway_url, function, SCRIPT_RATE, SCRIPT_DURATION_S)?;
+    let script = script(
+        &testbed.gateway_url,
+        function,
+        SCRIPT_RATE,
+        SCRIPT_DURATION_S,
+    )?;
     println!(
         "script: k6::script::render, {function} at {SCRIPT_RATE} req/s for {SCRIPT_DURATION_S} s \
          (constant-arrival-rate); overhead = iteration wall time − k6's test-run time \

@@ -83,8 +83,8 @@ pub fn run(targets: &mut Vec<Target>) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         };
-        let result: PhaseResult = serde_json::from_str(line)
-            .with_context(|| format!("phase {phase} result {line:?}"))?;
+        let result: PhaseResult =
+            serde_json::from_str(line).with_context(|| format!("phase {phase} result {line:?}"))?;
         results.push(result);
     }
 
@@ -169,7 +169,13 @@ pub fn run_phase(phase: &str) -> Result<()> {
     Ok(())
 }
 
-fn phase_result(phase: &str, items: u128, setup_ns: u128, work_ns: u128, note: String) -> PhaseResult {
+fn phase_result(
+    phase: &str,
+    items: u128,
+    setup_ns: u128,
+    work_ns: u128,
+    note: String,
+) -> PhaseResult {
     PhaseResult {
         phase: phase.to_string(),
         items,
@@ -305,7 +311,8 @@ fn antichain(n: usize) -> Result<Vec<Configuration>> {
             }
             let rates = [a * 10, b * 10, (60 - a - b) * 10];
             let pairs: Vec<(FunctionName, u64)> = names.iter().cloned().zip(rates).collect();
-            configs.push(Configuration::from_pairs(pairs).map_err(|e| anyhow!("configuration: {e}"))?);
+            configs
+                .push(Configuration::from_pairs(pairs).map_err(|e| anyhow!("configuration: {e}"))?);
         }
     }
     if configs.len() < n {
