@@ -104,10 +104,11 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
 
     println!();
     println!(
-        "{:<6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "fn",
         "rate",
         "config",
+        "sched",
         "k6 req",
         "drop",
         "truth",
@@ -122,10 +123,11 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
     );
     for o in &observations {
         println!(
-            "{:<6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.5} {:>8}",
+            "{:<6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.5} {:>8}",
             o.function,
             o.rate,
             o.configured(),
+            o.outcome.requests + o.outcome.dropped,
             o.outcome.requests,
             o.outcome.dropped,
             o.truth.requests,
@@ -140,7 +142,7 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
         );
     }
     println!(
-        "config = rate × {DURATION_S} s; fid.k6 = k6's request count ÷ config, fid.gw = requests \
+        "config = rate × {DURATION_S} s; sched = arrivals k6 scheduled (requests + dropped); fid.k6 = k6's request count ÷ config, fid.gw = requests \
          the gateway received ÷ config; csv ok = summary::parse's success (results.csv); \
          truth ok = truth_ok ÷ (truth_requests + dropped); k6 test-run ms: {}",
         observations

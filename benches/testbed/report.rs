@@ -116,8 +116,12 @@ pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// A section heading.
+/// A section heading, with the machine's load average (other work on the
+/// same cores shows up in every timing).
 pub fn heading(title: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string());
     println!();
-    println!("== {title}");
+    println!("== {title}   [load average {load}]");
 }
