@@ -12,6 +12,13 @@
 #           sshd.log, authorized_keys, known_hosts, bin/k6); the host key is
 #           also kept in <root>/hostkeys/<ID>/ so it stays the same across up/down
 #
+# With TESTBED_SKIP_SHELL_RC=1, `up` makes sessions skip the login shell's
+# ~/.bashrc for remote commands (sshd sets SHLVL=1, and bash sources ~/.bashrc
+# for ssh commands only at shell level 1), as on a host whose .bashrc returns
+# early when not interactive; otherwise root's own ~/.bashrc runs on every
+# remote command and can put other programs (e.g. a pyenv shim for k6)
+# first on PATH.
+#
 # `up` is idempotent: a healthy instance is left alone, a stale one is torn down
 # and rebuilt. `down` is idempotent and kills only the sshd whose pid it recorded.
 # Run as root. Missing tools are installed (apt-get: openssh-server iproute2;
@@ -173,6 +180,8 @@ do_up() {
     chmod 600 "$STATE/authorized_keys"
     printf '[%s]:%s %s\n' "$NS_ADDR" "$SSH_PORT" "$(cut -d' ' -f1,2 "$STATE/host_key.pub")" > "$STATE/known_hosts"
 
+    local session_env="PATH=$STATE/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin K6_NO_USAGE_REPORT=true"
+    if [[ ${TESTBED_SKIP_SHELL_RC:-0} == 1 ]]; then session_env+=" SHLVL=1"; fi
     cat > "$STATE/sshd_config" <<EOF
 # sshd for lb-dfaas testbed instance $ID (netns $NETNS)
 Port $SSH_PORT
@@ -191,7 +200,7 @@ X11Forwarding no
 AllowTcpForwarding yes
 MaxSessions 50
 MaxStartups 50:30:100
-SetEnv PATH=$STATE/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin K6_NO_USAGE_REPORT=true
+SetEnv $session_env
 Subsystem sftp internal-sftp
 EOF
     /usr/sbin/sshd -t -f "$STATE/sshd_config" || die "sshd rejected $STATE/sshd_config"
