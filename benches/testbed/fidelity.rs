@@ -8,8 +8,8 @@
 //! - fidelity = requests the gateway received ÷ (rate × duration), on a
 //!   function that answers at once (k6's own request count beside it);
 //! - under overload (a slow function beyond its capacity), the CSV success
-//!   rate `ok ÷ (requests + dropped)` beside the truth's
-//!   `truth_ok ÷ (truth_requests + dropped)`.
+//!   rate `ok ÷ max(requests + dropped, rate × duration − 1)` beside the
+//!   truth's `truth_ok ÷ max(truth_requests + dropped, rate × duration − 1)`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,7 +56,10 @@ impl Observation {
     }
 
     fn truth_success(&self) -> f64 {
-        let denominator = self.truth.requests + self.outcome.dropped;
+        // What should have been sent at the configured rate, as the CSV
+        // counts it (k6::summary::success_rate).
+        let denominator = (self.truth.requests + self.outcome.dropped)
+            .max(self.outcome.expected.saturating_sub(1));
         if denominator == 0 {
             f64::NAN
         } else {
@@ -144,7 +147,7 @@ pub async fn run(testbed: &Testbed, targets: &mut Vec<Target>) -> Result<()> {
     println!(
         "config = rate × {DURATION_S} s; sched = arrivals k6 scheduled (requests + dropped); fid.k6 = k6's request count ÷ config, fid.gw = requests \
          the gateway received ÷ config; csv ok = summary::parse's success (results.csv); \
-         truth ok = truth_ok ÷ (truth_requests + dropped); k6 test-run ms: {}",
+         truth ok = truth_ok ÷ max(truth_requests + dropped, rate×duration − 1); k6 test-run ms: {}",
         observations
             .iter()
             .map(|o| format!("{}@{}={}", o.function, o.rate, number(o.k6_run_ms)))

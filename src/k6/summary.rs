@@ -98,22 +98,22 @@ pub fn parse(
     Ok(outcomes)
 }
 
-/// Success of a function that was loaded: `ok ÷ (requests + dropped)`,
-/// capped to `[0, 1]`.
+/// Success of a function that was loaded: 2xx responses ÷ the requests
+/// that should have been sent at the configured rate, capped to `[0, 1]`.
 ///
-/// The denominator is every arrival k6 scheduled at the configured rate:
-/// each one either started an iteration (`requests`, counted before the
-/// request goes out, so timeouts, errors and iterations cut off at the end
-/// are all in it) or was dropped for lack of a VU. So an unanswered request
-/// and a dropped iteration both count as failures, as SPEC §4 asks, while a
-/// run in which every scheduled request got a 2xx scores exactly 1 — which
-/// `rate × duration` would not guarantee, since k6 schedules
-/// one arrival more or (when its ticker falls behind at the very end) one
-/// fewer. If k6 scheduled nothing at all, `expected` is the denominator
-/// and the success is 0.
+/// The denominator is the larger of what k6 scheduled (`requests`, counted
+/// before the request goes out, so timeouts, errors and iterations cut off
+/// at the end are in it, plus `dropped` iterations that found no free VU)
+/// and what the configured rate asks for (`expected` = rate × duration,
+/// less one arrival). So an unanswered request, a dropped iteration and an
+/// arrival a CPU-starved k6 silently never scheduled all count as failures
+/// (SPEC §4), while a run in which every request got a 2xx scores exactly
+/// 1: k6 schedules one arrival more than rate × duration, or, when its
+/// ticker falls behind at the very end, one fewer — hence the one-arrival
+/// allowance.
 pub fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) -> f64 {
     let scheduled = requests.saturating_add(dropped);
-    let denominator = if scheduled > 0 { scheduled } else { expected };
+    let denominator = scheduled.max(expected.saturating_sub(1));
     if denominator == 0 {
         return 1.0;
     }
@@ -300,7 +300,17 @@ mod tests {
             ("all 5xx", 40, 0, 40, 0, 20, 0.0, 40),
             ("dropped count as failures", 30, 30, 0, 10, 20, 0.75, 40),
             ("unanswered count as failures", 40, 30, 0, 0, 20, 0.75, 40),
-            ("timeouts and 5xx and drops", 20, 5, 10, 5, 20, 0.2, 40),
+            ("timeouts and 5xx and drops", 32, 8, 10, 8, 20, 0.2, 40),
+            (
+                "arrivals a starved k6 never scheduled count as failures",
+                20,
+                20,
+                0,
+                0,
+                20,
+                20.0 / 39.0,
+                40,
+            ),
             ("nothing scheduled", 0, 0, 0, 0, 20, 0.0, 40),
             ("inconsistent passes capped", 10, 12, 0, 0, 5, 1.0, 10),
         ];
