@@ -42,9 +42,14 @@ pub const EXIT_THRESHOLDS_FAILED: i32 = 99;
 const LOG_TAIL_LINES: usize = 30;
 /// Longest remote stderr kept in an error.
 const STDERR_EXCERPT_CHARS: usize = 2000;
-/// How long the remote start command waits for k6's pid file, in 50 ms
+/// How long the remote start command waits for k6's pid file, in 10 ms
 /// steps (5 s).
-const PID_WAIT_STEPS: u32 = 100;
+const PID_WAIT_STEPS: u32 = 500;
+
+/// Granularity, in milliseconds, of the remote wait for k6's end inside a
+/// poll (`sleep 0.02`): k6's exit is noticed within this, which matters
+/// for the per-iteration overhead (BENCHMARKS.md).
+const POLL_STEP_MS: u128 = 20;
 /// Polls in a row that may fail on the transport before the run fails.
 const MAX_POLL_FAILURES: u32 = 3;
 /// Polls that may see k6 gone without its exit status being written yet.
@@ -369,7 +374,7 @@ impl K6Runner {
         let mut log = LogLines::default();
         let deadline = tokio::time::sleep(job.max_runtime);
         tokio::pin!(deadline);
-        let wait_steps = (self.options.poll_interval.as_millis() / 100).max(1) as u32;
+        let wait_steps = (self.options.poll_interval.as_millis() / POLL_STEP_MS).max(1) as u32;
         let mut poll_failures = 0;
         let mut gone_polls = 0;
 
@@ -524,7 +529,7 @@ impl K6Runner {
         Ok(())
     }
 
-    /// Waits up to `wait_steps` × 0.1 s for k6 to end, then reports its
+    /// Waits up to `wait_steps` × 20 ms for k6 to end, then reports its
     /// status and the log bytes after `offset`.
     async fn poll(
         &self,
@@ -536,7 +541,7 @@ impl K6Runner {
         let q_workspace = quote(workspace, "workspace")?;
         let command = format!(
             "cd -- {q_workspace} || exit 90; i=0; \
-             while kill -0 {pid} 2>/dev/null && [ ! -e exit_code ] && [ \"$i\" -lt {wait_steps} ]; do sleep 0.1; i=$((i+1)); done; \
+             while kill -0 {pid} 2>/dev/null && [ ! -e exit_code ] && [ \"$i\" -lt {wait_steps} ]; do sleep 0.02; i=$((i+1)); done; \
              if [ -e exit_code ]; then printf 'exit %s\\n' \"$(cat exit_code)\"; \
              elif kill -0 {pid} 2>/dev/null; then echo running; else echo gone; fi; \
              tail -c +{} k6.log 2>/dev/null; true",
@@ -848,7 +853,7 @@ fn start_command(
         "cd -- {q_workspace} && {{ {STOP_LEFTOVER_K6} }} && \
          rm -f -- summary.json k6.log k6.pid exit_code && \
          (setsid sh -c {} < /dev/null > /dev/null 2>&1 &) && \
-         i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt {PID_WAIT_STEPS} ]; do sleep 0.05; i=$((i+1)); done; \
+         i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt {PID_WAIT_STEPS} ]; do sleep 0.01; i=$((i+1)); done; \
          cat k6.pid",
         quote(&inner, "k6 command")?
     ))
