@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
 use super::stop::{Stop, StopHandle};
 use super::verdict::NodeReading;
-use super::{run, RunContext};
+use super::{run, Outcome, RunContext};
 use crate::config::{Config, FunctionName};
 use crate::events::{Emitter, EventOrigin, MemorySink};
 use crate::k6::metric_names;
@@ -200,6 +200,18 @@ impl Measurements for FakeMeter {
     }
 }
 
+/// Runs the whole campaign in `dir` on a 2-core node.
+async fn campaign(
+    cfg: &Config,
+    dir: &Path,
+    k6: &mut FakeK6,
+    meter: &FakeMeter,
+    em: &Emitter,
+    stop: &Stop,
+) -> Outcome {
+    run(cfg, &ctx(dir), k6, meter, 2.0, em, stop).await.unwrap()
+}
+
 fn ctx(dir: &Path) -> RunContext {
     RunContext {
         host: "node1".into(),
@@ -232,17 +244,7 @@ async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
     let (em, sink) = emitter();
     let (_h, stop) = Stop::new();
     let mut k6 = FakeK6::new(10);
-    let out = run(
-        &cfg,
-        &ctx(dir.path()),
-        &mut k6,
-        &FakeMeter::quiet(),
-        2.0,
-        &em,
-        &stop,
-    )
-    .await
-    .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
 
     // env:0 env:10 env:20(overloaded) | env:30 dominated; same for figlet.
     assert_eq!(k6.runs.len(), 6, "{:?}", k6.runs);
@@ -273,17 +275,15 @@ async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
 
     // Same output directory again: nothing is sent, nothing is appended.
     let mut again = FakeK6::new(10);
-    let out2 = run(
+    let out2 = campaign(
         &cfg,
-        &ctx(dir.path()),
+        dir.path(),
         &mut again,
         &FakeMeter::quiet(),
-        2.0,
         &em,
         &stop,
     )
-    .await
-    .unwrap();
+    .await;
     assert!(again.runs.is_empty(), "{:?}", again.runs);
     assert_eq!(out2.result.returncode, 0);
     assert_eq!(lines(&dir.path().join("results.csv")), results);
@@ -304,17 +304,7 @@ async fn a_failed_configuration_is_skipped_and_the_run_goes_on() {
             .config_id()
             .to_string(),
     );
-    let out = run(
-        &cfg,
-        &ctx(dir.path()),
-        &mut k6,
-        &FakeMeter::quiet(),
-        2.0,
-        &em,
-        &stop,
-    )
-    .await
-    .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
     assert_eq!(k6.runs.len(), 2);
     assert_eq!(out.result.returncode, 1);
     assert!(!out.result.success);
@@ -335,17 +325,7 @@ async fn a_rerun_resumes_a_configuration_killed_between_iterations() {
     let (handle, stop) = Stop::new();
     let mut k6 = FakeK6::new(100);
     k6.stop_after = Some((1, handle));
-    let out = run(
-        &cfg,
-        &ctx(dir.path()),
-        &mut k6,
-        &FakeMeter::quiet(),
-        2.0,
-        &em,
-        &stop,
-    )
-    .await
-    .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
     assert!(out.interrupted);
     assert_eq!(out.result.returncode, 130);
     assert_eq!(
@@ -361,17 +341,7 @@ async fn a_rerun_resumes_a_configuration_killed_between_iterations() {
 
     let (_h2, stop2) = Stop::new();
     let mut k6 = FakeK6::new(100);
-    let out = run(
-        &cfg,
-        &ctx(dir.path()),
-        &mut k6,
-        &FakeMeter::quiet(),
-        2.0,
-        &em,
-        &stop2,
-    )
-    .await
-    .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop2).await;
     assert_eq!(k6.runs.len(), 2, "only the two missing iterations run");
     assert_eq!(out.result.returncode, 0);
     assert_eq!(lines(&dir.path().join("results.csv")).len(), 4);
@@ -393,25 +363,13 @@ async fn cooldown_waits_and_records_rest_seconds() {
     let mut k6 = FakeK6::new(100);
 
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        &cfg,
-        &ctx(dir.path()),
-        &mut k6,
-        &FakeMeter::quiet(),
-        2.0,
-        &em,
-        &stop,
-    )
-    .await
-    .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
     assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(0));
 
     // A quiet baseline, then two busy polls 5 s apart: 10 s of rest.
     let dir = tempfile::tempdir().unwrap();
     let meter = FakeMeter::new(|call| if call == 2 || call == 3 { 150.0 } else { 10.0 });
-    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
-        .await
-        .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
     assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(10));
     assert_eq!(
         out.result.dfaas_results[0]["cpu_usage_idle_node"],
@@ -428,9 +386,7 @@ async fn cooldown_timeout_fails_the_configuration() {
     let mut k6 = FakeK6::new(100);
     // Busy after the baseline for longer than the 20 s maximum wait.
     let meter = FakeMeter::new(|call| if call == 1 { 10.0 } else { 150.0 });
-    let out = run(&cfg, &ctx(dir.path()), &mut k6, &meter, 2.0, &em, &stop)
-        .await
-        .unwrap();
+    let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
     assert!(k6.runs.is_empty());
     assert_eq!(out.result.returncode, 1);
     assert_eq!(lines(&dir.path().join("skipped.csv"))[1], "env,10");
