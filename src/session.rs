@@ -100,14 +100,7 @@ pub fn resolve_context(
 
 /// A path segment on the k6 host and in local file names.
 fn check_segment(field: &str, value: &str) -> Result<(), CommandError> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value != "."
-        && value != ".."
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if crate::config::is_path_segment(value) {
         Ok(())
     } else {
         Err(CommandError::input(

@@ -61,6 +61,19 @@ impl AsRef<str> for FunctionName {
     }
 }
 
+/// A value that becomes one directory name on the k6 host and in local
+/// file names (run ids, host names): 1-128 characters of `[A-Za-z0-9._-]`,
+/// and neither `.` nor `..`.
+pub fn is_path_segment(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value != "."
+        && value != ".."
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +112,15 @@ mod tests {
             assert!(FunctionName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(FunctionName::parse(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn path_segments() {
+        for ok in ["run-1", "node1", "a.b_c-D", &"x".repeat(128)] {
+            assert!(is_path_segment(ok), "{ok:?} refused");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "$(id)", "ä", &"x".repeat(129)] {
+            assert!(!is_path_segment(bad), "{bad:?} accepted");
+        }
     }
 }

@@ -843,14 +843,7 @@ fn run_id(raw: &RawConfig, found: &mut Findings) -> Option<Option<String>> {
     let Some(id) = raw.run_id.as_deref() else {
         return Some(None);
     };
-    let valid = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if valid {
+    if super::is_path_segment(id) {
         Some(Some(id.to_string()))
     } else {
         found.error(
