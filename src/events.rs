@@ -27,15 +27,50 @@ pub enum Level {
     Error,
 }
 
-/// One event. `kind` is lb's `type` (`status`, `log`, ...); `status` is
-/// lb's status word (`running`, `skipped`, `overloaded`, `done`, `failed`).
+/// lb's status word. lb's workload runner ends a repetition at the first
+/// event whose status is `done`, `failed` or `stopped`, before its own
+/// runner has written the repetition's status file (the repetition then
+/// ends FAILED). The end of a repetition is lb's to report, so the binary
+/// has no way to say anything but `running`: outcomes ride in
+/// [`EventKind`] and the message.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+}
+
+/// What an event reports: lb's `type`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run's settings, once at the start.
+    RunStarted,
+    /// The idle node reading every cooldown compares against.
+    Baseline,
+    ConfigStarted,
+    ConfigSkipped,
+    /// A configuration failed operationally; the run goes on.
+    ConfigFailed,
+    /// A configuration was overloaded in most of its iterations.
+    ConfigOverloaded,
+    ConfigFinished,
+    IterationStarted,
+    IterationOverloaded,
+    /// The campaign's totals, once at the end (not the repetition's end,
+    /// which lb reports).
+    RunFinished,
+    /// k6 output lines and warnings.
+    Log,
+}
+
+/// One event in lb's shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Event {
     #[serde(flatten)]
     pub origin: EventOrigin,
-    pub status: String,
+    pub status: Status,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub level: Level,
     pub message: String,
     /// Seconds since the Unix epoch.
@@ -103,28 +138,47 @@ impl Emitter {
         &self.origin
     }
 
-    /// A `status` event.
-    pub fn status(&self, status: &str, level: Level, message: impl Into<String>) {
-        self.emit("status", status, level, message.into());
-    }
-
     /// A `log` event (k6 output lines, warnings).
     pub fn log(&self, level: Level, message: impl Into<String>) {
-        self.emit("log", "running", level, message.into());
+        self.emit(EventKind::Log, level, message);
     }
 
-    fn emit(&self, kind: &str, status: &str, level: Level, message: String) {
+    /// An event of `kind`.
+    pub fn emit(&self, kind: EventKind, level: Level, message: impl Into<String>) {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.sink.emit(Event {
             origin: self.origin.clone(),
-            status: status.to_string(),
-            kind: kind.to_string(),
+            status: Status::Running,
+            kind,
             level,
-            message,
+            message: message.into(),
             timestamp,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_says_running_and_names_its_kind_in_snake_case() {
+        let sink = MemorySink::default();
+        let emitter = Emitter::new(EventOrigin::default(), Arc::new(sink.clone()));
+        emitter.emit(EventKind::ConfigFinished, Level::Info, "config x finished");
+        emitter.log(Level::Warning, "k6: line");
+        let json: Vec<serde_json::Value> = sink
+            .events()
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        assert_eq!(json[0]["status"], "running");
+        assert_eq!(json[0]["type"], "config_finished");
+        assert_eq!(json[1]["status"], "running");
+        assert_eq!(json[1]["type"], "log");
+        assert_eq!(json[1]["level"], "warning");
     }
 }

