@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::config::{self, Config, FunctionName};
 use crate::k6::script;
+use crate::lb_install;
 use crate::plan::{write_plan_json, ConfigId, Configuration, Plan};
 use crate::protocol::{exit, Context, Request, RunResult};
 use crate::report::{self, CommandError};
@@ -75,6 +76,17 @@ pub enum Command {
     },
     /// Execute the campaign and print one result document.
     Run(InputArgs),
+    /// Install the lb plugin, this binary and the playbooks into an lb's
+    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
+    LbInstall {
+        /// lb's source tree or site-packages (the directory holding
+        /// `lb_plugins/`); default: where `--python` imports lb from.
+        #[arg(long, value_name = "DIR")]
+        lb_root: Option<PathBuf>,
+        /// The Python that runs lb.
+        #[arg(long, value_name = "PY", default_value = "python3")]
+        python: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,6 +258,18 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 stdout: script,
                 exit_code: exit::OK,
             })
+        }
+        Command::LbInstall { lb_root, python } => {
+            let binary = std::env::current_exe().map_err(|e| {
+                CommandError::Internal(format!("cannot find this program's own file: {e}"))
+            })?;
+            let report = lb_install::install(&lb_install::InstallOptions {
+                lb_root: lb_root.clone(),
+                python: python.clone(),
+                binary,
+                ansible_dir: install_root().join("ansible"),
+            })?;
+            Ok(document(&report, exit::OK))
         }
         Command::Run(args) => {
             let input = load_input(args, stdin)?;

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod k6;
+pub mod lb_install;
 pub mod metrics;
 pub mod output;
 pub mod plan;

@@ -383,3 +383,57 @@ fn garbage_on_stdin_is_invalid_input() {
         assert_eq!(out.json()["error"]["type"], json!("invalid_input"));
     }
 }
+
+/// A stand-in lb whose registry hands out a plugin of its own for `dfaas`,
+/// whatever is in its user plugin directory: what a target with a broken
+/// or shadowed install looks like. `python3` runs it (the stand-in needs
+/// nothing but the standard library).
+fn lb_that_keeps_its_builtin_dfaas(root: &Path) {
+    let package = root.join("lb_plugins");
+    std::fs::create_dir_all(package.join("plugins")).unwrap();
+    write(&package, "__init__.py", "");
+    write(
+        &package,
+        "api.py",
+        "class BuiltinDfaas:\n    pass\n\n\nclass Registry:\n    def get(self, name):\n        \
+         return BuiltinDfaas()\n\n\ndef create_registry():\n    return Registry()\n",
+    );
+}
+
+#[test]
+fn lb_install_refuses_an_lb_that_does_not_resolve_dfaas_to_the_installed_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    lb_that_keeps_its_builtin_dfaas(dir.path());
+    let root = dir.path().display().to_string();
+    let out = lb_dfaas(&["lb-install", "--lb-root", &root], None, &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let message = out.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("resolves `dfaas` to") && message.contains("lb_plugins/api.py"),
+        "{message}"
+    );
+    // The files are in place all the same (the check is what failed).
+    let plugin = dir.path().join("lb_plugins/plugins/_user/lb_dfaas_plugin");
+    assert!(plugin.join("lb_dfaas_plugin.py").is_file());
+    assert!(plugin.join("bin/lb-dfaas").is_file());
+    assert!(plugin.join("ansible/setup_global.yml").is_file());
+}
+
+#[test]
+fn lb_install_without_lb_names_the_python_and_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lb_dfaas(
+        &["lb-install", "--python", "python3"],
+        None,
+        &[("PYTHONPATH", &dir.path().display().to_string())],
+    );
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let message = out.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("cannot import lb_plugins") && message.contains("--lb-root"),
+        "{message}"
+    );
+    let out = lb_dfaas(&["lb-install", "--lb-root", "/nonexistent"], None, &[]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.first_error().0, "--lb-root");
+}
