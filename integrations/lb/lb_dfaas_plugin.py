@@ -9,11 +9,13 @@ benchmark configs (``workloads: {dfaas: {plugin: dfaas}}``) run unchanged.
 What this module owns:
 
 - the plugin object lb asks for a config model, a generator, the Ansible
-  playbooks (taken from ``lb-dfaas describe``) and the CSV export;
+  playbooks (taken from ``lb-dfaas describe``) with their extra vars, and
+  the CSV export;
 - the generator: it spawns ``lb-dfaas run``, writes the request
   (``{"config", "context"}``) on its stdin, forwards the binary's
-  ``LB_EVENT`` lines to stdout where lb's event pipeline reads them, turns
-  ``stop()`` into SIGTERM, and hands lb the parsed result document.
+  ``LB_EVENT`` lines to stdout where lb's event pipeline reads them (never
+  with a status that would end lb's repetition early), turns ``stop()``
+  into SIGTERM, and hands lb the parsed result document.
 
 What it must not do: validate or interpret the dfaas config (the binary does,
 and says which field is wrong), or run any part of the campaign itself.
@@ -27,6 +29,7 @@ the same attributes are used, which is all lb's registry checks
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 import math
@@ -118,6 +121,16 @@ STDERR_TAIL_LINES = 50
 STDERR_LINE_MAX_CHARS = 2000
 
 EVENT_PREFIX = "LB_EVENT "
+
+#: Event statuses lb's workload runner takes as the end of a repetition
+#: (lb_controller/ansible/roles/workload_runner/tasks/stream_events_step.yml):
+#: it stops polling at the first one and reads the runner's status file. Only
+#: lb's runner itself may end a repetition, after the generator returned.
+TERMINAL_EVENT_STATUSES = frozenset({"done", "failed", "stopped"})
+
+#: Where the set-up (setup_global.yml, like lb's built-in dfaas set-up)
+#: copies the controller's k6 SSH key on a target, below the home directory.
+TARGET_K6_KEY = Path(".ssh") / "dfaas_k6_key"
 
 _EVENT_WRITE_LOCK = threading.Lock()
 
@@ -368,6 +381,55 @@ def _lb_stop_file() -> str | None:
     token = get_stop_token()
     stop_file = getattr(token, "stop_file", None)
     return str(stop_file) if stop_file else None
+
+
+def k6_ssh_key_fallback(config: Mapping[str, Any], home: Path) -> Path | None:
+    """The target's copy of the k6 SSH key, when the configured key is not here.
+
+    The benchmark config names the key as it is on the controller; on a
+    target the set-up copied it to ``~/.ssh/dfaas_k6_key``. The same rule as
+    lb's built-in generator: a configured ``k6_ssh_key`` that does not exist
+    while that copy does is replaced by the copy. None means "keep the config
+    as it is" (no key configured, the key exists, or there is no copy either,
+    which the binary then reports).
+    """
+    key = config.get("k6_ssh_key")
+    if not isinstance(key, str) or not key.strip():
+        return None
+    if _expand_home(key.strip(), home).exists():
+        return None
+    copy = home / TARGET_K6_KEY
+    return copy if copy.is_file() else None
+
+
+def _expand_home(path: str, home: Path) -> Path:
+    if path == "~":
+        return home
+    if path.startswith("~/"):
+        return home / path[2:]
+    return Path(path).expanduser()
+
+
+def forwardable_event(line: str) -> tuple[str | None, bool]:
+    """The ``LB_EVENT`` line to forward to lb (None: drop it), and whether its
+    status was rewritten.
+
+    lb's workload runner ends the repetition at the first event whose status
+    is ``done``, ``failed`` or ``stopped``, before the runner has the result:
+    such a status becomes ``running`` (the message is kept). A line whose
+    payload is not a JSON object is not an event and is not forwarded.
+    """
+    try:
+        event = json.loads(line[len(EVENT_PREFIX) :])
+    except ValueError:
+        return None, False
+    if not isinstance(event, dict):
+        return None, False
+    status = event.get("status")
+    if isinstance(status, str) and status.strip().lower() in TERMINAL_EVENT_STATUSES:
+        event["status"] = "running"
+        return EVENT_PREFIX + json.dumps(event), True
+    return line, False
 
 
 # --------------------------------------------------------------------------
@@ -623,6 +685,8 @@ class DfaasGenerator(_GeneratorBase):
         self._stop_requested = False  # stop() was called: never spawn after it
         self._signalled = False  # stop() signalled a running binary
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._key_fallback_logged = False
+        self._terminal_status_warned = False
 
     # -- what lb reads --------------------------------------------------
 
@@ -659,10 +723,27 @@ class DfaasGenerator(_GeneratorBase):
         return self._context
 
     def request(self) -> dict[str, Any]:
-        return build_request(self.config, self.context())
+        """The request for the binary; on a target, with the set-up's copy of
+        the k6 SSH key when the configured one is not there."""
+        request = build_request(self.config, self.context())
+        fallback = k6_ssh_key_fallback(request["config"], self._home())
+        if fallback is not None:
+            if not self._key_fallback_logged:
+                logger.info(
+                    "lb-dfaas: k6_ssh_key %s not found here, using %s",
+                    request["config"]["k6_ssh_key"],
+                    fallback,
+                )
+                self._key_fallback_logged = True
+            request["config"]["k6_ssh_key"] = str(fallback)
+        return request
 
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
+
+    def _home(self) -> Path:
+        home = self._env().get("HOME", "").strip()
+        return Path(home) if home else Path.home()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -813,12 +894,22 @@ class DfaasGenerator(_GeneratorBase):
         return result
 
     def _pump_stderr(self, stream: Any) -> None:
-        """Forward ``LB_EVENT`` lines; keep a bounded tail of the others."""
+        """Forward ``LB_EVENT`` lines (see :func:`forwardable_event`); keep a
+        bounded tail of the other lines."""
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if line.startswith(EVENT_PREFIX):
+            forwarded, rewritten = (
+                forwardable_event(line) if line.startswith(EVENT_PREFIX) else (None, False)
+            )
+            if rewritten and not self._terminal_status_warned:
+                logger.warning(
+                    "lb-dfaas: an event with a terminal status reached the plugin; "
+                    "forwarded as status running, since lb ends the repetition at such an event"
+                )
+                self._terminal_status_warned = True
+            if forwarded is not None:
                 try:
-                    self._event_writer(line)
+                    self._event_writer(forwarded)
                 except Exception as exc:  # noqa: BLE001 - a lost event must not stop the pump
                     logger.debug("lb-dfaas: cannot forward event: %s", exc)
             elif line.strip():
@@ -1060,6 +1151,25 @@ def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> 
 # The plugin
 
 
+def lb_builtin_ansible_dir(package: str = "lb_plugins") -> Path | None:
+    """The directory of lb's built-in dfaas playbooks, when the importable lb
+    ships its target set-up (``setup_target.yml``, which loads
+    ``vars/target.yml`` and runs the same tasks as its
+    ``tasks/setup_target_tasks.yml``); None otherwise. Looked up without
+    importing lb."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    for location in spec.submodule_search_locations or []:
+        candidate = Path(location) / "plugins" / "dfaas" / "ansible"
+        if (candidate / "setup_target.yml").is_file():
+            return candidate.resolve()
+    return None
+
+
 class DfaasConfig(_ConfigBase):
     """lb's view of the dfaas config: every field is accepted and passed to
     the binary, which validates it (``lb-dfaas describe`` has the schema)."""
@@ -1141,6 +1251,40 @@ class DfaasPlugin(_PluginBase):
 
     def get_ansible_teardown_path(self) -> Path | None:
         return self.playbook("teardown")
+
+    def settings_extravars(self) -> dict[str, Any]:
+        """What every bundled playbook needs: the plugin_settings section
+        holding this plugin's fields (the plugin's name)."""
+        return {"dfaas_settings_section": self.name}
+
+    def get_ansible_setup_extravars(self) -> dict[str, Any]:
+        """Extra vars of setup_global.yml: the settings section, lb's own dfaas
+        target set-up when lb ships it (run on every target unless
+        ``provision_targets`` is false), and this binary's version (compared
+        with the one each target runs). Never raises: lb calls it whenever it
+        loads a benchmark config."""
+        extravars = self.settings_extravars()
+        lb_dir = lb_builtin_ansible_dir()
+        if lb_dir is not None:
+            extravars["dfaas_lb_builtin_ansible_dir"] = str(lb_dir)
+        else:
+            logger.info(
+                "lb-dfaas: lb's built-in dfaas playbooks were not found; "
+                "the set-up cannot provision the targets"
+            )
+        version = (self.manifest() or {}).get("version")
+        if isinstance(version, str) and version:
+            extravars["dfaas_binary_version"] = version
+        return extravars
+
+    def get_ansible_teardown_extravars(self) -> dict[str, Any]:
+        return self.settings_extravars()
+
+    def get_ansible_collect_pre_extravars(self) -> dict[str, Any]:
+        return self.settings_extravars()
+
+    def get_ansible_collect_post_extravars(self) -> dict[str, Any]:
+        return self.settings_extravars()
 
     def get_grafana_assets(self) -> Any:
         return None

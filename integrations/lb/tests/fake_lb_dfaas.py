@@ -11,7 +11,8 @@ passes through like any other field:
 - ``record``: file to write the request into;
 - ``ready``: file created once signal handlers are installed;
 - ``events``: how many ``LB_EVENT`` lines to print on stderr (interleaved
-  with ordinary log lines).
+  with ordinary log lines);
+- ``raw_stderr``: lines printed on stderr as they are, before those events.
 
 ``describe`` prints a manifest whose playbooks live in ``$FAKE_PLAYBOOK_DIR``
 and counts its calls in ``$FAKE_DESCRIBE_COUNT``; ``validate`` rejects a
@@ -134,6 +135,8 @@ def run(request: dict) -> int:
         signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
     elif mode == "deaf":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for raw in fake.get("raw_stderr", []):
+        emit(raw)
     for index in range(int(fake.get("events", 0))):
         emit(f"2026-01-01T00:00:00Z INFO ordinary log line {index}")
         emit(
