@@ -56,6 +56,9 @@ pub enum EventKind {
     ConfigFinished,
     IterationStarted,
     IterationOverloaded,
+    /// The k6 host stopped answering beyond its reconnect bound; the run
+    /// stops.
+    GeneratorLost,
     /// The campaign's totals, once at the end (not the repetition's end,
     /// which lb reports).
     RunFinished,

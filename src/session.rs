@@ -23,7 +23,7 @@ use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::PrometheusSettings;
 use crate::output::OutputError;
 use crate::protocol::{exit, Context, ErrorInfo, RunResult};
-use crate::report::CommandError;
+use crate::report::{CommandError, ErrorKind};
 
 /// Where output goes when neither the context nor the config says.
 const DEFAULT_OUTPUT_DIR: &str = "benchmark_results/dfaas";
@@ -217,6 +217,12 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
             message: "interrupted by a signal or the stop file; finished rows are on disk".into(),
             context: json!({"output_dir": ctx.output_dir}),
         });
+    } else if let Some(reason) = &outcome.generator_lost {
+        result.error = Some(ErrorInfo {
+            kind: ErrorKind::Environment.as_str().into(),
+            message: format!("{reason}; the run stopped, finished rows are on disk"),
+            context: json!({"output_dir": ctx.output_dir, "k6_host": config.k6.host}),
+        });
     } else if outcome.failed_configs > 0 {
         result.error = Some(ErrorInfo {
             kind: "configuration_failed".into(),
@@ -249,6 +255,7 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
 async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
     let options = RunnerOptions {
         known_hosts_file: config.k6.known_hosts_file.clone(),
+        reconnect_within: config.k6.reconnect_within,
         ..RunnerOptions::default()
     };
     let target = format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port);

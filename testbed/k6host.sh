@@ -31,10 +31,18 @@ TB_NAME=k6host
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { die "usage: $0 up|down|env|status ID   (ID an integer 1..200)"; }
+usage() {
+    die "usage: $0 up|down|env|status ID   (ID an integer 1..200)
+       $0 outage ID SECONDS   kill sshd and its live connections, start it again SECONDS later"
+}
 
-[[ $# -eq 2 ]] || usage
-CMD=$1
+CMD=${1:-}
+if [[ $CMD == outage ]]; then
+    [[ $# -eq 3 && $3 =~ ^[0-9]+$ ]] || usage
+    OUTAGE_S=$3
+else
+    [[ $# -eq 2 ]] || usage
+fi
 ID=$(tb_parse_id "$2")
 
 BASE_DIR=${TESTBED_DIR:-/tmp/lbd-testbed}
@@ -142,6 +150,33 @@ do_down() {
     rmdir -- "$STATE" 2>/dev/null || true
 }
 
+start_sshd() {
+    # Lock descriptors closed so sshd can never hold an instance lock.
+    ip netns exec "$NETNS" /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log" 8>&- 9>&-
+    local ok=0
+    for _ in $(seq 100); do
+        if sshd_pid >/dev/null; then ok=1; break; fi
+        sleep 0.1
+    done
+    (( ok )) || die "sshd did not start (see $STATE/sshd.log)"
+}
+
+# An SSH outage as a crash and restart of sshd would cause: the listener
+# and every live connection (its child processes, found by parent pid) are
+# killed; processes started detached (setsid) over SSH keep running.
+do_outage() {
+    local pid children
+    pid=$(sshd_pid) || die "sshd of instance $ID is not running"
+    children=$(ps -o pid= --ppid "$pid" | tr -s ' \n' ' ')
+    # shellcheck disable=SC2086 # one pid per word
+    kill -9 "$pid" $children 2>/dev/null || true
+    rm -f -- "$STATE/sshd.pid"
+    log "instance $ID: sshd and ${children:-no} connection(s) killed; back in $OUTAGE_S s"
+    sleep "$OUTAGE_S"
+    start_sshd
+    log "instance $ID: sshd back"
+}
+
 do_up() {
     if healthy; then
         log "instance $ID already up"
@@ -204,15 +239,7 @@ SetEnv $session_env
 Subsystem sftp internal-sftp
 EOF
     /usr/sbin/sshd -t -f "$STATE/sshd_config" || die "sshd rejected $STATE/sshd_config"
-    # Lock descriptors closed so sshd can never hold an instance lock.
-    ip netns exec "$NETNS" /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log" 8>&- 9>&-
-
-    local ok=0
-    for _ in $(seq 100); do
-        if sshd_pid >/dev/null; then ok=1; break; fi
-        sleep 0.1
-    done
-    (( ok )) || die "sshd did not start (see $STATE/sshd.log)"
+    start_sshd
 
     local opts
     mapfile -t opts < <(ssh_opts)
@@ -229,7 +256,7 @@ EOF
 
 case $CMD in
     env) emit_env ;;
-    up|down|status)
+    up|down|status|outage)
         mkdir -p "$BASE_DIR"
         exec 9>"$LOCK"
         flock -w 120 9 || die "could not lock $LOCK"
@@ -237,6 +264,7 @@ case $CMD in
             up) do_up ;;
             down) do_down ;;
             status) if healthy; then echo up; else echo down; exit 1; fi ;;
+            outage) do_outage ;;
         esac
         ;;
     *) usage ;;

@@ -685,3 +685,32 @@ fn a_legacy_crlf_results_file_is_continued() {
     let counts = ds.completed_iterations().unwrap();
     assert_eq!(counts.len(), 2);
 }
+
+#[test]
+fn a_completed_configuration_leaves_skipped_csv_and_every_other_line_stays_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ds = write_golden_dataset(dir.path());
+    let path = dir.path().join("skipped.csv");
+    let before = fs::read(&path).unwrap();
+    let gone = golden_skipped()[0].clone();
+    assert!(ds.remove_skipped(&gone).unwrap());
+    let line = skipped_line(&gone, &functions()).unwrap();
+    let mut expected = before.clone();
+    let at = expected
+        .windows(line.len())
+        .position(|w| w == line.as_slice())
+        .unwrap();
+    expected.drain(at..at + line.len());
+    assert_bytes(&fs::read(&path).unwrap(), &expected, "skipped.csv");
+    // Nothing more to remove; appends go to the rewritten file.
+    assert!(!ds.remove_skipped(&gone).unwrap());
+    ds.append_skipped(&gone).unwrap();
+    let mut appended = expected;
+    appended.extend(&line);
+    assert_bytes(
+        &fs::read(&path).unwrap(),
+        &appended,
+        "skipped.csv after an append",
+    );
+    assert!(!dir.path().join("skipped.csv.rewrite").exists());
+}

@@ -33,6 +33,7 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
             port: 22,
             workspace_root: "/root/.dfaas-k6".into(),
             known_hosts_file: None,
+            reconnect_within: std::time::Duration::from_secs(60),
             outputs: vec![],
             tags: BTreeMap::new(),
             log_stream: true,

@@ -74,6 +74,7 @@ impl Testbed {
             outputs: Vec::new(),
             tags: BTreeMap::new(),
             log_stream: true,
+            reconnect_within: Duration::from_secs(60),
         }
     }
 

@@ -96,6 +96,7 @@ impl Testbed {
             outputs: Vec::new(),
             tags: BTreeMap::new(),
             log_stream: false,
+            reconnect_within: Duration::from_secs(60),
         }
     }
 

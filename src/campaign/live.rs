@@ -82,6 +82,7 @@ impl LoadGenerator for RemoteK6 {
                 warnings: run.warnings,
             }),
             Err(RunnerError::Interrupted { .. }) => Err(LoadError::Interrupted),
+            Err(e @ RunnerError::Unreachable { .. }) => Err(LoadError::Unreachable(e.to_string())),
             Err(e) => Err(LoadError::Failed(e.to_string())),
         }
     }

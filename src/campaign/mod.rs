@@ -63,6 +63,8 @@ pub struct Outcome {
     /// error, missing summary metrics).
     pub failed_configs: u32,
     pub interrupted: bool,
+    /// The k6 host stopped answering beyond its reconnect bound: why.
+    pub generator_lost: Option<String>,
 }
 
 /// Runs the whole campaign.
@@ -102,6 +104,9 @@ enum ConfigEnd {
     Done,
     Failed,
     Interrupted,
+    /// The k6 host is gone for good; nothing of this configuration is
+    /// recorded as failed (a rerun runs it).
+    GeneratorLost(String),
 }
 
 impl<'a> Campaign<'a> {
@@ -200,6 +205,10 @@ impl<'a> Campaign<'a> {
                 ConfigEnd::Failed => self.outcome.failed_configs += 1,
                 ConfigEnd::Interrupted => {
                     self.outcome.interrupted = true;
+                    break;
+                }
+                ConfigEnd::GeneratorLost(reason) => {
+                    self.outcome.generator_lost = Some(reason);
                     break;
                 }
             }
@@ -330,12 +339,26 @@ impl<'a> Campaign<'a> {
                     return Ok(ConfigEnd::Failed);
                 }
                 IterationEnd::Interrupted => return Ok(ConfigEnd::Interrupted),
+                IterationEnd::GeneratorLost(reason) => {
+                    self.emitter.emit(
+                        EventKind::GeneratorLost,
+                        Level::Error,
+                        format!("config {id} iteration {iteration}: {reason}; the run stops, finished rows are kept"),
+                    );
+                    return Ok(ConfigEnd::GeneratorLost(reason));
+                }
             }
         }
         self.dataset
             .append_index(&key)
             .map_err(|source| self.dataset_error(source))?;
         self.outcome.result.dfaas_index.push(index_entry(&key));
+        if self.skipped_before.remove(&key) {
+            // Failed in an earlier run, complete now: no longer skipped.
+            self.dataset
+                .remove_skipped(configuration)
+                .map_err(|source| self.dataset_error(source))?;
+        }
         self.indexed.insert(key);
         if verdict::config_overloaded(overloaded, iterations) {
             self.memory.remember(configuration);
@@ -419,6 +442,7 @@ impl<'a> Campaign<'a> {
             Ok(run) => run,
             Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
             Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
+            Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
         };
         self.warn_all(run.warnings.clone());
         let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
@@ -557,6 +581,8 @@ impl<'a> Campaign<'a> {
         result.interrupted = self.outcome.interrupted;
         let code = if self.outcome.interrupted {
             protocol::exit::INTERRUPTED
+        } else if self.outcome.generator_lost.is_some() {
+            protocol::exit::ENVIRONMENT
         } else if self.outcome.failed_configs > 0 {
             protocol::exit::CONFIG_FAILED
         } else {
@@ -571,6 +597,7 @@ impl<'a> Campaign<'a> {
 enum IterationEnd {
     Row { overloaded: bool },
     Failed(String),
+    GeneratorLost(String),
     Interrupted,
 }
 

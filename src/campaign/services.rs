@@ -45,6 +45,10 @@ pub enum LoadError {
     /// carries the remote details.
     #[error("{0}")]
     Failed(String),
+    /// The load generator stopped answering and did not come back within
+    /// its reconnect bound: the campaign cannot go on.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Runs k6 scripts.

@@ -315,6 +315,19 @@ async fn a_failed_configuration_is_skipped_and_the_run_goes_on() {
         .events()
         .iter()
         .any(|e| e.kind == EventKind::ConfigFailed && e.message.contains("connection reset")));
+
+    // A rerun completes it: it is measured, indexed, and no longer listed
+    // as skipped (the other lines of skipped.csv are kept as they were).
+    let mut k6 = FakeK6::new(100);
+    let rerun = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
+    assert_eq!(rerun.result.returncode, 0);
+    assert_eq!(k6.runs.len(), 1);
+    assert_eq!(
+        lines(&dir.path().join("skipped.csv")),
+        ["function_env,rate_function_env"]
+    );
+    assert_eq!(lines(&dir.path().join("index.csv")).len(), 3);
+    assert_eq!(lines(&dir.path().join("results.csv")).len(), 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -86,6 +86,8 @@ pub struct K6Host {
     pub tags: BTreeMap<String, String>,
     /// Stream k6's output as log events while it runs.
     pub log_stream: bool,
+    /// How long a k6 host that stops answering mid-run is retried.
+    pub reconnect_within: Duration,
 }
 
 /// One OpenFaaS function to load.

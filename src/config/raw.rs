@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// known_hosts file for the k6 host (new keys are added to it);
     /// default: the user's `~/.ssh/known_hosts`. `~` is expanded.
     pub k6_known_hosts_file: Option<String>,
+    /// How long a k6 host that stops answering mid-run is retried (with
+    /// backoff) before the run stops with exit 3 (`<n>ms|s|m|h`).
+    pub k6_reconnect_timeout: String,
     /// Stream k6's output as log events while each configuration runs.
     pub k6_log_stream: bool,
     /// Extra k6 outputs, passed as `--out`.
@@ -157,6 +160,7 @@ impl Default for RawConfig {
             k6_port: 22,
             k6_workspace_root: None,
             k6_known_hosts_file: None,
+            k6_reconnect_timeout: "60s".into(),
             k6_log_stream: true,
             k6_outputs: Vec::new(),
             k6_tags: BTreeMap::new(),

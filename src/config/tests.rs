@@ -151,6 +151,7 @@ const KEYS: &[&str] = &[
     "k6_port",
     "k6_workspace_root",
     "k6_known_hosts_file",
+    "k6_reconnect_timeout",
     "k6_log_stream",
     "k6_outputs",
     "k6_tags",

@@ -247,7 +247,11 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
             tags_ok = false;
         }
     }
+    let reconnect_within = duration(&raw.k6_reconnect_timeout)
+        .map_err(|reason| found.error("k6_reconnect_timeout", reason))
+        .ok();
     Some(K6Host {
+        reconnect_within: reconnect_within?.0,
         host: host?,
         user: user?,
         ssh_key: ssh_key?,

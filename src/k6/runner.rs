@@ -87,6 +87,10 @@ pub struct RunnerOptions {
     pub stop_grace: Duration,
     /// The k6 executable on the remote PATH (or an absolute path).
     pub k6_command: String,
+    /// How long a k6 host that stopped answering is retried, with
+    /// backoff, before a run gives up with [`RunnerError::Unreachable`].
+    /// The first connection is not retried (a wrong host fails fast).
+    pub reconnect_within: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -101,6 +105,7 @@ impl Default for RunnerOptions {
             poll_interval: Duration::from_millis(500),
             stop_grace: Duration::from_secs(3),
             k6_command: "k6".to_string(),
+            reconnect_within: Duration::from_secs(60),
         }
     }
 }
@@ -147,6 +152,14 @@ pub struct K6Run {
 pub enum RunnerError {
     #[error("cannot connect to the k6 host {host} over SSH: {reason}")]
     Connect { host: String, reason: String },
+    /// The k6 host stopped answering and did not come back in time.
+    #[error("the k6 host {host} did not answer over SSH for {after:?} ({attempts} attempts); last error: {reason}")]
+    Unreachable {
+        host: String,
+        after: Duration,
+        attempts: u32,
+        reason: String,
+    },
     #[error("invalid k6 workspace {what} {value:?}: {reason}")]
     InvalidWorkspace {
         what: &'static str,
@@ -191,6 +204,13 @@ pub enum RunnerError {
 pub async fn stop_requested(mut stop: tokio::sync::watch::Receiver<bool>) {
     if stop.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+fn interrupted() -> RunnerError {
+    RunnerError::Interrupted {
+        summary: None,
+        log_tail: String::new(),
     }
 }
 
@@ -308,6 +328,53 @@ impl K6Runner {
         Ok(())
     }
 
+    /// Like [`K6Runner::ensure_connected`], but a host that does not answer
+    /// is retried with backoff (0.5 s doubling to 8 s) for up to
+    /// `options.reconnect_within`: a short outage (sshd restarting, a
+    /// network blip) costs a wait, not the campaign. Gives up early with
+    /// [`RunnerError::Interrupted`] when `cancel` resolves.
+    async fn reconnect<F>(&mut self, cancel: &mut F) -> Result<(), RunnerError>
+    where
+        F: Future<Output = ()> + Unpin,
+    {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt = tokio::select! {
+                biased;
+                _ = &mut *cancel => return Err(interrupted()),
+                attempt = self.ensure_connected() => attempt,
+            };
+            let reason = match attempt {
+                Ok(()) => return Ok(()),
+                Err(RunnerError::Connect { reason, .. }) => reason,
+                Err(other) => return Err(other),
+            };
+            let elapsed = started.elapsed();
+            if elapsed >= self.options.reconnect_within {
+                return Err(RunnerError::Unreachable {
+                    host: self.destination(),
+                    after: elapsed,
+                    attempts,
+                    reason,
+                });
+            }
+            tracing::warn!(
+                "k6 host {} does not answer ({reason}); retrying in {backoff:?}",
+                self.destination()
+            );
+            let wait = backoff.min(self.options.reconnect_within - elapsed);
+            tokio::select! {
+                biased;
+                _ = &mut *cancel => return Err(interrupted()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(8));
+        }
+    }
+
     /// The remote k6 version line (a preflight check that k6 is there).
     pub async fn k6_version(&mut self) -> Result<String, RunnerError> {
         self.ensure_connected().await?;
@@ -336,7 +403,7 @@ impl K6Runner {
         let q_workspace = quote(&workspace, "workspace")?;
         tokio::pin!(cancel);
 
-        self.ensure_connected().await?;
+        self.reconnect(&mut cancel).await?;
         let upload = format!("mkdir -p -- {q_workspace} && cat > {q_workspace}/script.js");
         self.exec_ok("uploading script.js", &upload, Some(job.script.as_bytes()))
             .await?;
@@ -413,8 +480,13 @@ impl K6Runner {
                     if poll_failures >= MAX_POLL_FAILURES {
                         return Err(e);
                     }
-                    // k6 is detached: a new master finds it still running.
-                    self.ensure_connected().await?;
+                    // k6 is detached: a new master finds it still running,
+                    // and its log is read on from the same offset.
+                    match self.reconnect(&mut cancel).await {
+                        Ok(()) => {}
+                        Err(RunnerError::Interrupted { .. }) => break Ending::Cancelled,
+                        Err(other) => return Err(other),
+                    }
                 }
             }
         };

@@ -114,6 +114,45 @@ impl Dataset {
         self.skipped.append(&line)
     }
 
+    /// Removes `config`'s row from skipped.csv (a configuration that failed
+    /// in an earlier run and has now completed), keeping every other line
+    /// byte for byte. The file is rewritten beside itself, synced and
+    /// renamed over the old one, so a kill leaves the old file or the new
+    /// one. Returns whether a row was removed.
+    pub fn remove_skipped(&mut self, config: &Configuration) -> Result<bool, OutputError> {
+        let line = skipped_line(config, &self.functions)?;
+        let wanted = line.strip_suffix(b"\n").unwrap_or(&line);
+        let path = self.skipped.path.clone();
+        let content = fs::read(&path).map_err(|e| OutputError::io("read", &path, e))?;
+        let mut kept = Vec::with_capacity(content.len());
+        let mut removed = false;
+        for (number, row) in content.split_inclusive(|&b| b == b'\n').enumerate() {
+            let bare = row
+                .strip_suffix(b"\r\n")
+                .or_else(|| row.strip_suffix(b"\n"))
+                .unwrap_or(row);
+            if number > 0 && bare == wanted {
+                removed = true;
+            } else {
+                kept.extend_from_slice(row);
+            }
+        }
+        if !removed {
+            return Ok(false);
+        }
+        let staged = staged_name(&path);
+        fs::write(&staged, &kept)
+            .and_then(|()| File::open(&staged)?.sync_all())
+            .map_err(|e| OutputError::io("write", &staged, e))?;
+        fs::rename(&staged, &path).map_err(|e| OutputError::io("replace", &path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| OutputError::io("sync directory", &self.dir, e))?;
+        let header = Table::Skipped.header_line(&self.functions);
+        self.skipped = AppendFile::open(path, &header, &mut Vec::new())?.0;
+        Ok(true)
+    }
+
     /// Records a finished configuration in index.csv, durably.
     pub fn append_index(&mut self, key: &ConfigKey) -> Result<(), OutputError> {
         self.index.append(&index_line(key))
@@ -241,6 +280,11 @@ impl AppendFile {
         self.len += line.len() as u64;
         Ok(())
     }
+}
+
+/// The temporary file a rewrite of `path` goes through.
+fn staged_name(path: &Path) -> PathBuf {
+    path.with_extension("csv.rewrite")
 }
 
 /// `truncated`: `found` is only the start of the file's first line.

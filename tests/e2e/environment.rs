@@ -152,3 +152,144 @@ fn prometheus_dying_mid_campaign_gives_nan_metrics_and_warnings_and_the_campaign
         "no warning names the failed query: {warnings:#?}"
     );
 }
+
+/// `testbed/k6host.sh outage ID SECONDS`: sshd and its live connections
+/// killed, sshd started again `seconds` later (k6, started detached, keeps
+/// running). Returns once sshd is back.
+fn ssh_outage(tb: &Testbed, seconds: u64) -> std::thread::JoinHandle<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k6host.sh");
+    let id = tb.id.to_string();
+    std::thread::spawn(move || {
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .args(["outage", &id, &seconds.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "k6host.sh outage: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+}
+
+/// Regression: sshd on the k6 host killed and restarted 5 s later failed
+/// every remaining configuration within a second ("Connection refused"),
+/// the run ended with exit 1, and a rerun left those configurations in
+/// both skipped.csv and index.csv.
+#[test]
+fn short_ssh_outage_mid_k6_run_is_survived_and_every_configuration_completes() {
+    let _serial = serial();
+    let tb = Testbed::start_with(&gateway());
+    let work = Workdir::new();
+    let config = with(
+        base_config(&tb, &work),
+        json!({
+            "functions": [{"name": "fast"}],
+            "rate_strategy": {"type": "custom", "rates": [5, 10, 15]},
+            "duration": "6s",
+            "iterations": 1,
+        }),
+    );
+    let second = config_id(&[("fast", 10)]);
+    let mut running = Running::spawn(&request(config, &work, "out", "e2e-outage"));
+    running.wait_for_event(Duration::from_secs(120), |e| {
+        is_event(
+            e,
+            "iteration_started",
+            &format!("config {second} iteration 1/1"),
+        )
+    });
+    running.wait_for_event(Duration::from_secs(30), is_k6_line);
+    let outage = ssh_outage(&tb, 5);
+    let finished = running.wait(RUN_LIMIT);
+    outage.join().unwrap();
+
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "exit code; stderr:\n{}",
+        finished.log()
+    );
+    let out = work.output("out");
+    let results = Table::read(&out.join("results.csv"), b',');
+    assert_eq!(
+        check_results(&results, &["fast"]),
+        vec![
+            owned(&[("fast", 5)]),
+            owned(&[("fast", 10)]),
+            owned(&[("fast", 15)])
+        ]
+    );
+    let skipped = std::fs::read_to_string(out.join("skipped.csv")).unwrap();
+    assert_eq!(skipped.lines().count(), 1, "skipped.csv:\n{skipped}");
+    let index = std::fs::read_to_string(out.join("index.csv")).unwrap();
+    assert_eq!(index.lines().count(), 4, "index.csv:\n{index}");
+    // The configuration under the outage kept its k6 run: it was measured,
+    // not re-sent.
+    assert_eq!(results.cell(1, "success_rate_function_fast"), "1.000");
+    assert!(
+        finished.stderr.iter().any(|l| l.contains("retrying in")),
+        "no reconnect attempt was logged:\n{}",
+        finished.log()
+    );
+}
+
+/// An outage longer than `k6_reconnect_timeout` stops the run with exit 3
+/// and a message naming the host; what finished stays, and the
+/// configuration in flight is not recorded as failed (a rerun runs it).
+#[test]
+fn ssh_outage_beyond_the_reconnect_bound_stops_the_run_with_exit_3_keeping_finished_rows() {
+    let _serial = serial();
+    let tb = Testbed::start_with(&gateway());
+    let work = Workdir::new();
+    let config = with(
+        base_config(&tb, &work),
+        json!({
+            "functions": [{"name": "fast"}],
+            "rate_strategy": {"type": "custom", "rates": [5, 10, 15]},
+            "duration": "4s",
+            "iterations": 1,
+            "k6_reconnect_timeout": "3s",
+        }),
+    );
+    let second = config_id(&[("fast", 10)]);
+    let mut running = Running::spawn(&request(config, &work, "out", "e2e-outage-long"));
+    running.wait_for_event(Duration::from_secs(120), |e| {
+        is_event(
+            e,
+            "iteration_started",
+            &format!("config {second} iteration 1/1"),
+        )
+    });
+    running.wait_for_event(Duration::from_secs(30), is_k6_line);
+    let outage = ssh_outage(&tb, 15);
+    let finished = running.wait(RUN_LIMIT);
+    outage.join().unwrap();
+
+    assert_eq!(
+        finished.code,
+        Some(3),
+        "exit code; stderr:\n{}",
+        finished.log()
+    );
+    let result = finished.result();
+    assert_eq!(result["error"]["type"], "environment");
+    let message = result["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&tb.k6_host) && message.contains("did not answer"),
+        "{message}"
+    );
+    let out = work.output("out");
+    let results = Table::read(&out.join("results.csv"), b',');
+    assert_eq!(
+        check_results(&results, &["fast"]),
+        vec![owned(&[("fast", 5)])]
+    );
+    let skipped = std::fs::read_to_string(out.join("skipped.csv")).unwrap();
+    assert_eq!(skipped.lines().count(), 1, "skipped.csv:\n{skipped}");
+    assert!(finished
+        .events()
+        .iter()
+        .any(|e| is_event(e, "generator_lost", &second)));
+}

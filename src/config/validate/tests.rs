@@ -50,6 +50,7 @@ fn defaults_are_lbs() {
                 port: 22,
                 workspace_root: "/home/ubuntu/.dfaas-k6".into(),
                 known_hosts_file: None,
+                reconnect_within: std::time::Duration::from_secs(60),
                 outputs: vec![],
                 tags: BTreeMap::new(),
                 log_stream: true,
