@@ -8,6 +8,7 @@
 
 pub mod merge;
 pub mod runner;
+pub mod saturation;
 pub mod script;
 pub mod summary;
 
