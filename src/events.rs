@@ -5,6 +5,9 @@
 //! them in memory. Events never carry secrets.
 
 use serde::Serialize;
+
+use crate::campaign::progress::{Observer, Progress};
+use crate::plan::Configuration;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -161,6 +164,173 @@ impl Emitter {
             timestamp,
         });
     }
+}
+
+/// The `LB_EVENT` observer: every [`Progress`] value as the event lb reads
+/// (kind, level, message), sent to a sink.
+pub struct LbEvents {
+    emitter: Emitter,
+    /// Whether k6's own output lines become `log` events
+    /// (`k6_log_stream`).
+    k6_lines: bool,
+}
+
+impl LbEvents {
+    pub fn new(origin: EventOrigin, sink: Arc<dyn EventSink>, k6_lines: bool) -> Self {
+        LbEvents {
+            emitter: Emitter::new(origin, sink),
+            k6_lines,
+        }
+    }
+}
+
+impl Observer for LbEvents {
+    fn observe(&self, progress: &Progress<'_>) {
+        for (kind, level, message) in describe(progress, self.k6_lines) {
+            self.emitter.emit(kind, level, message);
+        }
+    }
+}
+
+/// The events one progress value becomes (none, one, or a few).
+pub fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKind, Level, String)> {
+    use EventKind as K;
+    let one = |kind, level, message: String| vec![(kind, level, message)];
+    match progress {
+        Progress::RunStarted(run) => one(
+            K::RunStarted,
+            Level::Info,
+            format!(
+                "dfaas run {} on {}: k6 host {}, gateway {}, prometheus {}, output {}",
+                run.run_id,
+                run.host,
+                run.k6_target,
+                run.gateway_url,
+                run.prometheus_url,
+                run.output_dir.display()
+            ),
+        ),
+        Progress::Baseline { reading, cores } => one(
+            K::Baseline,
+            Level::Info,
+            format!(
+                "baseline: cpu {:.3} %, ram {:.0} B ({:.3} %), power {:.3}; {} cores",
+                reading.cpu_pct, reading.ram_bytes, reading.ram_pct, reading.power_uw, cores
+            ),
+        ),
+        Progress::ConfigStarted {
+            id,
+            configuration,
+            resumed_after,
+        } => {
+            let mut events = one(
+                K::ConfigStarted,
+                Level::Info,
+                format!("config {id} started: {}", label(configuration)),
+            );
+            if *resumed_after > 0 {
+                events.push((
+                    K::Log,
+                    Level::Info,
+                    format!("config {id}: resuming after {resumed_after} completed iteration(s)"),
+                ));
+            }
+            events
+        }
+        Progress::ConfigSkipped {
+            id,
+            configuration,
+            reason,
+        } => one(
+            K::ConfigSkipped,
+            Level::Info,
+            format!(
+                "config {id} skipped ({}): {}",
+                reason.as_str(),
+                label(configuration)
+            ),
+        ),
+        Progress::ConfigFailed {
+            id,
+            iteration,
+            reason,
+            ..
+        } => one(
+            K::ConfigFailed,
+            Level::Error,
+            format!("config {id} failed at iteration {iteration}: {reason}"),
+        ),
+        Progress::ConfigOverloaded {
+            id,
+            overloaded,
+            iterations,
+        } => one(
+            K::ConfigOverloaded,
+            Level::Warning,
+            format!(
+                "config {id} overloaded in {overloaded} of {iterations} iterations: configurations dominating it will be skipped"
+            ),
+        ),
+        Progress::ConfigFinished { id } => {
+            one(K::ConfigFinished, Level::Info, format!("config {id} finished"))
+        }
+        Progress::IterationStarted {
+            id,
+            iteration,
+            iterations,
+            rest_seconds,
+        } => one(
+            K::IterationStarted,
+            Level::Info,
+            format!(
+                "config {id} iteration {iteration}/{iterations} started after {rest_seconds} s of cooldown"
+            ),
+        ),
+        Progress::IterationFinished { .. } => Vec::new(),
+        Progress::IterationOverloaded { id, iteration } => one(
+            K::IterationOverloaded,
+            Level::Warning,
+            format!("config {id} iteration {iteration}: node overloaded"),
+        ),
+        Progress::GeneratorLost {
+            id,
+            iteration,
+            reason,
+        } => one(
+            K::GeneratorLost,
+            Level::Error,
+            format!(
+                "config {id} iteration {iteration}: {reason}; the run stops, finished rows are kept"
+            ),
+        ),
+        Progress::Warning(message) => one(K::Log, Level::Warning, message.to_string()),
+        Progress::K6Line(line) if k6_lines => one(K::Log, Level::Info, format!("k6: {line}")),
+        Progress::K6Line(_) => Vec::new(),
+        Progress::RunFinished(totals) => one(
+            K::RunFinished,
+            if totals.exit_code == 0 {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+            format!(
+                "dfaas run finished: {} rows, {} skipped, {} indexed; results in {}",
+                totals.rows,
+                totals.skipped,
+                totals.indexed,
+                totals.output_dir.display()
+            ),
+        ),
+    }
+}
+
+/// `figlet=10, env=20`: a configuration as the events name it.
+fn label(configuration: &Configuration) -> String {
+    configuration
+        .pairs()
+        .map(|(f, r)| format!("{f}={r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod cooldown;
 pub mod live;
+pub mod progress;
 pub mod row;
 pub mod services;
 pub mod stop;
