@@ -26,3 +26,8 @@ echo "== cargo test: integration and end-to-end tests" >&2
 cargo test --workspace --test '*' --no-fail-fast -- --test-threads=1
 echo "== pytest: Ansible playbooks and the lb plugin" >&2
 "$PY" -m pytest -q tests/ansible integrations/lb/tests
+# lb's real controller: `lb run` of the vendored lb (editable, Python 3.12
+# venv and uv cache built once under target/lb-real/) against an lb target
+# host and the testbed; see tests/lb_real/test_lb_run_real.py.
+echo "== pytest: lb run (lb's real controller) against the testbed" >&2
+"$PY" -m pytest -q tests/lb_real
