@@ -95,13 +95,21 @@ WORKLOAD = "dfaas"
 FUNCTIONS = ["env", "figlet", "nodeinfo"]
 RATE = 5
 DURATION_S = 15
+#: Configurations of the stop case: long enough that lb's stop (its
+#: controller kills its playbook, then runs another to create the STOP file;
+#: several seconds on a loaded machine) reaches the target well within the
+#: second configuration.
+STOP_CASE_DURATION_S = 30
 #: Bound on a whole `lb run` (a normal one takes about 3 minutes here).
 LB_RUN_LIMIT_S = 900
 
 
-def benchmark_config(bed: dict[str, str], workdir: Path, lb_python312: Path) -> dict:
+def benchmark_config(
+    bed: dict[str, str], workdir: Path, lb_python312: Path, duration_s: int = DURATION_S
+) -> dict:
     """lb's BenchmarkConfig: one target, our dfaas plugin, a campaign of
-    three configurations of 15 s whose verdicts do not depend on machine load."""
+    three configurations of ``duration_s`` whose verdicts do not depend on
+    machine load."""
     interpreter = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else str(lb_python312)
     return {
         "repetitions": 1,
@@ -144,7 +152,7 @@ def benchmark_config(bed: dict[str, str], workdir: Path, lb_python312: Path) -> 
                 "functions": [{"name": name} for name in FUNCTIONS],
                 "rate_strategy": {"type": "custom", "rates": [RATE]},
                 "combinations": {"min_functions": 1, "max_functions": 2},
-                "duration": f"{DURATION_S}s",
+                "duration": f"{duration_s}s",
                 "iterations": 1,
                 "cooldown": {"max_wait_seconds": 120, "sleep_step_seconds": 1, "idle_threshold_pct": 100},
                 # This machine is shared: never call a configuration
@@ -298,7 +306,7 @@ def test_lb_stop_mid_run(lb_install, plugin_install, bed, k6_host, target, tmp_p
         install=lb_install,
         workdir=tmp_path,
         run_id=run_id_for("lbstop"),
-        config=benchmark_config(bed, tmp_path, lb_install.python312),
+        config=benchmark_config(bed, tmp_path, lb_install.python312, STOP_CASE_DURATION_S),
         stop_file=stop_file,
     )
     out = target_output(run.run_id)
