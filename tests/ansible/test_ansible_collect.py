@@ -132,3 +132,31 @@ def test_post_with_unreachable_generator_is_not_fatal(ansible: Ansible, tmp_path
     assert not (paths["out"] / "logs" / "k6").exists()
     assert "no k6 logs for target1 (k6 generator dfaas-k6 unreachable" in run.output, run.describe()
     assert "no k6 logs for target2 (k6 generator dfaas-k6 unreachable" in run.output
+
+
+def test_post_reads_the_section_named_in_the_collect_extravars(ansible: Ansible, tmp_path: Path) -> None:
+    """A plugin registered under another name (peva_faas) passes its section in
+    its collect extravars; lb's collect play exposes them only as the loop item."""
+    paths = fabricate(tmp_path)
+    for host in ("target1", "target2"):
+        (paths["remote"] / host / "dfaas").rename(paths["remote"] / host / "peva_faas")
+    extra = collect_vars(ansible, paths)
+    config = extra["benchmark_config"]
+    config["plugin_settings"] = {"peva_faas": config["plugin_settings"]["dfaas"]}
+    config["workloads"] = {
+        "peva_faas": {"plugin": "peva_faas", "enabled": True},
+        "dfaas": {"plugin": "dfaas", "enabled": True},
+    }
+    config["plugin_assets"] = {
+        "peva_faas": {
+            "collect_post_playbook": str(ANSIBLE_DIR / "collect" / "post.yml"),
+            "collect_post_extravars": {"dfaas_settings_section": "peva_faas"},
+        }
+    }
+
+    ansible.run(HARNESS, targets(ansible), extra).assert_ok()
+
+    t1 = files_under(paths["remote"] / "target1" / "peva_faas")
+    del t1["notes.txt"]
+    assert files_under(paths["hosts"] / "target1") == {f"peva_faas/{name}": data for name, data in t1.items()}
+    assert (paths["out"] / "logs" / "k6" / "target1" / CONFIG_IDS[0] / "k6.log").is_file()

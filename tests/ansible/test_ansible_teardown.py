@@ -71,6 +71,18 @@ def test_explicit_path_below_the_workspace_root_is_removed(ansible: Ansible, tmp
     assert remaining(ws) == {f"target1/{RUN_ID}", f"target2/{RUN_ID}", f"target3/{RUN_ID}"}
 
 
+def test_generator_comes_from_the_settings_section_passed_by_the_plugin(ansible: Ansible, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    make_workspaces(ws)
+    extra = teardown_vars(ansible, ws, dfaas_settings_section="peva_faas")
+    extra["benchmark_config"] = {"plugin_settings": {"peva_faas": ansible.dfaas_settings(ws)}}
+
+    run = ansible.run(TEARDOWN, targets(ansible, "target1"), extra).assert_ok()
+
+    assert run.recap[GENERATOR_NAME]["changed"] == 1, run.describe()
+    assert remaining(ws) == {f"target2/{RUN_ID}", f"target3/{RUN_ID}", "target1/run-6"}
+
+
 @pytest.mark.parametrize(
     "unsafe",
     ["/", "", "/root", "/home", "WS", "WS/target1/../target1", "WS/", "target1/run-7"],
