@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from playbook_runner import K6HOST_SCRIPT, TESTBED_ID, Ansible, K6Host, require_tool
+from playbook_runner import K6HOST_SCRIPT, TESTBED_ID, Ansible, K6Host, TargetSshd, require_tool
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +66,23 @@ def ansible(playbook_bin: str, k6host: K6Host, tmp_path_factory: pytest.TempPath
         yield runner
     finally:
         runner.close()
+
+
+@pytest.fixture(scope="session")
+def target_host_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("target-hostkey") / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=60)
+    return key
+
+
+@pytest.fixture
+def target(k6host: K6Host, target_host_key: Path, tmp_path: Path) -> Iterator[TargetSshd]:
+    """An lb target over SSH whose home directory is the test's `target/home`."""
+    sshd = TargetSshd(k6host, tmp_path / "target", target_host_key)
+    try:
+        yield sshd.start()
+    finally:
+        sshd.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,11 @@ known_hosts (StrictHostKeyChecking=accept-new, never the user's file), the
 testbed's client key, its own temp and control-socket directories. The
 PLAY RECAP and the per-task host lines of the default callback are parsed
 into data the tests assert on.
+
+`TargetSshd` is an lb target for the tests: one more sshd in the k6 host's
+network namespace whose sessions have a HOME of the test's own, so that
+what the set-up writes to a target's ~/.ssh lands in the test's directory
+(the namespace shares this machine's file system).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,16 @@ _RECAP_RE = re.compile(
     re.MULTILINE,
 )
 _HOST_LINE_RE = re.compile(r"^(?P<status>ok|changed|skipping|fatal|failed|included): \[(?P<host>[^\]\s]+)")
+
+
+def lb_dfaas_ansible_dir() -> Path:
+    """lb's own dfaas playbooks, from the lb source tree (`$LB_SOURCE_DIR`, else
+    the pinned copy beside this repository); a missing tree fails the test."""
+    root = Path(os.environ.get("LB_SOURCE_DIR") or REPO.parent / "shared" / "vendor" / "linux-benchmark-lib")
+    path = root / "lb_plugins" / "plugins" / "dfaas" / "ansible"
+    if not (path / "setup_target.yml").is_file():
+        raise RuntimeError(f"lb's dfaas playbooks are not at {path}: set LB_SOURCE_DIR to an lb source tree")
+    return path
 
 
 def require_tool(name: str) -> str:
@@ -109,6 +126,7 @@ class K6Host:
     user: str
     key: Path
     state_dir: Path
+    netns: str
 
     @classmethod
     def from_env_lines(cls, text: str) -> K6Host:
@@ -119,6 +137,7 @@ class K6Host:
             user=values["K6_USER"],
             key=Path(values["K6_SSH_KEY"]),
             state_dir=Path(values["K6HOST_STATE_DIR"]),
+            netns=values["K6_NETNS"],
         )
 
 
@@ -178,7 +197,12 @@ class Ansible:
         }
 
     def local_host_vars(self) -> dict[str, Any]:
-        return {"ansible_connection": "local", "ansible_python_interpreter": self.python}
+        # No sudo here: plays that become (as lb's do) run as the login user, root.
+        return {"ansible_connection": "local", "ansible_python_interpreter": self.python, "ansible_become": False}
+
+    def target_host_vars(self, target: TargetSshd) -> dict[str, Any]:
+        """Inventory vars of an lb target served by `target`."""
+        return {**self.ssh_host_vars(), "ansible_port": target.port, "ansible_become": False}
 
     def dfaas_settings(self, workspace_root: Path) -> dict[str, Any]:
         """plugin_settings.dfaas pointing at the testbed's k6 host."""
@@ -252,3 +276,82 @@ class Ansible:
                 timeout=30,
             )
         shutil.rmtree(self.control_dir, ignore_errors=True)
+
+
+class TargetSshd:
+    """An sshd in the k6 host's namespace whose sessions get HOME=`home`.
+
+    Started by the test that owns it and stopped by the pid it recorded.
+    Logins use the k6 host's client key (its authorized_keys file is only
+    read). Ports are never reused within a session, so the tests' shared
+    known_hosts never sees two host keys for one address and port.
+    """
+
+    _next_port = 2300
+
+    def __init__(self, k6host: K6Host, workdir: Path, host_key: Path) -> None:
+        self.k6host = k6host
+        self.workdir = workdir
+        self.home = workdir / "home"
+        self.home.mkdir(parents=True)
+        self.port = TargetSshd._next_port
+        TargetSshd._next_port += 1
+        self.pid_file = workdir / "sshd.pid"
+        self.config = workdir / "sshd_config"
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    f"ListenAddress {k6host.address}",
+                    f"HostKey {host_key}",
+                    f"PidFile {self.pid_file}",
+                    f"AuthorizedKeysFile {k6host.state_dir / 'authorized_keys'}",
+                    "PermitRootLogin prohibit-password",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PrintMotd no",
+                    f"SetEnv HOME={self.home} PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "Subsystem sftp internal-sftp",
+                    "",
+                ]
+            )
+        )
+        self.pid: int | None = None
+
+    def start(self) -> TargetSshd:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.k6host.netns, "/usr/sbin/sshd", "-f", str(self.config),
+             "-E", str(self.workdir / "sshd.log")],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"target sshd did not start: {proc.stdout}{proc.stderr}")
+        deadline = time.monotonic() + 10
+        while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"target sshd wrote no pid file {self.pid_file}")
+            time.sleep(0.05)
+        self.pid = int(self.pid_file.read_text().strip())
+        return self
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        self.pid = None

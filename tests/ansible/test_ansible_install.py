@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from playbook_runner import ANSIBLE_DIR, GENERATOR_NAME, HARNESS_DIR, Ansible, PlaybookRun, task_results
+from playbook_runner import ANSIBLE_DIR, GENERATOR_NAME, HARNESS_DIR, Ansible, PlaybookRun, TargetSshd, task_results
 
 SETUP_K6 = ANSIBLE_DIR / "setup_k6.yml"
 SETUP_GLOBAL = ANSIBLE_DIR / "setup_global.yml"
@@ -146,9 +146,10 @@ def test_wrong_version_is_reported(ansible: Ansible, k6_binary: Path, k6_version
 
 
 def test_setup_global_provisions_the_generator_once(
-    ansible: Ansible, k6_binary: Path, k6_version: str, tmp_path: Path
+    ansible: Ansible, target: TargetSshd, k6_binary: Path, k6_version: str, tmp_path: Path
 ) -> None:
-    targets = {name: ansible.local_host_vars() for name in ("target1", "target2", "target3")}
+    # Three lb targets (one sshd, three inventory names) and one remote generator.
+    targets = {name: ansible.target_host_vars(target) for name in ("target1", "target2", "target3")}
     settings = ansible.dfaas_settings(tmp_path / "ws")
     install = {
         "k6_version": k6_version,
@@ -164,7 +165,7 @@ def test_setup_global_provisions_the_generator_once(
 
     first = ansible.run(SETUP_GLOBAL, targets, {"benchmark_config": benchmark_config, **install}).assert_ok()
 
-    assert set(first.recap) == {"localhost", GENERATOR_NAME}, first.describe()
+    assert set(first.recap) == {"localhost", GENERATOR_NAME, *targets}, first.describe()
     assert first.recap[GENERATOR_NAME]["changed"] > 0
     assert task_results(first.output, COPY_TASK) == [("changed", GENERATOR_NAME)]
     assert filecmp.cmp(tmp_path / "bin" / "k6", k6_binary, shallow=False)
@@ -172,7 +173,7 @@ def test_setup_global_provisions_the_generator_once(
 
     # Same generator from plain extra vars instead of benchmark_config: nothing left to do.
     second = ansible.run(SETUP_GLOBAL, targets, {**settings, **install}).assert_ok()
-    assert set(second.recap) == {"localhost", GENERATOR_NAME}
+    assert set(second.recap) == {"localhost", GENERATOR_NAME, *targets}
     assert second.total_changed() == 0, second.describe()
     assert task_results(second.output, COPY_TASK) == [("ok", GENERATOR_NAME)]
 

@@ -1,5 +1,6 @@
 """Every bundled playbook passes ansible-playbook --syntax-check and
-ansible-lint with the production profile."""
+ansible-lint with the production profile; setup_global.yml imports lb's own
+dfaas target set-up statically, so a syntax check parses it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import subprocess
 import pytest
 import yaml
 
-from playbook_runner import ANSIBLE_DIR, HARNESS_DIR
+from pathlib import Path
 
-PLAYBOOKS = ["setup_global.yml", "setup_k6.yml", "teardown_k6.yml"]
+from playbook_runner import ANSIBLE_DIR, HARNESS_DIR, lb_dfaas_ansible_dir
+
+PLAYBOOKS = ["setup_global.yml", "setup_k6.yml", "teardown_k6.yml", "provision_skipped.yml"]
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS + [str(HARNESS_DIR / "collect.yml"), str(HARNESS_DIR / "install_env.yml")])
@@ -48,3 +51,77 @@ def test_ansible_lint_production_profile(lint_bin: str) -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "Profile 'production' was required, and it passed" in output, output
+
+
+@pytest.fixture(scope="module")
+def lb_ansible_dir() -> Path:
+    try:
+        return lb_dfaas_ansible_dir()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+
+
+def setup_global_check(playbook_bin: str, mode: str, lb_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            playbook_bin,
+            mode,
+            "-i",
+            "localhost,",
+            str(ANSIBLE_DIR / "setup_global.yml"),
+            "-e",
+            f"dfaas_lb_builtin_ansible_dir={lb_dir}",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_setup_global_parses_lbs_target_setup(playbook_bin: str, lb_ansible_dir: Path, tmp_path: Path) -> None:
+    """With lb's directory given, the syntax check covers lb's target set-up."""
+    check = setup_global_check(playbook_bin, "--syntax-check", lb_ansible_dir, tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    listing = setup_global_check(playbook_bin, "--list-tasks", lb_ansible_dir, tmp_path)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    for task in ("Install k3s", "Install OpenFaaS via helm", "Copy Prometheus manifests", "Deploy OpenFaaS store functions"):
+        assert task in listing.stdout, listing.stdout
+
+
+def test_setup_global_syntax_check_catches_a_broken_lb_target_setup(
+    playbook_bin: str, lb_ansible_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "lb-dfaas-ansible"
+    (broken / "vars").mkdir(parents=True)
+    (broken / "vars" / "target.yml").write_text((lb_ansible_dir / "vars" / "target.yml").read_text())
+    (broken / "setup_target.yml").write_text(
+        (lb_ansible_dir / "setup_target.yml").read_text()
+        + "    - name: Two actions in one task\n"
+        + "      ansible.builtin.debug:\n        msg: one\n"
+        + "      ansible.builtin.command: echo two\n"
+    )
+
+    check = setup_global_check(playbook_bin, "--syntax-check", broken, tmp_path)
+
+    assert check.returncode != 0, check.stdout + check.stderr
+    assert "conflicting action statements" in check.stdout + check.stderr
+
+
+def test_lbs_target_setup_playbook_runs_its_target_tasks(lb_ansible_dir: Path) -> None:
+    """setup_global.yml imports lb's setup_target.yml (a playbook, so that its
+    tasks find lb's manifests through playbook_dir) for what lb's built-in
+    set-up runs: vars/target.yml and tasks/setup_target_tasks.yml."""
+    plays = yaml.safe_load((lb_ansible_dir / "setup_target.yml").read_text())
+    target_tasks = yaml.safe_load((lb_ansible_dir / "tasks" / "setup_target_tasks.yml").read_text())
+    assert len(plays) == 1
+    play = plays[0]
+    assert play["hosts"] == "all"
+    assert "vars/target.yml" in play["vars_files"]
+    assert play["tasks"] == target_tasks
+    # lb's orchestrated set-up runs the same task file with the same vars file.
+    orchestrated = yaml.safe_load((lb_ansible_dir / "setup_plugin.yml").read_text())
+    targets_play = next(p for p in orchestrated if p["hosts"] == "all:!k6_generators:!localhost")
+    assert "vars/target.yml" in targets_play["vars_files"]
+    assert {"name": "Setup target infrastructure", "ansible.builtin.import_tasks": "tasks/setup_target_tasks.yml"} in targets_play["tasks"]
