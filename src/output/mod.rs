@@ -5,7 +5,8 @@
 //! Layers: [`cell`] formats values, [`table`] knows the headers and encodes
 //! lines, [`row`] turns typed rows into cells (and into the protocol's JSON
 //! rows) — all pure. [`Dataset`] appends lines durably to the three files,
-//! [`index`] and [`resume`] read them back, [`artifact`] writes the
+//! [`index`] reads index.csv back, [`records`] results and skipped rows
+//! (for [`resume`] and the campaign report), [`artifact`] writes the
 //! per-iteration files atomically. Decisions about what to write (overload,
 //! skips) belong to the campaign, not here.
 //!
@@ -19,6 +20,7 @@ pub mod cell;
 mod crlf;
 mod dataset;
 pub mod index;
+pub mod records;
 pub mod resume;
 pub mod row;
 pub mod table;

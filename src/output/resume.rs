@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
-use super::crlf::CrlfToLf;
+use super::records::{for_each_row, malformed, parse_flag, RowsHeader};
 use super::tail::{open_complete, TornLine};
 use super::OutputError;
 use crate::plan::ConfigKey;
@@ -73,92 +73,42 @@ fn count_rows<R: Read>(
     source_name: &str,
     with_overload: bool,
 ) -> Result<HashMap<ConfigKey, CompletedIterations>, OutputError> {
-    let malformed = |line: u64, reason: String| OutputError::Malformed {
-        source_name: source_name.to_string(),
-        line,
-        reason,
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(CrlfToLf::new(reader));
-    let mut records = csv.byte_records();
-    let header = match records.next() {
-        None => return Ok(HashMap::new()),
-        Some(h) => h.map_err(|e| malformed(e.position().map_or(1, |p| p.line()), e.to_string()))?,
-    };
-    let header: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).into_owned())
-        .collect();
-    let at = |name: &str| header.iter().position(|h| h == name);
-    // (function, its name column, its rate column)
-    let mut columns = Vec::new();
-    for (i, h) in header.iter().enumerate() {
-        if let Some(function) = h.strip_prefix("function_") {
-            let rate_at = at(&format!("rate_function_{function}")).ok_or_else(|| {
-                malformed(
-                    1,
-                    format!("column {h} has no rate_function_{function} column"),
-                )
-            })?;
-            columns.push((function.to_string(), i, rate_at));
-        }
-    }
-    if columns.is_empty() {
-        return Err(malformed(
-            1,
-            "header has no function_<name> column".to_string(),
-        ));
-    }
-    let overloaded_at = match at("overloaded_node") {
-        Some(i) => Some(i),
-        None if with_overload => {
-            return Err(malformed(
-                1,
-                "header has no overloaded_node column".to_string(),
-            ))
-        }
-        None => None,
-    };
-
     let mut counts: HashMap<ConfigKey, CompletedIterations> = HashMap::new();
-    for record in records {
-        let record =
-            record.map_err(|e| malformed(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let cell =
-            |i: usize| std::str::from_utf8(record.get(i).unwrap_or_default()).unwrap_or("\u{fffd}");
-        let mut functions = Vec::new();
-        let mut rates = Vec::new();
-        for (function, name_at, rate_at) in &columns {
-            if cell(*name_at).is_empty() {
-                continue;
-            }
-            let rate = cell(*rate_at);
-            let rate = rate.parse::<u64>().map_err(|_| {
-                malformed(
-                    line,
-                    format!("rate_function_{function}: {rate:?} is not a whole number"),
-                )
-            })?;
-            functions.push(function.clone());
-            rates.push(rate);
-        }
-        let key = ConfigKey::new(functions, rates)
-            .map_err(|_| malformed(line, "the row names no function".to_string()))?;
-        let overloaded = match overloaded_at.map(cell).unwrap_or("0") {
-            "1" => true,
-            "0" => false,
-            other => {
-                return Err(malformed(
-                    line,
-                    format!("overloaded_node: expected 0 or 1, found {other:?}"),
-                ))
-            }
+    // `Some(position)` once the header has been checked.
+    let mut overloaded_at: Option<Option<usize>> = None;
+    let header = for_each_row(reader, source_name, |header, row| {
+        let at = match overloaded_at {
+            Some(at) => at,
+            None => overload_column(header, source_name, with_overload)?,
         };
-        let entry = counts.entry(key).or_default();
+        overloaded_at = Some(at);
+        let overloaded = match at {
+            Some(i) => parse_flag(row.cell(i), "overloaded_node", source_name, row.line)?,
+            None => false,
+        };
+        let entry = counts.entry(row.key).or_default();
         entry.rows = entry.rows.saturating_add(1);
         entry.overloaded = entry.overloaded.saturating_add(u32::from(overloaded));
+        Ok(())
+    })?;
+    if let (Some(header), None) = (&header, overloaded_at) {
+        overload_column(header, source_name, with_overload)?;
     }
     Ok(counts)
+}
+
+/// The `overloaded_node` column, required with `with_overload`.
+fn overload_column(
+    header: &RowsHeader,
+    source_name: &str,
+    with_overload: bool,
+) -> Result<Option<usize>, OutputError> {
+    match header.column("overloaded_node") {
+        None if with_overload => Err(malformed(
+            source_name,
+            1,
+            "header has no overloaded_node column",
+        )),
+        at => Ok(at),
+    }
 }
