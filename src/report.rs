@@ -137,6 +137,39 @@ pub fn failure_document(error: &CommandError) -> Value {
     json!({ "ok": false, "error": error.to_error_info() })
 }
 
+/// The failure for a person at a terminal (`validate --format text`,
+/// `plan --format table`): invalid input as one line per field with its
+/// reason, anything else as one `error:` line.
+pub fn failure_text(error: &CommandError) -> String {
+    let info = error.to_error_info();
+    let fields: Vec<(String, String)> = info
+        .context
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    let text = |key: &str| e.get(key).and_then(Value::as_str).unwrap_or_default();
+                    (text("field").to_string(), text("reason").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if error.kind() != ErrorKind::InvalidInput || fields.is_empty() {
+        return format!("error: {}\n", info.message);
+    }
+    let mut text = format!(
+        "invalid input: {} problem{}\n",
+        fields.len(),
+        if fields.len() == 1 { "" } else { "s" }
+    );
+    for (field, reason) in fields {
+        text.push_str(&format!("{field}: {reason}\n"));
+    }
+    text
+}
+
 /// The one result document `run` prints when it fails before or outside
 /// the campaign: empty datasets, `returncode` = the exit code, `error` set.
 pub fn failed_run_result(error: &CommandError) -> RunResult {
@@ -226,6 +259,31 @@ mod tests {
                     ]},
                 },
             })
+        );
+    }
+
+    #[test]
+    fn failure_text_is_one_line_per_field() {
+        let error = CommandError::from(ConfigError::Invalid(vec![
+            FieldError::new(
+                "functions[1].name",
+                "invalid type: integer `5`, expected a string",
+            ),
+            FieldError::new("k6_port", "0 is not in 1..=65535"),
+        ]));
+        assert_eq!(
+            failure_text(&error),
+            "invalid input: 2 problems\n\
+             functions[1].name: invalid type: integer `5`, expected a string\n\
+             k6_port: 0 is not in 1..=65535\n"
+        );
+        assert_eq!(
+            failure_text(&CommandError::input("stdin", "empty input")),
+            "invalid input: 1 problem\nstdin: empty input\n"
+        );
+        assert_eq!(
+            failure_text(&CommandError::Internal("bug".into())),
+            "error: internal error: bug\n"
         );
     }
 

@@ -5,12 +5,17 @@
 
 use std::collections::HashMap;
 
-use super::Configuration;
+use super::{ConfigKey, Configuration};
 use crate::config::FunctionName;
 
 /// `true` when `candidate` dominates `base`: same function set, every rate
 /// `>=`, at least one `>`. A configuration never dominates itself.
 pub fn dominates(candidate: &Configuration, base: &Configuration) -> bool {
+    candidate.functions() == base.functions() && rates_dominate(candidate.rates(), base.rates())
+}
+
+/// [`dominates`] for keys read from files (names as written there).
+pub fn key_dominates(candidate: &ConfigKey, base: &ConfigKey) -> bool {
     candidate.functions() == base.functions() && rates_dominate(candidate.rates(), base.rates())
 }
 

@@ -4,8 +4,9 @@
 //! Owns: per-function rate lists (the rate ladder cut at `max_rate`),
 //! combinations of functions, the lazy enumeration of configurations, the
 //! exact count, config ids, the index key, dominance by overload, and the
-//! `plan` document. Pure: it reads nothing from disk or network (index.csv
-//! is parsed by `output`) and never materialises the whole plan — a plan of
+//! `plan` document (JSON, and a summary table for people). Pure: it reads
+//! nothing from disk or network (index.csv is parsed by `output`) and
+//! never materialises the whole plan — a plan of
 //! millions of configurations is counted in microseconds and iterated with
 //! memory proportional to the number of functions.
 //!
@@ -18,10 +19,14 @@ mod combination;
 mod configuration;
 mod document;
 mod dominance;
+mod summary;
 
 pub use configuration::{ConfigId, ConfigKey, Configuration, IndexedConfigs};
 pub use document::{write_plan_json, PlanCounts, PlanDocumentError};
-pub use dominance::{dominates, OverloadMemory};
+pub use dominance::{dominates, key_dominates, OverloadMemory};
+pub use summary::{
+    format_hours_minutes, size_counts, write_plan_table, SizeCounts, DEFAULT_TABLE_LIMIT,
+};
 
 use std::fmt;
 use std::iter::FusedIterator;
