@@ -8,6 +8,11 @@
 //! invalid input every command exits 2 with the error as JSON on stdout:
 //! `{"ok": false, "error": ...}`, or for `run` a whole result document.
 //! Logs and warnings go to stderr.
+//!
+//! `validate` and `plan` also speak to people: `--format text` / `--format
+//! table` (the default when stdout is a terminal) prints a summary, and
+//! errors one line per field. Piped, as lb calls them, they print the JSON
+//! documents, unchanged. `report` writes an HTML page and prints its path.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
@@ -19,9 +24,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::config::{self, Config, FunctionName};
+use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
-use crate::plan::{write_plan_json, ConfigId, Configuration, Plan};
+use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, Plan};
 use crate::protocol::{exit, Context, Request, RunResult};
 use crate::report::{self, CommandError};
 
@@ -58,14 +64,28 @@ pub enum Command {
     /// Print the plugin manifest: name, version, config JSON Schema, playbooks, tools.
     Describe,
     /// Check a request's config without touching the network.
-    Validate(InputArgs),
+    Validate {
+        #[command(flatten)]
+        input: InputArgs,
+        /// `json` (`{"ok": true, ...}` or the errors) or `text` (a summary,
+        /// errors one line per field). Default: text when stdout is a
+        /// terminal, json otherwise.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<ValidateFormat>,
+    },
     /// Print every configuration the run would execute, in order.
     Plan {
         #[command(flatten)]
         input: InputArgs,
-        /// List at most this many configurations (counts stay exact).
+        /// List at most this many configurations (counts stay exact;
+        /// `table` lists 20 unless told).
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// `json` (the plan document) or `table` (counts per combination
+        /// size, runtime estimate, the first configurations). Default:
+        /// table when stdout is a terminal, json otherwise.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<PlanFormat>,
     },
     /// Print the k6 script `run` would send for one configuration.
     Script {
@@ -76,6 +96,9 @@ pub enum Command {
     },
     /// Execute the campaign and print one result document.
     Run(InputArgs),
+    /// Write a self-contained HTML report of an output directory and print
+    /// its path.
+    Report(ReportArgs),
     /// Install the lb plugin, this binary and the playbooks into an lb's
     /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
     LbInstall {
@@ -87,6 +110,78 @@ pub enum Command {
         #[arg(long, value_name = "PY", default_value = "python3")]
         python: PathBuf,
     },
+}
+
+/// How `validate` prints its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Json,
+    Text,
+}
+
+/// How `plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Json,
+    Table,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The campaign's output directory (results.csv, skipped.csv,
+    /// index.csv, metrics/; or the legacy sampler's results-*.csv files).
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: PathBuf,
+    /// Where to write the page (default: OUTPUT_DIR/report.html).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+    /// The campaign's config (YAML or JSON, as for the other commands):
+    /// overload thresholds, rate ladder, duration. Default: the config
+    /// defaults, as the page says.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node's CPU cores, to draw the node CPU threshold (a percentage
+    /// of cores x 100; the dataset does not record the core count).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cores: Option<u32>,
+}
+
+impl Cli {
+    /// Fills in the output formats not given on the command line: the
+    /// human one when stdout is a terminal, JSON otherwise (the protocol).
+    pub fn default_formats(&mut self, stdout_is_terminal: bool) {
+        match &mut self.command {
+            Command::Validate { format, .. } if format.is_none() => {
+                *format = Some(if stdout_is_terminal {
+                    ValidateFormat::Text
+                } else {
+                    ValidateFormat::Json
+                });
+            }
+            Command::Plan { format, .. } if format.is_none() => {
+                *format = Some(if stdout_is_terminal {
+                    PlanFormat::Table
+                } else {
+                    PlanFormat::Json
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether errors are printed for a person (text) rather than as JSON.
+    fn human_output(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Validate {
+                format: Some(ValidateFormat::Text),
+                ..
+            } | Command::Plan {
+                format: Some(PlanFormat::Table),
+                ..
+            }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -133,15 +228,90 @@ pub fn plan_cmd(
     limit: Option<u64>,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
+    plan_cmd_as(input, limit, PlanFormat::Json, out)
+}
+
+/// `plan` in the given format.
+pub fn plan_cmd_as(
+    input: &Input,
+    limit: Option<u64>,
+    format: PlanFormat,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
     let plan = Plan::new(&input.config);
     let output_dir = crate::session::resolve_context(&input.context, &input.config)?.output_dir;
     let indexed = match crate::output::index::read_index(&output_dir.join("index.csv")) {
         Ok(index) => index.indexed(),
         Err(e) => return Err(CommandError::input("output_dir", e.to_string())),
     };
-    write_plan_json(out, &input.config, &plan, &indexed, limit)
+    let written = match format {
+        PlanFormat::Json => write_plan_json(out, &input.config, &plan, &indexed, limit),
+        PlanFormat::Table => write_plan_table(out, &input.config, &plan, &indexed, limit),
+    };
+    written
         .map(|_| ())
         .map_err(|e| CommandError::Internal(format!("plan: {e}")))
+}
+
+/// `validate --format text`: the verdict and a short summary of the plan.
+pub fn validate_text(input: &Input) -> String {
+    let config = &input.config;
+    let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
+    let configurations = match Plan::new(config).count() {
+        Ok(n) => n.to_string(),
+        Err(_) => "more than 2^128".to_string(),
+    };
+    let mut text = format!(
+        "ok: the configuration is valid\n  {} function{} ({}), {} rate{}, {configurations} configurations of {} to {} functions, {} x {} each\n",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        config.rates.len(),
+        if config.rates.len() == 1 { "" } else { "s" },
+        config.combinations.min_functions.max(1),
+        config.combinations.max_functions.saturating_sub(1),
+        config.iterations,
+        config.duration_text,
+    );
+    for warning in &input.warnings {
+        text.push_str(&format!("warning: {warning}\n"));
+    }
+    text
+}
+
+/// `report`: writes the page; returns its path.
+pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandError> {
+    let settings = match &args.config {
+        Some(path) => {
+            let request = config::read_request_file(path)?;
+            let loaded = config::load_request(&request)?;
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            html_report::ReportSettings::from_config(loaded.config, path.clone(), args.cores)
+        }
+        None => {
+            let defaults = config::load_request(&Request::default()).map_err(|e| {
+                CommandError::Internal(format!("the default config does not validate: {e}"))
+            })?;
+            html_report::ReportSettings::from_defaults(&defaults.config, args.cores)
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| html_report::default_out(&args.output_dir));
+    let written =
+        html_report::write_report(&args.output_dir, &out, &settings).map_err(|e| match e {
+            html_report::ReportError::Dataset(e) => {
+                CommandError::input("OUTPUT_DIR", e.to_string())
+            }
+            html_report::ReportError::Write(e) => CommandError::input("--out", e.to_string()),
+        })?;
+    for line in &written.not_plotted {
+        tracing::warn!("report: not plotted: {line}");
+    }
+    Ok(written)
 }
 
 /// `script`: the k6 JavaScript printed on stdout.
@@ -183,10 +353,11 @@ pub fn run_cmd(input: &Input) -> Result<RunResult, CommandError> {
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(error, &args),
     };
+    cli.default_formats(std::io::stdout().is_terminal());
     init_logging(cli.log_format);
     let stdin = std::io::stdin();
     let stdin_is_terminal = stdin.is_terminal();
@@ -211,35 +382,55 @@ pub struct Outcome {
 /// panics outward: a panic becomes an internal error document.
 pub fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
     let is_run = matches!(cli.command, Command::Run(_));
+    let human = cli.human_output();
     let result = panic::catch_unwind(AssertUnwindSafe(|| dispatch(&cli.command, stdin)));
-    match result {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) => failure(&error, is_run),
+    let error = match result {
+        Ok(Ok(outcome)) => return outcome,
+        Ok(Err(error)) => error,
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            failure(&CommandError::Internal(format!("panic: {message}")), is_run)
+            CommandError::Internal(format!("panic: {message}"))
         }
+    };
+    if human {
+        tracing::error!("{error}");
+        Outcome {
+            stdout: report::failure_text(&error),
+            exit_code: error.exit_code(),
+        }
+    } else {
+        failure(&error, is_run)
     }
 }
 
 fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, CommandError> {
     match command {
         Command::Describe => Ok(document(&manifest(), exit::OK)),
-        Command::Validate(args) => {
-            let input = load_input(args, stdin)?;
+        Command::Validate { input, format } => {
+            let input = load_input(input, stdin)?;
+            if *format == Some(ValidateFormat::Text) {
+                return Ok(Outcome {
+                    stdout: validate_text(&input),
+                    exit_code: exit::OK,
+                });
+            }
             Ok(document(
                 &json!({"ok": true, "warnings": input.warnings}),
                 exit::OK,
             ))
         }
-        Command::Plan { input, limit } => {
+        Command::Plan {
+            input,
+            limit,
+            format,
+        } => {
             let input = load_input(input, stdin)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            plan_cmd(&input, *limit, &mut out)?;
+            plan_cmd_as(&input, *limit, format.unwrap_or(PlanFormat::Json), &mut out)?;
             out.flush()
                 .map_err(|e| CommandError::Internal(format!("cannot write to stdout: {e}")))?;
             Ok(Outcome {
@@ -270,6 +461,13 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 ansible_dir: install_root().join("ansible"),
             })?;
             Ok(document(&report, exit::OK))
+        }
+        Command::Report(args) => {
+            let written = report_cmd(args)?;
+            Ok(Outcome {
+                stdout: format!("{}\n", written.path.display()),
+                exit_code: exit::OK,
+            })
         }
         Command::Run(args) => {
             let input = load_input(args, stdin)?;
@@ -610,11 +808,100 @@ mod tests {
     #[test]
     fn validate_ok_with_warnings() {
         let (value, code) = run_with_stdin(&["validate"], r#"{"config": {"typo": 1}, "extra": 2}"#);
+        // Without --format (piped, as lb calls it) the JSON is unchanged.
         assert_eq!(code, 0);
         assert_eq!(
             value,
             json!({"ok": true, "warnings": ["unknown request field `extra` ignored", "unknown field `typo` ignored"]})
         );
+    }
+
+    #[test]
+    fn formats_default_to_json_unless_stdout_is_a_terminal() {
+        for (terminal, validate, plan) in [
+            (false, ValidateFormat::Json, PlanFormat::Json),
+            (true, ValidateFormat::Text, PlanFormat::Table),
+        ] {
+            let mut c = cli(&["validate"]);
+            c.default_formats(terminal);
+            assert!(
+                matches!(c.command, Command::Validate { format: Some(f), .. } if f == validate)
+            );
+            let mut c = cli(&["plan"]);
+            c.default_formats(terminal);
+            assert!(matches!(c.command, Command::Plan { format: Some(f), .. } if f == plan));
+        }
+        // Given on the command line, the format is kept.
+        let mut c = cli(&["validate", "--format", "json"]);
+        c.default_formats(true);
+        assert!(!c.human_output());
+    }
+
+    #[test]
+    fn validate_text_summary_and_field_lines() {
+        let request = r#"{"config": {"functions": [{"name": "env"}], "typo": 1}}"#;
+        let outcome = execute(
+            &cli(&["validate", "--format", "text"]),
+            Some(&mut request.as_bytes()),
+        );
+        assert_eq!(outcome.exit_code, 0);
+        assert_eq!(
+            outcome.stdout,
+            "ok: the configuration is valid\n  1 function (env), 21 rates, 21 configurations of 1 to 1 functions, 3 x 30s each\nwarning: unknown field `typo` ignored\n"
+        );
+        let bad = r#"{"config": {"k6_port": 0, "functions": [{"name": "Env"}]}}"#;
+        let outcome = execute(
+            &cli(&["validate", "--format", "text"]),
+            Some(&mut bad.as_bytes()),
+        );
+        assert_eq!(outcome.exit_code, 2);
+        let lines: Vec<&str> = outcome.stdout.lines().collect();
+        assert_eq!(lines[0], "invalid input: 2 problems");
+        assert!(
+            lines[1..].iter().any(|l| l.starts_with("k6_port: ")),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1..]
+                .iter()
+                .any(|l| l.starts_with("functions[0].name: ")),
+            "{lines:?}"
+        );
+        // The same failure piped stays the JSON document.
+        let (value, code) = run_with_stdin(&["validate"], bad);
+        assert_eq!((code, &value["ok"]), (2, &json!(false)));
+    }
+
+    #[test]
+    fn plan_table_lists_counts_and_first_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Request {
+            config: json!({"functions": [{"name": "figlet"}, {"name": "env"}],
+                           "combinations": {"min_functions": 1, "max_functions": 3}}),
+            context: Context {
+                output_dir: Some(dir.path().display().to_string()),
+                ..Context::default()
+            },
+        };
+        let loaded = config::load_request(&request).unwrap();
+        let input = Input {
+            config: loaded.config,
+            context: request.context,
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        plan_cmd_as(&input, None, PlanFormat::Table, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  total                 3             483                0     483"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Estimated runtime: 12 h 05 min of load"),
+            "{text}"
+        );
+        assert!(text.contains("First 20 of 483 configurations"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.contains("  env=")).count(), 20);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod html_report;
 pub mod k6;
 pub mod lb_install;
 pub mod metrics;

@@ -261,7 +261,7 @@ pub fn read_results(path: &Path) -> Result<Option<ResultsFile>, OutputError> {
 pub fn parse_results<R: Read>(reader: R, source_name: &str) -> Result<ResultsFile, OutputError> {
     let mut rows = Vec::new();
     // Column positions, resolved once from the header.
-    let mut positions: Option<(Vec<[usize; 7]>, [usize; 10])> = None;
+    let mut positions: Option<ValueColumns> = None;
     let header = for_each_row(reader, source_name, |header, row| {
         let (function_at, node_at) = match positions.take() {
             Some(resolved) => resolved,
@@ -333,11 +333,11 @@ pub fn parse_results<R: Read>(reader: R, source_name: &str) -> Result<ResultsFil
     })
 }
 
-#[allow(clippy::type_complexity)]
-fn value_columns(
-    header: &RowsHeader,
-    source_name: &str,
-) -> Result<(Vec<[usize; 7]>, [usize; 10]), OutputError> {
+/// Positions of the value columns: per header function (in header order)
+/// the seven after its name and rate, then the ten node columns.
+type ValueColumns = (Vec<[usize; 7]>, [usize; 10]);
+
+fn value_columns(header: &RowsHeader, source_name: &str) -> Result<ValueColumns, OutputError> {
     let require = |name: &str| {
         header.column(name).ok_or_else(|| {
             malformed(
@@ -382,11 +382,17 @@ fn parse_number(
     })
 }
 
-/// The configurations of a skipped.csv at `path`, in file order
-/// (duplicates kept); a missing file is `None`.
-pub fn read_skipped(
-    path: &Path,
-) -> Result<Option<(Vec<ConfigKey>, Option<TornLine>)>, OutputError> {
+/// What [`read_skipped`] found in one file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SkippedFile {
+    /// The configurations in file order, duplicates kept.
+    pub keys: Vec<ConfigKey>,
+    /// An unfinished last line that was ignored.
+    pub torn: Option<TornLine>,
+}
+
+/// The configurations of a skipped.csv at `path`; a missing file is `None`.
+pub fn read_skipped(path: &Path) -> Result<Option<SkippedFile>, OutputError> {
     let Some(lines) = open_complete(path)? else {
         return Ok(None);
     };
@@ -399,7 +405,10 @@ pub fn read_skipped(
             Ok(())
         },
     )?;
-    Ok(Some((keys, lines.torn)))
+    Ok(Some(SkippedFile {
+        keys,
+        torn: lines.torn,
+    }))
 }
 
 #[cfg(test)]
