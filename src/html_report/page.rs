@@ -2,23 +2,24 @@
 //! could not be plotted, in one self-contained document — inline CSS, no
 //! script, no external reference, so it opens offline and can be mailed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use plotters::chart::SeriesLabelPosition;
+
 use super::charts::{
-    bar_chart, grid_chart, heat, xy_chart, BarChart, GridChart, NotDrawn, Point, Series, Threshold,
-    XyChart, DOMINATED_FILL, FAILED_FILL, PREDICTED_FILL,
+    bar_chart, grid_chart, heat, tick, xy_chart, BarChart, CellState, GridChart, NotDrawn, Point,
+    Series, Threshold, XyChart, DOMINATED_FILL, FAILED_FILL, PREDICTED_FILL,
 };
 use super::dataset::{Dataset, Layout};
 use super::model::{
     classify_skipped, config_stats, format_utc, iterations_range, pair_grids, rates_seen,
-    ConfigStats, SkipReason,
+    ConfigStats, SkipReason, SkippedEntry,
 };
 use super::{ReportSettings, ThresholdSource};
 use crate::output::records::{FunctionValues, ResultRecord};
 use crate::plan::ConfigKey;
-use plotters::chart::SeriesLabelPosition;
 
 /// The rendered page and what it could not plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,11 +181,7 @@ pub fn render(dataset: &Dataset, settings: &ReportSettings) -> Page {
     }
 }
 
-fn facts(
-    b: &mut Builder<'_>,
-    stats: &BTreeMap<ConfigKey, ConfigStats>,
-    skipped: &[super::model::SkippedEntry],
-) {
+fn facts(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped: &[SkippedEntry]) {
     let d = b.dataset;
     let s = b.settings;
     b.h2("Campaign");
@@ -205,7 +202,7 @@ fn facts(
             join(config.rates.iter().map(u64::to_string))
         ),
         None => {
-            let all: std::collections::BTreeSet<u64> = seen.values().flatten().copied().collect();
+            let all: BTreeSet<u64> = seen.values().flatten().copied().collect();
             format!(
                 "{} req/s (seen in the dataset)",
                 join(all.iter().map(u64::to_string))
@@ -261,7 +258,7 @@ fn facts(
         (None, None) => "no rows".to_string(),
     };
     fact("iterations", iterations);
-    let reps: std::collections::BTreeSet<Option<u32>> = d
+    let reps: BTreeSet<Option<u32>> = d
         .artifacts
         .metrics
         .iter()
@@ -515,11 +512,7 @@ fn per_function(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>) {
     }
 }
 
-fn pairs(
-    b: &mut Builder<'_>,
-    stats: &BTreeMap<ConfigKey, ConfigStats>,
-    skipped: &[super::model::SkippedEntry],
-) {
+fn pairs(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped: &[SkippedEntry]) {
     let d = b.dataset;
     b.h2("Pairs of functions: the overload frontier");
     let seen = rates_seen(d);
@@ -537,8 +530,7 @@ fn pairs(
                         .collect::<Vec<u64>>()
                 })
         });
-        let mut rates: std::collections::BTreeSet<u64> =
-            planned.unwrap_or_default().into_iter().collect();
+        let mut rates: BTreeSet<u64> = planned.unwrap_or_default().into_iter().collect();
         rates.extend(seen.get(function).into_iter().flatten());
         rates.into_iter().collect()
     };
@@ -557,9 +549,7 @@ fn pairs(
             .iter()
             .flat_map(|g| &g.cells)
             .filter_map(|(_, _, s)| match s {
-                super::charts::CellState::Measured { node_cpu, .. } if node_cpu.is_finite() => {
-                    Some(*node_cpu)
-                }
+                CellState::Measured { node_cpu, .. } if node_cpu.is_finite() => Some(*node_cpu),
                 _ => None,
             })
             .fold(0.0, f64::max),
@@ -587,7 +577,7 @@ fn pairs(
         css_rgb(heat(0.4)),
         css_rgb(heat(0.7)),
         css_rgb(heat(1.0)),
-        super::charts::tick(scale_max),
+        tick(scale_max),
         css_rgb(DOMINATED_FILL),
         css_rgb(FAILED_FILL),
         css_rgb(PREDICTED_FILL),
@@ -750,7 +740,7 @@ fn cooldown(b: &mut Builder<'_>) {
     b.html.push_str("</div>\n");
 }
 
-fn skipped_table(b: &mut Builder<'_>, skipped: &[super::model::SkippedEntry]) {
+fn skipped_table(b: &mut Builder<'_>, skipped: &[SkippedEntry]) {
     b.h2("Skipped configurations");
     if skipped.is_empty() {
         b.p("None.");
