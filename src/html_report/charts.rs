@@ -87,20 +87,25 @@ pub(crate) fn means_by_x(points: &[Point]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Axis range around `values` with 5 % padding; a single value gets a
-/// unit-wide range.
+/// Axis range around `min..=max` with 5 % padding; `from_zero` starts it
+/// at 0 for non-negative data. A single value gets a range that holds it
+/// (from 0 when `from_zero`, never negative for non-negative data).
 fn padded_range(min: f64, max: f64, from_zero: bool) -> (f64, f64) {
-    let min = if from_zero { min.min(0.0) } else { min };
-    if max <= min {
-        return (min - 1.0, max + 1.0);
+    let low = if from_zero { min.min(0.0) } else { min };
+    if max <= low {
+        if low >= 0.0 && (from_zero || low == 0.0) {
+            return (0.0, if max > 0.0 { max * 1.1 } else { 1.0 });
+        }
+        let half = if low == 0.0 { 1.0 } else { low.abs() * 0.1 };
+        return (low - half, max + half);
     }
-    let pad = (max - min) * 0.05;
-    let low = if from_zero && min >= 0.0 {
-        min
+    let pad = (max - low) * 0.05;
+    let start = if from_zero && low >= 0.0 {
+        low
     } else {
-        min - pad
+        low - pad
     };
-    (low, max + pad)
+    (start, max + pad)
 }
 
 fn draw_error(e: impl std::fmt::Display) -> NotDrawn {
@@ -510,6 +515,16 @@ mod tests {
         assert_eq!(tick(25_000.0), "25k");
         assert_eq!(tick(1.5e9), "1.5G");
         assert_eq!(tick(-0.001), "0");
+    }
+
+    #[test]
+    fn ranges_hold_single_values_without_going_negative() {
+        assert_eq!(padded_range(0.0, 0.0, true), (0.0, 1.0));
+        assert_eq!(padded_range(200.0, 200.0, true), (0.0, 210.0));
+        assert_eq!(padded_range(0.0, 100.0, true), (0.0, 105.0));
+        assert_eq!(padded_range(50.0, 100.0, false), (47.5, 102.5));
+        assert_eq!(padded_range(50.0, 50.0, false), (45.0, 55.0));
+        assert_eq!(padded_range(-2.0, -2.0, false), (-2.2, -1.8));
     }
 
     #[test]

@@ -245,7 +245,10 @@ fn facts(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped:
     let iterations = match (iterations_range(stats), &s.config) {
         (Some((lo, hi)), config) => {
             let rows = if lo == hi {
-                format!("{lo} rows per configuration")
+                format!(
+                    "{lo} row{} per configuration",
+                    if lo == 1 { "" } else { "s" }
+                )
             } else {
                 format!("{lo} to {hi} rows per configuration")
             };
