@@ -203,7 +203,7 @@ fn legacy_fixture_renders() {
     for expected in [
         "legacy sampler",
         "results-2025-11-03_09-14-52-2-30s.csv",
-        "2025-11-03 09-14-52",
+        "2025-11-03 09:14:52 (local time of the sampler",
         "30s (from the results file names)",
         "mean latency (as recorded)",
         "env x figlet",

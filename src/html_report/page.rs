@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use plotters::chart::SeriesLabelPosition;
 
 use super::charts::{
-    bar_chart, grid_chart, heat, tick, xy_chart, BarChart, CellState, GridChart, NotDrawn, Point,
-    Series, Threshold, XyChart, DOMINATED_FILL, FAILED_FILL, PREDICTED_FILL,
+    bar_chart, grid_chart, heat, xy_chart, BarChart, CellState, GridChart, NotDrawn, Point, Series,
+    Threshold, XyChart, DOMINATED_FILL, FAILED_FILL, PREDICTED_FILL,
 };
 use super::dataset::{Dataset, Layout};
 use super::model::{
@@ -351,6 +351,14 @@ fn unix_s(time: SystemTime) -> Option<u64> {
     time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
+/// `2025-11-03_09-14-52` (a legacy file name's start) as `2025-11-03 09:14:52`.
+fn legacy_time(started: &str) -> String {
+    match started.split_once('_') {
+        Some((date, time)) => format!("{date} {}", time.replace('-', ":")),
+        None => started.to_string(),
+    }
+}
+
 /// Start and end with where they come from: the legacy file names carry
 /// the start; otherwise the artifacts' modification times.
 fn campaign_times(d: &Dataset) -> (String, String) {
@@ -360,7 +368,7 @@ fn campaign_times(d: &Dataset) -> (String, String) {
     let start = match (d.legacy_names.first(), &first) {
         (Some(l), _) => format!(
             "{} (local time of the sampler, from the first results file name)",
-            l.started.replacen('_', " ", 1)
+            legacy_time(&l.started)
         ),
         (None, Some(t)) => format!("{t} (first per-iteration artifact written)"),
         (None, None) => "unknown: the CSVs hold no time and there is no artifact".to_string(),
@@ -370,7 +378,7 @@ fn campaign_times(d: &Dataset) -> (String, String) {
         None => match d.legacy_names.last() {
             Some(l) => format!(
                 "after {} (start of the last results file; the CSVs hold no end time)",
-                l.started.replacen('_', " ", 1)
+                legacy_time(&l.started)
             ),
             None => "unknown: the CSVs hold no time and there is no artifact".to_string(),
         },
@@ -580,7 +588,7 @@ fn pairs(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped:
         css_rgb(heat(0.4)),
         css_rgb(heat(0.7)),
         css_rgb(heat(1.0)),
-        tick(scale_max),
+        scale_max.round(),
         css_rgb(DOMINATED_FILL),
         css_rgb(FAILED_FILL),
         css_rgb(PREDICTED_FILL),
