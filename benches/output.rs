@@ -23,7 +23,7 @@ fn row(functions: &[FunctionName], members: usize) -> ResultRow {
                         cpu_usage: 123.456_789,
                         ram_usage: 104_857_600.0,
                         power_usage: f64::NAN,
-                        replicas: 3,
+                        replicas: Some(3),
                         overloaded: false,
                         mean_latency_ms: 12.345_678,
                     },

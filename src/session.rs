@@ -3,12 +3,15 @@
 //! cleanly on a signal or the stop file, and build the result document.
 //!
 //! Start-up failures are environment errors (exit 3) and happen within
-//! seconds: the SSH connect and the Prometheus check run side by side, each
-//! with its own bound.
+//! seconds: the SSH connect, the Prometheus check (core count, scrape
+//! interval) and the gateway check (`/system/functions` with the
+//! configured credentials) run side by side, each with its own bound, and
+//! a stop request ends them at once (exit 130).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -18,9 +21,10 @@ use crate::campaign::{self, CampaignError, RunContext};
 use crate::config::Config;
 use crate::events::{Emitter, EventKind, EventOrigin, Level, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
-use crate::metrics::gateway::GatewayClient;
+use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
-use crate::metrics::prometheus::PrometheusSettings;
+use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
+use crate::metrics::scrape::{self, Sampling};
 use crate::output::OutputError;
 use crate::protocol::{exit, Context, ErrorInfo, RunResult};
 use crate::report::{CommandError, ErrorKind};
@@ -160,28 +164,67 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
     );
 
     let meter = Meter::from_config(config, PrometheusSettings::default())
-        .map_err(|e| CommandError::input("queries_path", e.to_string()))?;
-    let gateway = GatewayClient::new(&config.gateway_url, config.openfaas_auth.clone())
-        .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
-    let (runner, cores) = tokio::join!(connect_k6(config), meter.node_cores());
+        .map_err(|e| CommandError::input("queries_path", e.to_string()))?
+        .with_stop(stop.clone());
+    let gateway = GatewayClient::with_settings(
+        &config.gateway_url,
+        config.openfaas_auth.clone(),
+        &config.tls,
+        GatewaySettings::default(),
+    )
+    .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
+    let checks = async {
+        tokio::join!(
+            connect_k6(config),
+            check_prometheus(&meter, config),
+            check_gateway(&gateway, config),
+        )
+    };
+    // A stop during the checks ends them at once (an SSH connect in
+    // flight is dropped, as its own timeout would).
+    let (runner, prometheus, listed) = tokio::select! {
+        done = checks => done,
+        () = stop.stopped() => return Err(CommandError::Interrupted),
+    };
+    let failure = match (&runner, prometheus, listed) {
+        (Ok(_), Ok(prometheus), Ok(listed)) => Ok((prometheus, listed)),
+        (Err(_), _, _) => Err(None),
+        (Ok(_), Err(e), _) | (Ok(_), Ok(_), Err(e)) => Err(Some(e)),
+    };
     let runner = runner?;
-    let cores = match cores {
-        Ok(cores) => cores,
+    let ((cores, sampling), listed) = match failure {
+        Ok(found) => found,
         Err(e) => {
             let _ = runner.close().await;
-            return Err(environment(
-                format!(
-                    "Prometheus at {} is unusable for the baseline: {e}",
-                    config.prometheus_url
-                ),
-                json!({"prometheus_url": config.prometheus_url}),
-            ));
+            return Err(e.unwrap_or(CommandError::Interrupted));
         }
     };
     if stop.is_stopped() {
         let _ = runner.close().await;
         return Err(CommandError::Interrupted);
     }
+    for warning in sampling.warnings {
+        emitter.log(Level::Warning, warning);
+    }
+    let sampling = sampling.value;
+    emitter.log(Level::Info, format!("prometheus: {sampling}"));
+    let unlisted: Vec<&str> = config
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|name| !listed.contains_key(*name))
+        .collect();
+    if !unlisted.is_empty() {
+        emitter.log(
+            Level::Warning,
+            format!(
+                "the gateway at {} does not list {}: their replicas will be recorded as nan",
+                gateway.base_url(),
+                unlisted.join(", ")
+            ),
+        );
+    }
+    let meter = meter.with_sampling(sampling);
 
     let run_ctx = RunContext {
         host: ctx.host.clone(),
@@ -190,7 +233,11 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         output_dir: ctx.output_dir.clone(),
     };
     let mut load = RemoteK6::new(runner, config, &ctx.host, &ctx.run_id, ctx.repetition);
-    let services = LiveMeasurements { meter, gateway };
+    let services = LiveMeasurements {
+        meter,
+        gateway,
+        stop: stop.clone(),
+    };
     let outcome = campaign::run(
         config,
         &run_ctx,
@@ -249,6 +296,90 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         ),
     );
     Ok(result)
+}
+
+/// How long start-up retries an unreachable or failing Prometheus: the run
+/// must fail within seconds (exit 3), not wait for the campaign's budget.
+const STARTUP_FAILURE_BUDGET: Duration = Duration::from_secs(2);
+
+/// How long start-up waits for the core count to appear (a Prometheus that
+/// has just started and not yet scraped node-exporter).
+const STARTUP_EMPTY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Prometheus answers the core count with the configured credentials, and
+/// tells how often it scrapes the series the queries read.
+async fn check_prometheus(
+    meter: &Meter,
+    config: &Config,
+) -> Result<(u32, Measured<Sampling>), CommandError> {
+    let started = Instant::now();
+    let deadlines = Deadlines {
+        failure: started + STARTUP_FAILURE_BUDGET,
+        empty: started + STARTUP_EMPTY_BUDGET,
+    };
+    let unusable = |e: PrometheusError| {
+        environment(
+            format!(
+                "Prometheus at {} is unusable for the baseline: {e}{}",
+                config.prometheus_url,
+                auth_hint(
+                    &e,
+                    "prometheus_user/prometheus_password or prometheus_bearer_token_file"
+                )
+            ),
+            json!({"prometheus_url": config.prometheus_url, "status": status_of(&e)}),
+        )
+    };
+    let cores = match meter.node_cores_until(deadlines).await {
+        Ok(cores) => cores,
+        Err(PrometheusError::Interrupted) => return Err(CommandError::Interrupted),
+        Err(e) => return Err(unusable(e)),
+    };
+    let discovery = Deadlines::within(STARTUP_FAILURE_BUDGET);
+    match scrape::discover(meter.client(), &meter.templates(), discovery).await {
+        Ok(sampling) => Ok((cores, sampling)),
+        Err(_) => Err(CommandError::Interrupted),
+    }
+}
+
+/// The gateway lists its functions with the configured credentials: a
+/// refused login would otherwise only show as replicas never read.
+async fn check_gateway(
+    gateway: &GatewayClient,
+    config: &Config,
+) -> Result<BTreeMap<String, u64>, CommandError> {
+    gateway.replicas().await.map_err(|e| {
+        let status = match &e {
+            GatewayError::Status { status, .. } => Some(*status),
+            _ => None,
+        };
+        let hint = match status {
+            Some(401 | 403) if config.openfaas_auth.is_none() => {
+                " (it wants credentials: set openfaas_user and openfaas_password or openfaas_password_file)"
+            }
+            Some(401 | 403) => " (check openfaas_user and openfaas_password)",
+            _ => "",
+        };
+        environment(
+            format!("the OpenFaaS gateway is unusable: {e}{hint}"),
+            json!({"gateway_url": config.gateway_url, "status": status}),
+        )
+    })
+}
+
+/// A hint naming the credential fields when Prometheus refused them.
+fn auth_hint(error: &PrometheusError, fields: &str) -> String {
+    match status_of(error) {
+        Some(401 | 403) => format!(" (check {fields})"),
+        _ => String::new(),
+    }
+}
+
+fn status_of(error: &PrometheusError) -> Option<u16> {
+    match error {
+        PrometheusError::Status { status, .. } => Some(*status),
+        _ => None,
+    }
 }
 
 /// Connects to the k6 host and checks k6 is there.

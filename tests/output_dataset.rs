@@ -65,7 +65,7 @@ fn f(
         cpu_usage: cpu,
         ram_usage: ram,
         power_usage: power,
-        replicas,
+        replicas: Some(replicas),
         overloaded,
         mean_latency_ms: latency,
     }
@@ -622,6 +622,7 @@ fn artifacts_are_written_whole_under_legacy_names() {
     assert_eq!(back, summary);
 
     let metrics = MetricsRow {
+        window: None,
         cpu_usage_node: 95.0625,
         ram_usage_node: 3.75e9,
         ram_usage_node_pct: 93.75,

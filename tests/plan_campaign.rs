@@ -41,6 +41,8 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
         gateway_url: "http://127.0.0.1:31112".into(),
         prometheus_url: "http://127.0.0.1:30411".into(),
         openfaas_auth: None,
+        prometheus_auth: None,
+        tls: lb_dfaas::config::Tls::default(),
         functions: functions
             .iter()
             .map(|&(n, max_rate)| FunctionSpec {

@@ -46,12 +46,19 @@ pub async fn wait_for_idle<M: Measurements>(
             return CooldownEnd::Interrupted;
         }
         let reading = meter.node_snapshot().await;
+        if stop.is_stopped() {
+            return CooldownEnd::Interrupted;
+        }
         reading.warnings.into_iter().for_each(&mut *warn);
+        // Only counts the gateway gave: an unknown one (gateway down, a
+        // function it does not list) does not hold the cooldown, like a
+        // NaN reading.
         let replicas = match meter.replicas().await {
             Ok(all) => functions
                 .iter()
-                .map(|f| (f.to_string(), all.get(f.as_str()).copied().unwrap_or(0)))
+                .filter_map(|f| all.get(f.as_str()).map(|r| (f.to_string(), *r)))
                 .collect(),
+            Err(_) if stop.is_stopped() => return CooldownEnd::Interrupted,
             Err(reason) => {
                 warn(format!("replicas unknown during cooldown: {reason}"));
                 BTreeMap::new()

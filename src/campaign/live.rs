@@ -88,10 +88,12 @@ impl LoadGenerator for RemoteK6 {
     }
 }
 
-/// Prometheus and the gateway.
+/// Prometheus and the gateway. The meter's queries end on `stop` by
+/// themselves; gateway requests are raced against it here.
 pub struct LiveMeasurements {
     pub meter: Meter,
     pub gateway: GatewayClient,
+    pub stop: Stop,
 }
 
 impl Measurements for LiveMeasurements {
@@ -119,6 +121,9 @@ impl Measurements for LiveMeasurements {
     }
 
     async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
-        self.gateway.replicas().await.map_err(|e| e.to_string())
+        tokio::select! {
+            answer = self.gateway.replicas() => answer.map_err(|e| e.to_string()),
+            () = self.stop.stopped() => Err("stopped before the gateway answered".to_string()),
+        }
     }
 }

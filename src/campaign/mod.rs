@@ -174,6 +174,11 @@ impl<'a> Campaign<'a> {
         stop: &Stop,
     ) -> Result<Outcome, CampaignError> {
         let baseline = meter.node_snapshot().await;
+        if stop.is_stopped() {
+            self.outcome.interrupted = true;
+            self.finish();
+            return Ok(self.outcome);
+        }
         self.warn_all(baseline.warnings);
         let baseline = baseline.value;
         self.emitter.emit(
@@ -451,11 +456,29 @@ impl<'a> Campaign<'a> {
             Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
         };
         let replicas = match meter.replicas().await {
-            Ok(replicas) => replicas,
+            Ok(replicas) => {
+                let unlisted: Vec<&str> = configuration
+                    .functions()
+                    .iter()
+                    .map(FunctionName::as_str)
+                    .filter(|f| !replicas.contains_key(*f))
+                    .collect();
+                if !unlisted.is_empty() {
+                    self.emitter.log(
+                        Level::Warning,
+                        format!(
+                            "config {id} iteration {iteration}: the gateway does not list {}: replicas recorded as nan",
+                            unlisted.join(", ")
+                        ),
+                    );
+                }
+                replicas
+            }
+            Err(_) if stop.is_stopped() => return Ok(IterationEnd::Interrupted),
             Err(reason) => {
                 self.emitter.log(
                     Level::Warning,
-                    format!("config {id} iteration {iteration}: replicas unknown, recorded as 0: {reason}"),
+                    format!("config {id} iteration {iteration}: replicas unknown, recorded as nan: {reason}"),
                 );
                 BTreeMap::new()
             }
@@ -463,6 +486,11 @@ impl<'a> Campaign<'a> {
         let metrics = meter
             .iteration_metrics(configuration.functions(), run.started_at, run.ended_at)
             .await;
+        // A stop cut the queries short: this iteration writes no row (a
+        // rerun measures it again) rather than one with readings missing.
+        if stop.is_stopped() {
+            return Ok(IterationEnd::Interrupted);
+        }
         self.warn_all(metrics.warnings);
         let metrics = metrics.value;
         let row = row::build_row(
@@ -524,6 +552,7 @@ impl<'a> Campaign<'a> {
                     })
                 })
                 .collect(),
+            window: serde_json::to_value(&metrics.window).ok(),
         };
         let dir = self.dataset.dir().to_path_buf();
         let summary_path = artifact::write_summary(&dir, id, iteration, repetition, &summary)
@@ -533,6 +562,11 @@ impl<'a> Campaign<'a> {
                 .map_err(|source| self.dataset_error(source))?;
         self.artifact(summary_path);
         self.artifact(metrics_path);
+        if let Some(window) = &metrics_row.window {
+            let window_path = artifact::write_window(&dir, id, iteration, repetition, window)
+                .map_err(|source| self.dataset_error(source))?;
+            self.artifact(window_path);
+        }
         if let Ok(json) = row.to_protocol(&self.names) {
             self.outcome.result.dfaas_results.push(json);
         }

@@ -14,6 +14,7 @@ use super::verdict::{self, NodeReading, NodeVerdictInput};
 #[derive(Debug, Clone)]
 pub struct IterationMeasures<'a> {
     pub outcomes: &'a BTreeMap<FunctionName, FunctionOutcome>,
+    /// Replicas the gateway listed; a function missing here is unknown.
     pub replicas: &'a BTreeMap<String, u64>,
     pub metrics: &'a IterationMetrics,
     pub idle: &'a NodeReading,
@@ -28,7 +29,7 @@ pub fn build_row(m: &IterationMeasures<'_>, overload: &Overload) -> ResultRow {
     let mut any_overloaded = false;
     let mut success_rates = Vec::with_capacity(m.outcomes.len());
     for (name, outcome) in m.outcomes {
-        let replicas = m.replicas.get(name.as_str()).copied().unwrap_or(0);
+        let replicas = m.replicas.get(name.as_str()).copied();
         let overloaded = verdict::function_overloaded(outcome.success_rate, replicas, overload);
         any_overloaded |= overloaded;
         success_rates.push(outcome.success_rate);

@@ -17,7 +17,7 @@ use super::{run, Outcome, RunContext};
 use crate::config::{Config, FunctionName};
 use crate::events::{Emitter, EventKind, EventOrigin, MemorySink};
 use crate::k6::metric_names;
-use crate::metrics::meter::{FunctionMetrics, IterationMetrics};
+use crate::metrics::meter::{FunctionMetrics, IterationMetrics, QueryWindow};
 use crate::metrics::prometheus::Measured;
 use crate::protocol::Request;
 
@@ -131,10 +131,14 @@ impl LoadGenerator for FakeK6 {
     }
 }
 
-/// Node CPU per snapshot call (1 = the baseline), one replica each.
+/// Node CPU per snapshot call (1 = the baseline), one replica each
+/// (or what `replicas` says); `stop_in_metrics` requests a stop while the
+/// iteration's metrics are read.
 struct FakeMeter {
     cpu_at_call: fn(u32) -> f64,
     calls: Cell<u32>,
+    replicas: Result<BTreeMap<String, u64>, String>,
+    stop_in_metrics: Option<StopHandle>,
 }
 
 impl FakeMeter {
@@ -142,6 +146,8 @@ impl FakeMeter {
         FakeMeter {
             cpu_at_call,
             calls: Cell::new(0),
+            replicas: Ok([("env".to_string(), 1), ("figlet".to_string(), 1)].into()),
+            stop_in_metrics: None,
         }
     }
 
@@ -171,6 +177,9 @@ impl Measurements for FakeMeter {
         _start: SystemTime,
         _end: SystemTime,
     ) -> Measured<IterationMetrics> {
+        if let Some(handle) = &self.stop_in_metrics {
+            handle.stop();
+        }
         Measured {
             value: IterationMetrics {
                 cpu_usage_node: 50.0,
@@ -190,13 +199,21 @@ impl Measurements for FakeMeter {
                         )
                     })
                     .collect(),
+                window: QueryWindow {
+                    time_span: "2s".into(),
+                    seconds: 2.0,
+                    k6_seconds: 2.0,
+                    scrape_interval_seconds: Some(1.0),
+                    scrape_interval_source: Some("targets"),
+                    end_unix_seconds: 1002.0,
+                },
             },
             warnings: vec!["power_usage_node: no series".into()],
         }
     }
 
     async fn replicas(&self) -> Result<BTreeMap<String, u64>, String> {
-        Ok([("env".to_string(), 1), ("figlet".to_string(), 1)].into())
+        self.replicas.clone()
     }
 }
 
@@ -408,4 +425,98 @@ async fn cooldown_timeout_fails_the_configuration() {
         6,
         "baseline + polls at 0, 5, 10, 15, 20 s"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replicas_the_gateway_refused_are_nan_never_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 1);
+    let (em, sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let mut meter = FakeMeter::quiet();
+    meter.replicas = Err("gateway at http://gw/system/functions answered HTTP 401".into());
+    let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
+    let row = &out.result.dfaas_results[0];
+    assert_eq!(row["replica_env"], json!("nan"));
+    assert_eq!(row["overloaded_function_env"], json!(0));
+    let results = lines(&dir.path().join("results.csv"));
+    let header: Vec<&str> = results[0].split(',').collect();
+    let cells: Vec<&str> = results[1].split(',').collect();
+    let at = header.iter().position(|c| *c == "replica_env").unwrap();
+    assert_eq!(cells[at], "nan");
+    assert!(sink
+        .events()
+        .iter()
+        .any(|e| e.level == crate::events::Level::Warning
+            && e.message.contains("replicas unknown, recorded as nan")
+            && e.message.contains("401")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_function_the_gateway_does_not_list_has_nan_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env", "figlet"], &[10], 1);
+    let (em, sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let mut meter = FakeMeter::quiet();
+    meter.replicas = Ok([("env".to_string(), 1)].into());
+    let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
+    let rows = &out.result.dfaas_results;
+    assert_eq!(rows[0]["replica_env"], json!(1));
+    assert_eq!(rows[1]["replica_figlet"], json!("nan"));
+    assert!(sink
+        .events()
+        .iter()
+        .any(|e| e.message.contains("does not list figlet")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_while_metrics_are_read_writes_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 2);
+    let (em, _sink) = emitter();
+    let (handle, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let mut meter = FakeMeter::quiet();
+    meter.stop_in_metrics = Some(handle);
+    let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
+    assert!(out.interrupted);
+    assert_eq!(out.result.returncode, 130);
+    assert_eq!(k6.runs.len(), 1);
+    assert!(out.result.dfaas_results.is_empty());
+    assert_eq!(
+        lines(&dir.path().join("results.csv")).len(),
+        1,
+        "header only"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_query_window_is_written_beside_the_metrics_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&["env"], &[10], 1);
+    let (em, _sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
+    let id = out.result.dfaas_metrics[0].config_id.clone();
+    let window: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.path()
+                .join(format!("metrics/window-{id}-iter1-rep1.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(window["time_span"], "2s");
+    assert_eq!(window["scrape_interval_seconds"], 1.0);
+    assert_eq!(out.result.dfaas_metrics[0].metrics["window"], window);
+    // The metrics CSV keeps the legacy columns.
+    let csv = lines(
+        &dir.path()
+            .join(format!("metrics/metrics-{id}-iter1-rep1.csv")),
+    );
+    assert!(!csv[0].contains("window"), "{}", csv[0]);
 }

@@ -48,10 +48,11 @@ pub fn is_idle<'a>(
 }
 
 /// A function is overloaded when its success rate is below the minimum or
-/// its replica count reached the threshold.
-pub fn function_overloaded(success_rate: f64, replicas: u64, overload: &Overload) -> bool {
+/// its replica count reached the threshold. Unknown replicas (`None`)
+/// cannot trip the replica rule; the row says `nan` and a warning why.
+pub fn function_overloaded(success_rate: f64, replicas: Option<u64>, overload: &Overload) -> bool {
     success_rate < overload.success_rate_function_min
-        || replicas >= overload.replicas_overload_threshold
+        || replicas.is_some_and(|r| r >= overload.replicas_overload_threshold)
 }
 
 /// Inputs of the node verdict for one iteration.
@@ -170,9 +171,12 @@ mod tests {
     #[test]
     fn function_verdict_table() {
         let o = overload();
-        assert!(!function_overloaded(0.90, 14, &o));
-        assert!(function_overloaded(0.899, 1, &o));
-        assert!(function_overloaded(1.0, 15, &o));
+        assert!(!function_overloaded(0.90, Some(14), &o));
+        assert!(function_overloaded(0.899, Some(1), &o));
+        assert!(function_overloaded(1.0, Some(15), &o));
+        // Unknown replicas never trip the replica rule; success still does.
+        assert!(!function_overloaded(1.0, None, &o));
+        assert!(function_overloaded(0.5, None, &o));
     }
 
     #[test]

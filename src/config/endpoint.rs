@@ -1,5 +1,5 @@
 //! HTTP endpoints of the target: `{host.address}` substitution and the
-//! `http://host[:port][/path]` form the metrics clients rely on.
+//! `http(s)://host[:port][/path]` form the metrics clients rely on.
 //!
 //! Pure except [`primary_local_address`], which asks the kernel for a
 //! route and sends nothing.
@@ -14,34 +14,32 @@ pub(crate) fn substitute_host_address(url: &str, address: &str) -> String {
     url.replace(HOST_ADDRESS_PLACEHOLDER, address)
 }
 
-/// Checks that `text` is `http://host[:port][/path]` and returns it with
-/// the scheme lower-cased and trailing slashes removed.
+/// Checks that `text` is `http(s)://host[:port][/path]` and returns it
+/// with the scheme lower-cased and trailing slashes removed.
 ///
 /// No query, fragment or credentials: callers append API paths
 /// (`/api/v1/query`, `/system/functions`) to this base.
 pub(crate) fn http_base_url(text: &str) -> Result<String, String> {
     let lower = text.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(
-            "https is not supported by this build (it has no TLS stack); use an http:// URL"
-                .to_string(),
-        );
-    }
-    if !lower.starts_with("http://") {
-        return Err(format!("{text:?} must start with http://"));
-    }
-    let rest = &text["http://".len()..];
+    let scheme = if lower.starts_with("https://") {
+        "https"
+    } else if lower.starts_with("http://") {
+        "http"
+    } else {
+        return Err(format!("{text:?} must start with http:// or https://"));
+    };
+    let rest = &text[scheme.len() + "://".len()..];
     let (authority, path) = match rest.find('/') {
         Some(index) => rest.split_at(index),
         None => (rest, ""),
     };
     if authority.contains('@') {
         return Err(format!(
-            "{text:?}: credentials in the URL are not supported; use openfaas_user and openfaas_password"
+            "{text:?}: credentials in the URL are not supported; use openfaas_user/openfaas_password or prometheus_user/prometheus_password"
         ));
     }
     let (host, port) = split_host_port(authority).ok_or_else(|| {
-        format!("{text:?}: expected http://host[:port][/path] with a valid host name, IP address or [IPv6] address")
+        format!("{text:?}: expected {scheme}://host[:port][/path] with a valid host name, IP address or [IPv6] address")
     })?;
     if let Some(port) = port {
         match port.parse::<u16>() {
@@ -56,7 +54,7 @@ pub(crate) fn http_base_url(text: &str) -> Result<String, String> {
     }
     let path = path.trim_end_matches('/');
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-    Ok(format!("http://{host}{port}{path}"))
+    Ok(format!("{scheme}://{host}{port}{path}"))
 }
 
 /// `host[:port]` with host a DNS name, IPv4 address or `[IPv6]`.
@@ -127,6 +125,8 @@ mod tests {
             ("http://[::1]:9090", "http://[::1]:9090"),
             ("http://[fe80::1]", "http://[fe80::1]"),
             ("http://node_1:80/a%20b", "http://node_1:80/a%20b"),
+            ("https://prom.lab:9090/", "https://prom.lab:9090"),
+            ("HTTPS://[::1]:443/p", "https://[::1]:443/p"),
         ];
         for (input, expected) in cases {
             assert_eq!(http_base_url(input).as_deref(), Ok(expected), "{input}");
@@ -136,8 +136,9 @@ mod tests {
     #[test]
     fn rejects_what_the_clients_cannot_use() {
         let cases = [
-            ("https://127.0.0.1:31112", "https is not supported"),
-            ("ftp://x", "must start with http://"),
+            ("ftp://x", "must start with http:// or https://"),
+            ("https://", "valid host"),
+            ("https://user:pw@host", "credentials"),
             ("127.0.0.1:31112", "must start with http://"),
             ("http://", "valid host"),
             ("http://:80", "valid host"),

@@ -41,6 +41,10 @@ pub struct Config {
     pub prometheus_url: String,
     /// Optional basic-auth credentials for the gateway's `/system/functions`.
     pub openfaas_auth: Option<BasicAuth>,
+    /// Optional credentials for Prometheus's HTTP API.
+    pub prometheus_auth: Option<PrometheusAuth>,
+    /// How `https` endpoints (gateway and Prometheus) are verified.
+    pub tls: Tls,
     /// Functions, sorted by name, names unique.
     pub functions: Vec<FunctionSpec>,
     /// The rate ladder produced by the rate strategy: sorted, deduplicated.
@@ -187,6 +191,41 @@ pub struct Overload {
 pub struct BasicAuth {
     pub user: String,
     pub password: Secret,
+}
+
+/// Credentials for Prometheus's HTTP API (its `--web.config.file`
+/// `basic_auth_users`, or a bearer token checked by a proxy in front).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrometheusAuth {
+    Basic(BasicAuth),
+    Bearer(Secret),
+}
+
+/// TLS verification for `https` endpoints. Plain `http` URLs ignore it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tls {
+    /// Extra trusted CA certificates (PEM), on top of the system's roots.
+    pub ca: Option<CaBundle>,
+    /// Accept any certificate and host name: for self-signed lab set-ups
+    /// only (a warning says so at validation).
+    pub insecure_skip_verify: bool,
+}
+
+/// A PEM file of CA certificates, read and checked at validation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    /// The file's bytes (at least one `CERTIFICATE` block).
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("path", &self.path)
+            .field("pem_bytes", &self.pem.len())
+            .finish()
+    }
 }
 
 /// A secret string that never prints itself.

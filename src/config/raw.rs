@@ -58,11 +58,11 @@ pub struct RawConfig {
     pub k6_outputs: Vec<String>,
     /// Extra k6 tags, merged with run_id, component, workload, repetition.
     pub k6_tags: BTreeMap<String, String>,
-    /// OpenFaaS gateway base URL (`http://` only); `{host.address}` is
-    /// replaced by the target's address.
+    /// OpenFaaS gateway base URL (`http://` or `https://`);
+    /// `{host.address}` is replaced by the target's address.
     pub gateway_url: String,
-    /// Prometheus base URL (`http://` only); `{host.address}` is replaced
-    /// by the target's address.
+    /// Prometheus base URL (`http://` or `https://`); `{host.address}` is
+    /// replaced by the target's address.
     pub prometheus_url: String,
     /// Basic-auth user for the gateway's `/system/functions`.
     pub openfaas_user: Option<String>,
@@ -71,6 +71,24 @@ pub struct RawConfig {
     pub openfaas_password: Option<RawSecret>,
     /// File holding the basic-auth password (trailing newline ignored).
     pub openfaas_password_file: Option<String>,
+    /// Basic-auth user for Prometheus's HTTP API.
+    pub prometheus_user: Option<String>,
+    /// Prometheus basic-auth password (prefer `prometheus_password_file`).
+    #[schemars(extend("writeOnly" = true))]
+    pub prometheus_password: Option<RawSecret>,
+    /// File holding the Prometheus basic-auth password (trailing newline
+    /// ignored).
+    pub prometheus_password_file: Option<String>,
+    /// File holding a bearer token sent to Prometheus as
+    /// `Authorization: Bearer <token>` (trailing newline ignored); not
+    /// together with `prometheus_user`.
+    pub prometheus_bearer_token_file: Option<String>,
+    /// PEM file of extra CA certificates trusted for `https` gateway and
+    /// Prometheus URLs (on top of the system's roots). `~` is expanded.
+    pub tls_ca_file: Option<String>,
+    /// Accept any TLS certificate and host name from the gateway and
+    /// Prometheus: self-signed lab set-ups only.
+    pub tls_insecure_skip_verify: bool,
     /// OpenFaaS functions to invoke.
     #[schemars(length(min = 1))]
     pub functions: Vec<RawFunction>,
@@ -169,6 +187,12 @@ impl Default for RawConfig {
             openfaas_user: None,
             openfaas_password: None,
             openfaas_password_file: None,
+            prometheus_user: None,
+            prometheus_password: None,
+            prometheus_password_file: None,
+            prometheus_bearer_token_file: None,
+            tls_ca_file: None,
+            tls_insecure_skip_verify: false,
             functions: vec![RawFunction {
                 name: "figlet".into(),
                 method: "POST".into(),

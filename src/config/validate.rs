@@ -1,21 +1,23 @@
 //! From [`RawConfig`] to [`Config`]: every cross-field rule, once.
 //!
 //! Collects all problems rather than stopping at the first. Reads local
-//! files the config names (`openfaas_password_file`, `queries_path`) and
-//! asks the kernel for this machine's primary address when a URL needs it;
-//! never touches the network. Secrets never appear in messages.
+//! files the config names (password and token files, `tls_ca_file`,
+//! `queries_path`) and asks the kernel for this machine's primary address
+//! when a URL needs it; never touches the network. Secrets never appear in
+//! messages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::raw::{
-    RawConfig, RawCustom, RawExponential, RawLinear, RawRandom, RawRateStrategy,
+    RawConfig, RawCustom, RawExponential, RawLinear, RawRandom, RawRateStrategy, RawSecret,
     LB_DEFAULT_WORKSPACE_ROOT,
 };
 use super::{
-    endpoint, expand_home, home_dir, rates, BasicAuth, Combinations, Config, Cooldown, FieldError,
-    FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, RateStrategy, Secret,
+    endpoint, expand_home, home_dir, rates, BasicAuth, CaBundle, Combinations, Config, Cooldown,
+    FieldError, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, PrometheusAuth,
+    RateStrategy, Secret, Tls,
 };
 use crate::protocol::Context;
 
@@ -82,7 +84,16 @@ pub(crate) fn validate(
     let address = HostAddress { context, machine };
     let gateway_url = endpoint_url("gateway_url", &raw.gateway_url, &address, &mut found);
     let prometheus_url = endpoint_url("prometheus_url", &raw.prometheus_url, &address, &mut found);
-    let openfaas_auth = basic_auth(&raw, machine, &mut found);
+    let openfaas_auth = basic_auth(
+        &OPENFAAS_AUTH,
+        raw.openfaas_user.as_ref(),
+        raw.openfaas_password.as_ref(),
+        raw.openfaas_password_file.as_ref(),
+        machine,
+        &mut found,
+    );
+    let prometheus_auth = prometheus_auth(&raw, machine, &mut found);
+    let tls = tls(&raw, machine, &mut found);
     let strategy = rate_strategy(&raw, &mut found);
     let rates = strategy.as_ref().and_then(|s| {
         rates::generate(s, machine.fallback_seed)
@@ -128,6 +139,8 @@ pub(crate) fn validate(
             gateway_url: gateway_url?,
             prometheus_url: prometheus_url?,
             openfaas_auth: openfaas_auth?,
+            prometheus_auth: prometheus_auth?,
+            tls: tls?,
             functions: functions?,
             rates: rates?,
             rate_strategy: strategy?,
@@ -338,17 +351,42 @@ fn endpoint_url(
         .ok()
 }
 
+/// The field names of one set of basic-auth credentials.
+struct AuthFields {
+    user: &'static str,
+    password: &'static str,
+    password_file: &'static str,
+}
+
+const OPENFAAS_AUTH: AuthFields = AuthFields {
+    user: "openfaas_user",
+    password: "openfaas_password",
+    password_file: "openfaas_password_file",
+};
+
+const PROMETHEUS_AUTH: AuthFields = AuthFields {
+    user: "prometheus_user",
+    password: "prometheus_password",
+    password_file: "prometheus_password_file",
+};
+
 /// `Some(None)`: no credentials; `None`: an error was recorded.
 fn basic_auth(
-    raw: &RawConfig,
+    fields: &AuthFields,
+    user: Option<&String>,
+    password: Option<&RawSecret>,
+    password_file: Option<&String>,
     machine: &Machine,
     found: &mut Findings,
 ) -> Option<Option<BasicAuth>> {
-    let password = match (&raw.openfaas_password, &raw.openfaas_password_file) {
+    let password = match (password, password_file) {
         (Some(_), Some(_)) => {
             found.error(
-                "openfaas_password_file",
-                "set either openfaas_password or openfaas_password_file, not both",
+                fields.password_file,
+                format!(
+                    "set either {} or {}, not both",
+                    fields.password, fields.password_file
+                ),
             );
             return None;
         }
@@ -356,22 +394,25 @@ fn basic_auth(
         (None, Some(file)) => Some(
             read_password_file(file, machine)
                 .map_err(|reason| {
-                    found.error("openfaas_password_file", reason);
+                    found.error(fields.password_file, reason);
                 })
                 .ok()?,
         ),
         (None, None) => None,
     };
-    match (&raw.openfaas_user, password) {
+    match (user, password) {
         (None, None) => Some(None),
         (None, Some(_)) => {
-            found.error("openfaas_user", "is required when a password is set");
+            found.error(fields.user, "is required when a password is set");
             None
         }
         (Some(_), None) => {
             found.error(
-                "openfaas_password",
-                "is required when openfaas_user is set (or use openfaas_password_file)",
+                fields.password,
+                format!(
+                    "is required when {} is set (or use {})",
+                    fields.user, fields.password_file
+                ),
             );
             None
         }
@@ -379,16 +420,16 @@ fn basic_auth(
             let mut ok = true;
             if user.is_empty() || user.contains(':') || has_control(user) {
                 found.error(
-                    "openfaas_user",
+                    fields.user,
                     "must be non-empty, without ':' or control characters",
                 );
                 ok = false;
             }
             if password.is_empty() {
-                let field = if raw.openfaas_password.is_some() {
-                    "openfaas_password"
+                let field = if password_file.is_none() {
+                    fields.password
                 } else {
-                    "openfaas_password_file"
+                    fields.password_file
                 };
                 found.error(field, "the password is empty");
                 ok = false;
@@ -401,6 +442,105 @@ fn basic_auth(
             })
         }
     }
+}
+
+/// Basic auth or a bearer token for Prometheus, not both.
+fn prometheus_auth(
+    raw: &RawConfig,
+    machine: &Machine,
+    found: &mut Findings,
+) -> Option<Option<PrometheusAuth>> {
+    let basic = basic_auth(
+        &PROMETHEUS_AUTH,
+        raw.prometheus_user.as_ref(),
+        raw.prometheus_password.as_ref(),
+        raw.prometheus_password_file.as_ref(),
+        machine,
+        found,
+    )?;
+    let Some(file) = &raw.prometheus_bearer_token_file else {
+        return Some(basic.map(PrometheusAuth::Basic));
+    };
+    const FIELD: &str = "prometheus_bearer_token_file";
+    if basic.is_some() {
+        found.error(
+            FIELD,
+            "set either prometheus_user (basic auth) or prometheus_bearer_token_file, not both",
+        );
+        return None;
+    }
+    let token = read_password_file(file, machine)
+        .map_err(|reason| found.error(FIELD, reason))
+        .ok()?;
+    let token = token.trim();
+    if token.is_empty() {
+        found.error(FIELD, "the token is empty");
+        return None;
+    }
+    // It goes into an HTTP header as is.
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        found.error(
+            FIELD,
+            "the token must be one line without spaces or control characters",
+        );
+        return None;
+    }
+    Some(Some(PrometheusAuth::Bearer(Secret::new(token))))
+}
+
+/// `tls_ca_file` (read and checked here) and `tls_insecure_skip_verify`.
+fn tls(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<Tls> {
+    const FIELD: &str = "tls_ca_file";
+    let ca = match raw.tls_ca_file.as_deref() {
+        None => None,
+        Some(file) if file.trim().is_empty() || has_control(file) => {
+            found.error(FIELD, "must be a non-empty path without control characters");
+            return None;
+        }
+        Some(file) => {
+            let path = expand_home(file, machine.home.as_deref())
+                .map_err(|reason| found.error(FIELD, reason))
+                .ok()?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| found.error(FIELD, format!("cannot read {}: {e}", path.display())))
+                .ok()?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                found.error(
+                    FIELD,
+                    format!("{} is not a PEM certificate bundle: {e}", path.display()),
+                )
+            });
+            match certificates {
+                Ok(certs) if !certs.is_empty() && pem_has_certificate(&pem) => {}
+                Ok(_) => {
+                    found.error(
+                        FIELD,
+                        format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+                Err(()) => return None,
+            }
+            Some(CaBundle { path, pem })
+        }
+    };
+    if raw.tls_insecure_skip_verify {
+        found.warn(
+            "tls_insecure_skip_verify is set: the TLS certificates of the gateway and Prometheus are not verified (self-signed lab set-ups only)",
+        );
+    }
+    Some(Tls {
+        ca,
+        insecure_skip_verify: raw.tls_insecure_skip_verify,
+    })
+}
+
+fn pem_has_certificate(pem: &[u8]) -> bool {
+    pem.windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
 }
 
 fn read_password_file(file: &str, machine: &Machine) -> Result<String, String> {

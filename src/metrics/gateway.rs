@@ -1,17 +1,18 @@
 //! Replica counts from the OpenFaaS gateway (`GET /system/functions`).
 //!
 //! Parsing the answer is pure ([`parse_replicas`]); the client adds short
-//! timeouts and optional basic auth, whose password is exposed only when
-//! the request is built. No faas-cli, no retries: the cooldown loop polls
-//! again on its own schedule.
+//! timeouts, TLS as configured and optional basic auth, whose password is
+//! exposed only when the request is built. No faas-cli, no retries: the
+//! cooldown loop polls again on its own schedule. A count the gateway did
+//! not give is absent (`None`), never 0.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{plain_http_client, ClientSetupError};
-use crate::config::{BasicAuth, FunctionName};
+use super::http::{http_client, ClientSetupError, Credentials};
+use crate::config::{BasicAuth, FunctionName, Tls};
 use crate::report::error_chain;
 
 /// Longest part of an error body kept in messages.
@@ -59,7 +60,8 @@ struct FunctionStatus {
 }
 
 /// Replicas by function name from a `/system/functions` body. A function
-/// without a `replicas` field counts 0.
+/// without a `replicas` field counts 0: OpenFaaS's `FunctionStatus` omits
+/// the field when it is zero (`omitempty`).
 pub fn parse_replicas(body: &str) -> Result<BTreeMap<String, u64>, String> {
     let functions: Vec<FunctionStatus> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     Ok(functions
@@ -72,41 +74,50 @@ pub fn parse_replicas(body: &str) -> Result<BTreeMap<String, u64>, String> {
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     base_url: String,
-    auth: Option<BasicAuth>,
+    credentials: Option<Credentials>,
     http: reqwest::Client,
 }
 
 impl GatewayClient {
-    /// `base_url` like `http://10.0.0.5:31112` (a trailing `/` is dropped);
-    /// plain `http` only.
+    /// `base_url` like `http://10.0.0.5:31112` (a trailing `/` is dropped),
+    /// system TLS roots.
     pub fn new(base_url: &str, auth: Option<BasicAuth>) -> Result<Self, GatewayError> {
-        Self::with_settings(base_url, auth, GatewaySettings::default())
+        Self::with_settings(base_url, auth, &Tls::default(), GatewaySettings::default())
     }
 
     pub fn with_settings(
         base_url: &str,
         auth: Option<BasicAuth>,
+        tls: &Tls,
         settings: GatewaySettings,
     ) -> Result<Self, GatewayError> {
-        let (base_url, http) =
-            plain_http_client(base_url, settings.request_timeout, settings.connect_timeout)
-                .map_err(|e| match e {
-                    ClientSetupError::Url { url, reason } => GatewayError::Url { url, reason },
-                    ClientSetupError::Client(e) => GatewayError::Client(e),
-                })?;
+        let (base_url, http) = http_client(
+            base_url,
+            settings.request_timeout,
+            settings.connect_timeout,
+            tls,
+        )
+        .map_err(|e| match e {
+            ClientSetupError::Url { url, reason } => GatewayError::Url { url, reason },
+            ClientSetupError::Client(e) => GatewayError::Client(e),
+        })?;
         Ok(GatewayClient {
             base_url,
-            auth,
+            credentials: auth.map(Credentials::Basic),
             http,
         })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Replicas of every function the gateway lists.
     pub async fn replicas(&self) -> Result<BTreeMap<String, u64>, GatewayError> {
         let url = format!("{}/system/functions", self.base_url);
         let mut request = self.http.get(&url);
-        if let Some(auth) = &self.auth {
-            request = request.basic_auth(&auth.user, Some(auth.password.expose()));
+        if let Some(credentials) = &self.credentials {
+            request = credentials.apply(request);
         }
         let request_error = |e: reqwest::Error| GatewayError::Request {
             url: url.clone(),
@@ -130,15 +141,16 @@ impl GatewayClient {
         parse_replicas(&body).map_err(|reason| GatewayError::Malformed { url, reason })
     }
 
-    /// Replicas of `functions`; one the gateway does not list counts 0.
+    /// Replicas of `functions`; one the gateway does not list is `None`
+    /// (unknown: not deployed, or another gateway than the one k6 loads).
     pub async fn replicas_of(
         &self,
         functions: &[FunctionName],
-    ) -> Result<BTreeMap<FunctionName, u64>, GatewayError> {
+    ) -> Result<BTreeMap<FunctionName, Option<u64>>, GatewayError> {
         let all = self.replicas().await?;
         Ok(functions
             .iter()
-            .map(|f| (f.clone(), all.get(f.as_str()).copied().unwrap_or(0)))
+            .map(|f| (f.clone(), all.get(f.as_str()).copied()))
             .collect())
     }
 }
@@ -217,7 +229,10 @@ mod tests {
             .replicas_of(&[figlet.clone(), absent.clone()])
             .await
             .unwrap();
-        assert_eq!(replicas, BTreeMap::from([(figlet, 3), (absent, 0)]));
+        assert_eq!(
+            replicas,
+            BTreeMap::from([(figlet, Some(3)), (absent, None)])
+        );
 
         let heads = heads.lock().unwrap().clone();
         assert_eq!(heads.len(), 1);

@@ -1,7 +1,11 @@
-//! The HTTP client both measurement sources use: a plain-`http` base URL
-//! (this build has no TLS stack), no proxy, bounded timeouts.
+//! The HTTP client both measurement sources use: an `http` or `https` base
+//! URL (rustls; extra CA certificates or, for self-signed lab set-ups, no
+//! verification at all, as configured), no proxy, bounded timeouts, and
+//! the credentials a request carries.
 
 use std::time::Duration;
+
+use crate::config::{BasicAuth, Secret, Tls};
 
 /// Why a client could not be set up; each caller wraps it in its own error.
 #[derive(Debug)]
@@ -10,28 +14,59 @@ pub(crate) enum ClientSetupError {
     Client(reqwest::Error),
 }
 
+/// Credentials added to every request of one client. Debug output never
+/// shows them (both wrap a [`Secret`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Credentials {
+    Basic(BasicAuth),
+    Bearer(Secret),
+}
+
+impl Credentials {
+    /// Adds the `Authorization` header; the secret is exposed only here.
+    pub(crate) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credentials::Basic(auth) => {
+                request.basic_auth(&auth.user, Some(auth.password.expose()))
+            }
+            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+        }
+    }
+}
+
 /// Checks `base_url` (a trailing `/` is dropped) and builds the client.
-pub(crate) fn plain_http_client(
+pub(crate) fn http_client(
     base_url: &str,
     request_timeout: Duration,
     connect_timeout: Duration,
+    tls: &Tls,
 ) -> Result<(String, reqwest::Client), ClientSetupError> {
     let base_url = base_url.trim_end_matches('/').to_string();
     let parsed = reqwest::Url::parse(&base_url).map_err(|e| ClientSetupError::Url {
         url: base_url.clone(),
         reason: e.to_string(),
     })?;
-    if parsed.scheme() != "http" {
+    if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ClientSetupError::Url {
             url: base_url,
-            reason: "only http:// is supported".to_string(),
+            reason: "only http:// and https:// are supported".to_string(),
         });
     }
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(request_timeout)
-        .connect_timeout(connect_timeout)
-        .build()
-        .map_err(ClientSetupError::Client)?;
+        .connect_timeout(connect_timeout);
+    if let Some(ca) = &tls.ca {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| ClientSetupError::Url {
+                url: base_url.clone(),
+                reason: format!("CA file {}: {e}", ca.path.display()),
+            })?;
+        builder = builder.tls_certs_merge(certificates);
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    let http = builder.build().map_err(ClientSetupError::Client)?;
     Ok((base_url, http))
 }

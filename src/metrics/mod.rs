@@ -4,6 +4,8 @@
 //!   default) and PromQL rendering — pure;
 //! - [`prometheus`]: the HTTP client and the reduction of answers to one
 //!   number (series summed per timestamp, averaged over time);
+//! - [`scrape`]: the scrape interval of the series queried, which bounds
+//!   query windows and empty-answer retries;
 //! - [`meter`]: node snapshots, per-iteration metrics and the core count,
 //!   with failures turned into NaN plus warnings;
 //! - [`gateway`]: replicas from the OpenFaaS gateway.
@@ -16,3 +18,4 @@ mod http;
 pub mod meter;
 pub mod prometheus;
 pub mod queries;
+pub mod scrape;

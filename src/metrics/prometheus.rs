@@ -4,14 +4,21 @@
 //! Reducing a response is pure ([`instant_sum`], [`range_average`]): an
 //! instant result is the sum of its series; a range result is summed across
 //! series per timestamp, then averaged over the timestamps. The HTTP edge
-//! adds short per-request timeouts and a bounded retry budget for empty or
-//! failed answers, after which a query becomes NaN with a warning
-//! ([`Measured`]): a stopped Prometheus costs seconds, never a hang.
+//! adds short per-request timeouts and bounded retries ([`Deadlines`]):
+//! failures (unreachable, 5xx) until a time budget is spent, empty answers
+//! only while waiting can still change them; after that a query becomes
+//! NaN with a warning ([`Measured`]): a stopped Prometheus costs seconds,
+//! never a hang. A stop request ([`Stop`]) ends any request, retry or
+//! pause at once. TLS and credentials (basic auth or a bearer token) are
+//! as configured; the secret is exposed only when a request is built.
 //! This module neither prints nor decides what a number means.
 
-use super::http::{plain_http_client, ClientSetupError};
+use super::http::{http_client, ClientSetupError, Credentials};
+use crate::campaign::stop::Stop;
+use crate::config::{PrometheusAuth, Tls};
 use crate::report::error_chain;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -45,6 +52,10 @@ pub enum PrometheusError {
     Malformed { query: String, reason: String },
     #[error("query {query:?} answered {value}, not a CPU count")]
     NotACount { query: String, value: f64 },
+    #[error("malformed answer from Prometheus at {url}: {reason}")]
+    MalformedApi { url: String, reason: String },
+    #[error("stopped before Prometheus answered")]
+    Interrupted,
 }
 
 impl PrometheusError {
@@ -84,7 +95,8 @@ pub struct PrometheusSettings {
     /// Whole-request timeout (connect + answer).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
-    /// How long empty or failed queries are retried (shared by a batch).
+    /// How long failed queries (and empty ones, when nothing better is
+    /// known) are retried (shared by a batch).
     pub retry_budget: Duration,
     /// Pause between attempts.
     pub retry_pause: Duration,
@@ -97,6 +109,27 @@ impl Default for PrometheusSettings {
             connect_timeout: Duration::from_secs(1),
             retry_budget: Duration::from_secs(10),
             retry_pause: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Until when a request is asked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Transient failures (unreachable, timeouts, 5xx, 429).
+    pub failure: Instant,
+    /// Empty answers: the moment from which the data the query reads can
+    /// no longer change (every scrape that could add a sample is in).
+    pub empty: Instant,
+}
+
+impl Deadlines {
+    /// Both kinds retried for `budget` from now.
+    pub fn within(budget: Duration) -> Self {
+        let at = Instant::now() + budget;
+        Deadlines {
+            failure: at,
+            empty: at,
         }
     }
 }
@@ -269,23 +302,52 @@ pub struct PrometheusClient {
     base_url: String,
     http: reqwest::Client,
     settings: PrometheusSettings,
+    credentials: Option<Credentials>,
+    stop: Option<Stop>,
 }
 
 impl PrometheusClient {
-    /// `base_url` like `http://10.0.0.5:30411` (a trailing `/` is dropped).
-    /// Only plain `http` is supported.
+    /// `base_url` like `http://10.0.0.5:30411` (a trailing `/` is dropped),
+    /// no credentials, system TLS roots.
     pub fn new(base_url: &str, settings: PrometheusSettings) -> Result<Self, PrometheusError> {
-        let (base_url, http) =
-            plain_http_client(base_url, settings.request_timeout, settings.connect_timeout)
-                .map_err(|e| match e {
-                    ClientSetupError::Url { url, reason } => PrometheusError::Url { url, reason },
-                    ClientSetupError::Client(e) => PrometheusError::Client(e),
-                })?;
+        Self::with_access(base_url, settings, None, &Tls::default())
+    }
+
+    /// As [`PrometheusClient::new`], with credentials and TLS settings.
+    pub fn with_access(
+        base_url: &str,
+        settings: PrometheusSettings,
+        auth: Option<&PrometheusAuth>,
+        tls: &Tls,
+    ) -> Result<Self, PrometheusError> {
+        let (base_url, http) = http_client(
+            base_url,
+            settings.request_timeout,
+            settings.connect_timeout,
+            tls,
+        )
+        .map_err(|e| match e {
+            ClientSetupError::Url { url, reason } => PrometheusError::Url { url, reason },
+            ClientSetupError::Client(e) => PrometheusError::Client(e),
+        })?;
+        let credentials = auth.map(|auth| match auth {
+            PrometheusAuth::Basic(basic) => Credentials::Basic(basic.clone()),
+            PrometheusAuth::Bearer(token) => Credentials::Bearer(token.clone()),
+        });
         Ok(PrometheusClient {
             base_url,
             http,
             settings,
+            credentials,
+            stop: None,
         })
+    }
+
+    /// Ends requests, retries and pauses as soon as `stop` fires (they
+    /// return [`PrometheusError::Interrupted`]).
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -296,23 +358,50 @@ impl PrometheusClient {
         &self.settings
     }
 
-    /// One attempt, no retry.
-    pub async fn try_query(&self, request: &QueryRequest) -> Result<f64, PrometheusError> {
-        let (path, params) = request.to_params();
+    pub fn is_stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(Stop::is_stopped)
+    }
+
+    /// Resolves when a stop is requested (never without a [`Stop`]).
+    async fn stopped(&self) {
+        match &self.stop {
+            Some(stop) => stop.stopped().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// One GET of `path` with `params`: the status and the body text.
+    async fn get(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<(reqwest::StatusCode, String), PrometheusError> {
         let url = format!("{}{}", self.base_url, path);
         let request_error = |e: reqwest::Error| PrometheusError::Request {
             url: url.clone(),
             reason: error_chain(&e),
         };
-        let response = self
-            .http
-            .get(&url)
-            .query(&params)
-            .send()
-            .await
-            .map_err(request_error)?;
-        let status = response.status();
-        let text = response.text().await.map_err(request_error)?;
+        let exchange = async {
+            let mut request = self.http.get(&url).query(params);
+            if let Some(credentials) = &self.credentials {
+                request = credentials.apply(request);
+            }
+            let response = request.send().await.map_err(request_error)?;
+            let status = response.status();
+            let text = response.text().await.map_err(request_error)?;
+            Ok((status, text))
+        };
+        tokio::select! {
+            answer = exchange => answer,
+            () = self.stopped() => Err(PrometheusError::Interrupted),
+        }
+    }
+
+    /// One attempt, no retry.
+    pub async fn try_query(&self, request: &QueryRequest) -> Result<f64, PrometheusError> {
+        let (path, params) = request.to_params();
+        let url = format!("{}{}", self.base_url, path);
+        let (status, text) = self.get(path, &params).await?;
         let query = request.query().to_string();
         match serde_json::from_str::<Value>(&text) {
             // Prometheus puts its error in a JSON body for 4xx/5xx too.
@@ -358,37 +447,104 @@ impl PrometheusClient {
         }
     }
 
-    /// Retries transient failures until `deadline` (at least one attempt).
-    pub async fn query_until(
+    /// One GET of an API path answering `{"status":"success","data":...}`:
+    /// the `data` value.
+    pub async fn try_api(
         &self,
-        request: &QueryRequest,
-        deadline: Instant,
-    ) -> Result<f64, PrometheusError> {
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, PrometheusError> {
+        let url = format!("{}{}", self.base_url, path);
+        let (status, text) = self.get(path, params).await?;
+        if !status.is_success() {
+            return Err(PrometheusError::Status {
+                url,
+                status: status.as_u16(),
+                body: excerpt(&text),
+            });
+        }
+        let body: Value =
+            serde_json::from_str(&text).map_err(|e| PrometheusError::MalformedApi {
+                url: url.clone(),
+                reason: format!("not JSON: {e}"),
+            })?;
+        match (body.get("status").and_then(Value::as_str), body.get("data")) {
+            (Some("success"), Some(data)) => Ok(data.clone()),
+            _ => Err(PrometheusError::MalformedApi {
+                url,
+                reason: format!("no successful data: {}", excerpt(&text)),
+            }),
+        }
+    }
+
+    /// Calls `attempt` until it succeeds, fails for good, or its deadline
+    /// passes: failures retried until `deadlines.failure`, empty answers
+    /// until `deadlines.empty` (at least one attempt; one more at the
+    /// deadline itself). A stop ends it at once.
+    pub async fn retry<T, F, Fut>(
+        &self,
+        deadlines: Deadlines,
+        mut attempt: F,
+    ) -> Result<T, PrometheusError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, PrometheusError>>,
+    {
         loop {
-            match self.try_query(request).await {
+            if self.is_stopped() {
+                return Err(PrometheusError::Interrupted);
+            }
+            let error = match attempt().await {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_transient() => {
-                    let now = Instant::now();
-                    if now + self.settings.retry_pause >= deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(self.settings.retry_pause).await;
+                Err(e) => e,
+            };
+            let deadline = match &error {
+                PrometheusError::Empty { .. } => deadlines.empty,
+                e if e.is_transient() => deadlines.failure,
+                _ => return Err(error),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(error);
+            }
+            let pause = self.settings.retry_pause.min(deadline - now);
+            let slept = match &self.stop {
+                Some(stop) => stop.sleep(pause).await,
+                None => {
+                    tokio::time::sleep(pause).await;
+                    true
                 }
-                Err(e) => return Err(e),
+            };
+            if !slept {
+                return Err(PrometheusError::Interrupted);
             }
         }
     }
 
-    /// Retries within `deadline`, then NaN with a warning naming `label`.
+    /// [`PrometheusClient::try_query`] retried within `deadlines`.
+    pub async fn query_until(
+        &self,
+        request: &QueryRequest,
+        deadlines: Deadlines,
+    ) -> Result<f64, PrometheusError> {
+        self.retry(deadlines, || self.try_query(request)).await
+    }
+
+    /// Retries within `deadlines`, then NaN with a warning naming `label`.
+    /// A stop gives NaN without a warning: the caller drops the reading.
     pub async fn measure_until(
         &self,
         label: &str,
         request: &QueryRequest,
-        deadline: Instant,
+        deadlines: Deadlines,
     ) -> Measured<f64> {
-        match self.query_until(request, deadline).await {
+        match self.query_until(request, deadlines).await {
             Ok(value) => Measured {
                 value,
+                warnings: Vec::new(),
+            },
+            Err(PrometheusError::Interrupted) => Measured {
+                value: f64::NAN,
                 warnings: Vec::new(),
             },
             Err(e) => Measured {
@@ -406,8 +562,8 @@ impl PrometheusClient {
             query: query.to_string(),
             at,
         };
-        let deadline = Instant::now() + self.settings.retry_budget;
-        self.measure_until(query, &request, deadline).await
+        let deadlines = Deadlines::within(self.settings.retry_budget);
+        self.measure_until(query, &request, deadlines).await
     }
 
     /// Range query (series summed per timestamp, averaged over time) with
@@ -425,8 +581,8 @@ impl PrometheusClient {
             end,
             step: step.to_string(),
         };
-        let deadline = Instant::now() + self.settings.retry_budget;
-        self.measure_until(query, &request, deadline).await
+        let deadlines = Deadlines::within(self.settings.retry_budget);
+        self.measure_until(query, &request, deadlines).await
     }
 }
 
@@ -559,7 +715,7 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls() {
+    fn http_and_https_urls() {
         let settings = PrometheusSettings::default();
         assert!(PrometheusClient::new("http://127.0.0.1:9090/", settings).is_ok());
         assert_eq!(
@@ -568,8 +724,9 @@ mod tests {
                 .base_url(),
             "http://127.0.0.1:9090"
         );
+        assert!(PrometheusClient::new("https://127.0.0.1:9090", settings).is_ok());
         assert!(matches!(
-            PrometheusClient::new("https://127.0.0.1:9090", settings),
+            PrometheusClient::new("ftp://127.0.0.1:9090", settings),
             Err(PrometheusError::Url { .. })
         ));
         assert!(matches!(

@@ -29,6 +29,14 @@ pub fn metrics_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) 
         .join(format!("metrics-{id}-iter{iteration}-rep{repetition}.csv"))
 }
 
+/// `<dir>/metrics/window-<id>-iter<i>-rep<r>.json`: the query window of
+/// the metrics file of the same iteration. A file of its own, because the
+/// metrics CSV keeps the legacy sampler's columns.
+pub fn window_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
+    dir.join(METRICS_DIR)
+        .join(format!("window-{id}-iter{iteration}-rep{repetition}.json"))
+}
+
 /// `<dir>/k6_scripts/config-<id>.js`
 pub fn script_path(dir: &Path, id: &ConfigId) -> PathBuf {
     dir.join(SCRIPTS_DIR).join(format!("config-{id}.js"))
@@ -62,6 +70,22 @@ pub fn write_metrics(
 ) -> Result<PathBuf, OutputError> {
     let path = metrics_path(dir, id, iteration, repetition);
     write_atomic(&path, &metrics.csv(functions)?)?;
+    Ok(path)
+}
+
+/// Writes one iteration's query window (pretty JSON) and returns its path.
+pub fn write_window(
+    dir: &Path,
+    id: &ConfigId,
+    iteration: u32,
+    repetition: u32,
+    window: &Value,
+) -> Result<PathBuf, OutputError> {
+    let path = window_path(dir, id, iteration, repetition);
+    let mut text = serde_json::to_vec_pretty(window)
+        .unwrap_or_else(|_| unreachable!("a Value always serializes"));
+    text.push(b'\n');
+    write_atomic(&path, &text)?;
     Ok(path)
 }
 
@@ -108,6 +132,10 @@ mod tests {
         assert_eq!(
             metrics_path(dir, &id, 3, 2),
             Path::new("/out/metrics/metrics-a6836d82b30b-iter3-rep2.csv")
+        );
+        assert_eq!(
+            window_path(dir, &id, 3, 2),
+            Path::new("/out/metrics/window-a6836d82b30b-iter3-rep2.json")
         );
         assert_eq!(
             script_path(dir, &id),

@@ -36,7 +36,9 @@ pub struct FunctionCells {
     pub cpu_usage: f64,
     pub ram_usage: f64,
     pub power_usage: f64,
-    pub replicas: u64,
+    /// Replicas the gateway reported after the run; `None` when it could
+    /// not be read (written `nan`, never 0).
+    pub replicas: Option<u64>,
     pub overloaded: bool,
     /// Mean request latency in milliseconds (column `medium_latency_function_<f>`).
     pub mean_latency_ms: f64,
@@ -85,7 +87,7 @@ impl ResultRow {
                     Cell::Float(f.cpu_usage),
                     Cell::Float(f.ram_usage),
                     Cell::Float(f.power_usage),
-                    Cell::Int(f.replicas),
+                    f.replicas.map_or(Cell::Float(f64::NAN), Cell::Int),
                     Cell::flag(f.overloaded),
                     Cell::Float(f.mean_latency_ms),
                 ]),
@@ -222,6 +224,10 @@ pub struct MetricsRow {
     pub power_usage_node: f64,
     /// Functions that were measured; others get empty cells.
     pub functions: BTreeMap<FunctionName, FunctionMetrics>,
+    /// The query window actually used (JSON object), kept out of the CSV
+    /// (whose columns are the legacy sampler's) and written beside it
+    /// ([`super::artifact::write_window`]) and into the protocol entry.
+    pub window: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -277,6 +283,9 @@ impl MetricsRow {
         );
         out.insert("power_usage_node".into(), json_float(self.power_usage_node));
         out.insert("functions".into(), Value::Object(functions));
+        if let Some(window) = &self.window {
+            out.insert("window".into(), window.clone());
+        }
         Value::Object(out)
     }
 }
@@ -375,11 +384,55 @@ mod tests {
                     power_usage: 0.0,
                 },
             )]),
+            window: None,
         };
         assert!(matches!(
             row.csv(&functions),
             Err(OutputError::UnknownFunction(_))
         ));
+    }
+
+    #[test]
+    fn unknown_replicas_are_written_nan_never_zero() {
+        let functions = vec![name("env"), name("figlet")];
+        let cells = |replicas| FunctionCells {
+            rate: 10,
+            success_rate: 1.0,
+            cpu_usage: 1.0,
+            ram_usage: 2.0,
+            power_usage: f64::NAN,
+            replicas,
+            overloaded: false,
+            mean_latency_ms: 3.0,
+        };
+        let row = ResultRow {
+            functions: BTreeMap::from([
+                (name("env"), cells(None)),
+                (name("figlet"), cells(Some(0))),
+            ]),
+            node: NodeCells {
+                cpu_usage_idle: 1.0,
+                cpu_usage: 1.0,
+                ram_usage_idle: 1.0,
+                ram_usage: 1.0,
+                ram_usage_idle_pct: 1.0,
+                ram_usage_pct: 1.0,
+                power_usage_idle: f64::NAN,
+                power_usage: f64::NAN,
+                rest_seconds: 0,
+                overloaded: false,
+            },
+        };
+        let line = String::from_utf8(row.csv_line(&functions).unwrap()).unwrap();
+        assert!(
+            line.starts_with(
+                "env,10,1.000,1.000,2.000,nan,nan,0,3.000,figlet,10,1.000,1.000,2.000,nan,0,0,"
+            ),
+            "{line}"
+        );
+        let json = row.to_protocol(&functions).unwrap();
+        assert_eq!(json["replica_env"], serde_json::json!("nan"));
+        assert_eq!(json["replica_figlet"], serde_json::json!(0));
     }
 
     #[test]
@@ -397,6 +450,7 @@ mod tests {
                     power_usage: 2.0,
                 },
             )]),
+            window: None,
         };
         assert_eq!(
             row.to_json(),

