@@ -14,7 +14,10 @@
 //!   mid-configuration and the rerun that resumes;
 //! - `environment`: an unreachable k6 host at start, Prometheus dying
 //!   mid-campaign;
-//! - `injection`: hostile function names, bodies, headers and k6 tags.
+//! - `injection`: hostile function names, bodies, headers and k6 tags;
+//! - `endpoints`: a gateway refusing the credentials, Prometheus
+//!   unreachable or failing at start, stops while Prometheus hangs, 1 s
+//!   iterations on a 1 s scrape, Prometheus behind TLS and basic auth.
 
 mod support;
 
@@ -23,6 +26,8 @@ mod harness;
 
 #[path = "e2e/campaign.rs"]
 mod campaign;
+#[path = "e2e/endpoints.rs"]
+mod endpoints;
 #[path = "e2e/environment.rs"]
 mod environment;
 #[path = "e2e/injection.rs"]

@@ -13,6 +13,8 @@
 //! testbed's own loopback and namespace addresses.
 #![allow(dead_code)]
 
+pub mod tls_prometheus;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
