@@ -39,8 +39,9 @@ pub struct FunctionOutcome {
     pub expected: u64,
     /// `ok ÷ (requests + dropped)`, in `[0, 1]`; see [`success_rate`].
     pub success_rate: f64,
-    /// Mean of the latency Trend in ms (k6 reports 0 when it had no
-    /// sample).
+    /// Mean of the latency Trend in ms; NaN when a loaded function sent no
+    /// request (k6 then reports an average of 0, which was not measured).
+    /// 0 for a function at rate 0, as the legacy sampler wrote.
     pub mean_latency_ms: f64,
 }
 
@@ -139,6 +140,12 @@ fn outcome(
     // Read so that a malformed Rate is caught even though only passes count.
     success.count("fails")?;
     let mean_latency_ms = Metric::find(metrics, function, &ids.latency)?.number("avg")?;
+    // No request, no latency: k6's 0 is not a measurement.
+    let mean_latency_ms = if requests == 0 {
+        f64::NAN
+    } else {
+        mean_latency_ms
+    };
     let dropped = Metric::find(metrics, function, &ids.dropped)?.count("count")?;
     let expected = expected_requests(rate, duration);
     Ok(FunctionOutcome {
@@ -318,9 +325,13 @@ mod tests {
             let summary = export("fn-a", requests, passes, fails, dropped, 12.5);
             for shape in [summary.clone(), values_shape(&summary)] {
                 let got = parse(&shape, &pairs(&[("fn-a", rate)]), two_s).unwrap();
-                let got = &got[&name("fn-a")];
+                let mut got = got[&name("fn-a")].clone();
+                if requests == 0 {
+                    assert!(got.mean_latency_ms.is_nan(), "{case}: {got:?}");
+                    got.mean_latency_ms = 12.5;
+                }
                 assert_eq!(
-                    got,
+                    &got,
                     &FunctionOutcome {
                         rate,
                         requests,
@@ -334,6 +345,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_loaded_function_that_sent_nothing_has_nan_latency_never_0() {
+        // k6 reports avg 0 for a Trend without samples.
+        let summary = export("fn-a", 0, 0, 0, 40, 0.0);
+        let got = parse(&summary, &pairs(&[("fn-a", 20)]), Duration::from_secs(2)).unwrap();
+        let got = &got[&name("fn-a")];
+        assert!(got.mean_latency_ms.is_nan(), "{got:?}");
+        assert_eq!(got.success_rate, 0.0);
     }
 
     #[test]
