@@ -173,10 +173,15 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         GatewaySettings::default(),
     )
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
+    // The start-up checks' own meter: requests bounded like their retries,
+    // so a Prometheus that accepts and never answers fails as fast.
+    let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
+        .map_err(|e| CommandError::input("queries_path", e.to_string()))?
+        .with_stop(stop.clone());
     let checks = async {
         tokio::join!(
             connect_k6(config),
-            check_prometheus(&meter, config),
+            check_prometheus(&startup_meter, config),
             check_gateway(&gateway, config),
         )
     };
@@ -301,6 +306,14 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
 /// How long start-up retries an unreachable or failing Prometheus: the run
 /// must fail within seconds (exit 3), not wait for the campaign's budget.
 const STARTUP_FAILURE_BUDGET: Duration = Duration::from_secs(2);
+
+/// Prometheus requests at start-up: each bounded by the failure budget.
+const STARTUP_SETTINGS: PrometheusSettings = PrometheusSettings {
+    request_timeout: STARTUP_FAILURE_BUDGET,
+    connect_timeout: Duration::from_secs(1),
+    retry_budget: STARTUP_FAILURE_BUDGET,
+    retry_pause: Duration::from_millis(500),
+};
 
 /// How long start-up waits for the core count to appear (a Prometheus that
 /// has just started and not yet scraped node-exporter).

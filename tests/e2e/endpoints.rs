@@ -143,6 +143,20 @@ fn unreachable_or_failing_prometheus_at_start_exits_3_after_bounded_tries() {
         finished.elapsed
     );
 
+    // Accepts connections and never answers: each request is bounded like
+    // the retries, so this fails as fast.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let work = Workdir::new();
+    let config = one_function(&tb, &work, json!({"prometheus_url": silent_url}));
+    let finished = run(&request(config, &work, "out", "e2e-prom-silent"));
+    assert_refused_at_start(&finished, &silent_url, "timed out", &work);
+    eprintln!(
+        "Prometheus silent at start: exit 3 after {:?}",
+        finished.elapsed
+    );
+    drop(silent);
+
     // Answers 503 to everything: retried a bounded number of times (a 2 s
     // budget, 0.5 s apart), then exit 3 naming the status.
     let (failing, requests) = failing_prometheus();
