@@ -451,6 +451,11 @@ async fn replicas_the_gateway_refused_are_nan_never_zero() {
         .any(|e| e.level == crate::events::Level::Warning
             && e.message.contains("replicas unknown, recorded as nan")
             && e.message.contains("401")));
+    // A dataset with a nan replica cell reads back: a rerun resumes it.
+    let mut again = FakeK6::new(100);
+    let out = campaign(&cfg, dir.path(), &mut again, &meter, &em, &stop).await;
+    assert!(again.runs.is_empty(), "{:?}", again.runs);
+    assert_eq!(out.result.returncode, 0);
 }
 
 #[tokio::test(start_paused = true)]
