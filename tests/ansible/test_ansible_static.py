@@ -4,6 +4,8 @@ dfaas target set-up statically, so a syntax check parses it."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 
 import pytest
@@ -125,3 +127,48 @@ def test_lbs_target_setup_playbook_runs_its_target_tasks(lb_ansible_dir: Path) -
     targets_play = next(p for p in orchestrated if p["hosts"] == "all:!k6_generators:!localhost")
     assert "vars/target.yml" in targets_play["vars_files"]
     assert {"name": "Setup target infrastructure", "ansible.builtin.import_tasks": "tasks/setup_target_tasks.yml"} in targets_play["tasks"]
+
+
+def _resolved_workloads(playbook_bin: str, tmp_path, workloads) -> dict:
+    extra = {
+        "dfaas_paths_file": str(ANSIBLE_DIR / "collect" / "paths.yml"),
+        "benchmark_config": {"workloads": workloads},
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    proc = subprocess.run(
+        [playbook_bin, "-i", "localhost,", "-c", "local", str(HARNESS_DIR / "paths.yml"), "-e", f"@{tmp_path / 'vars.json'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    match = re.search(r"DFAAS_PATHS (\{.*\})\"", output)
+    assert match, output
+    return json.loads(match[1].replace('\\"', '"'))
+
+
+def test_collect_paths_tolerate_workloads_without_optional_keys(playbook_bin: str, tmp_path) -> None:
+    """A workload without `enabled` (lb's default: enabled), without `plugin`,
+    or not even a mapping must not fail the collect phase (ansible-core 2.19+
+    refuses a missing attribute in selectattr/rejectattr)."""
+    resolved = _resolved_workloads(
+        playbook_bin,
+        tmp_path,
+        {
+            "dfaas": {"plugin": "dfaas"},
+            "off": {"plugin": "dfaas", "enabled": False},
+            "on": {"plugin": "dfaas", "enabled": True},
+            "other": {"plugin": "stream"},
+            "bare": {"enabled": True},
+            "empty": None,
+            "text": "dfaas",
+            "bad name": {"plugin": "dfaas"},
+        },
+    )
+    assert resolved == {"workloads": ["dfaas", "on"], "bad": ["bad name"]}
+
+
+def test_collect_paths_without_workloads(playbook_bin: str, tmp_path) -> None:
+    assert _resolved_workloads(playbook_bin, tmp_path, None) == {"workloads": [], "bad": []}
