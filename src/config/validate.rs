@@ -118,9 +118,19 @@ pub(crate) fn validate(
             ));
         }
     }
+    let rates = rates.and_then(|rates| {
+        k6_rate_limit(&raw, strategy.as_ref(), &rates)
+            .map_err(|(field, reason)| found.error(field, reason))
+            .ok()
+            .map(|()| rates)
+    });
     let functions = functions(&raw, strategy.as_ref(), rates.as_deref(), &mut found);
     let combinations = combinations(&raw, &mut found);
-    let duration = duration(&raw.duration)
+    if let (Some(functions), Some(rates), Some(combinations)) = (&functions, &rates, &combinations)
+    {
+        plan_size(functions, rates, combinations, &mut found);
+    }
+    let duration = scenario_duration(&raw.duration)
         .map_err(|reason| found.error("duration", reason))
         .ok();
     let iterations = iterations(raw.iterations, &mut found);
@@ -631,6 +641,75 @@ fn rate_strategy(raw: &RawConfig, found: &mut Findings) -> Option<RateStrategy> 
     })
 }
 
+/// Every rate must reach k6 unchanged (see [`MAX_RATE`]); the error names
+/// the field that produced the first rate beyond it.
+fn k6_rate_limit(
+    raw: &RawConfig,
+    strategy: Option<&RateStrategy>,
+    rates: &[u64],
+) -> Result<(), (String, String)> {
+    let Some(&highest) = rates.last().filter(|&&rate| rate > MAX_RATE) else {
+        return Ok(());
+    };
+    let reason = |rate: u64| {
+        format!(
+            "rate {rate} is above {MAX_RATE}, the largest rate k6 runs exactly (it reads rates as JavaScript numbers)"
+        )
+    };
+    let field = match strategy {
+        Some(RateStrategy::Custom { .. }) => {
+            if let RawRateStrategy::Custom(RawCustom { rates: given }) = &raw.rate_strategy {
+                if let Some(index) = given.iter().position(|rate| rate.0 > MAX_RATE) {
+                    return Err((
+                        format!("rate_strategy.rates[{index}]"),
+                        reason(given[index].0),
+                    ));
+                }
+            }
+            "rate_strategy.rates".to_string()
+        }
+        Some(RateStrategy::Exponential { max_rate: None, .. }) => {
+            "rate_strategy.max_power".to_string()
+        }
+        _ if raw.rates.is_some() && raw.rate_strategy == RawRateStrategy::default() => {
+            "rates.max_rate".to_string()
+        }
+        _ => "rate_strategy.max_rate".to_string(),
+    };
+    Err((field, reason(highest)))
+}
+
+/// A plan must be countable: its number of configurations must fit in 128
+/// bits (nothing larger could ever run; counting it would overflow).
+fn plan_size(
+    functions: &[FunctionSpec],
+    rates: &[u64],
+    combinations: &Combinations,
+    found: &mut Findings,
+) {
+    let per_function: Vec<u128> = functions
+        .iter()
+        .map(|f| {
+            rates
+                .iter()
+                .filter(|&&rate| f.max_rate.map_or(true, |max| rate <= max))
+                .count() as u128
+        })
+        .collect();
+    if crate::plan::count_configurations(&per_function, *combinations).is_none() {
+        found.error(
+            "combinations.max_functions",
+            format!(
+                "{} functions with {} rates each in combinations of {}..{} functions make more configurations than fit in 128 bits; lower combinations.max_functions or use fewer functions or rates",
+                functions.len(),
+                rates.len(),
+                combinations.min_functions,
+                combinations.max_functions
+            ),
+        );
+    }
+}
+
 /// The smallest rate lb's rule compares `max_rate` against.
 fn strategy_min_rate(strategy: &RateStrategy) -> Option<u64> {
     match *strategy {
@@ -785,7 +864,44 @@ fn combinations(raw: &RawConfig, found: &mut Findings) -> Option<Combinations> {
     }
 }
 
-/// `<n>ms|s|m|h` with n > 0, and the text as it will be given to k6.
+/// The shortest scenario k6 runs: its `constant-arrival-rate` and
+/// `constant-vus` executors refuse anything shorter ("the duration must be
+/// at least 1s").
+pub(crate) const MIN_DURATION: Duration = Duration::from_secs(1);
+
+/// The longest scenario accepted: 2562047 h. k6 keeps durations in Go's
+/// `time.Duration` (nanoseconds in an i64, about 2562047.8 h) and refuses a
+/// longer one ("invalid duration"); just below that limit the scenario's
+/// end overflows once k6 adds its stop margins, and k6 ends the run at once
+/// (seen with k6 1.1 at 9223372036000ms). The whole hours below the limit
+/// leave 47 minutes for those margins.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(2_562_047 * 3600);
+
+/// The largest rate k6 runs as written: k6 reads the script's options as
+/// JavaScript numbers, exact only up to 2^53 - 1 (`Number.MAX_SAFE_INTEGER`);
+/// a larger rate silently becomes another one (9007199254740993 runs as
+/// ...992) and beyond 2^63 k6 refuses the script.
+pub(crate) const MAX_RATE: u64 = (1 << 53) - 1;
+
+/// The k6 scenario duration: [`duration`] within
+/// [`MIN_DURATION`]..=[`MAX_DURATION`], and the text as it will be given
+/// to k6.
+fn scenario_duration(text: &str) -> Result<(Duration, String), String> {
+    let (parsed, text) = duration(text)?;
+    if parsed < MIN_DURATION {
+        return Err(format!(
+            "{text:?} is shorter than 1s, which k6 refuses for these scenarios"
+        ));
+    }
+    if parsed > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is too large: k6 runs scenarios of at most 2562047h"
+        ));
+    }
+    Ok((parsed, text))
+}
+
+/// `<n>ms|s|m|h` with n > 0, and the text as written.
 fn duration(text: &str) -> Result<(Duration, String), String> {
     let text = text.trim();
     let digits_end = text

@@ -199,6 +199,19 @@ impl<'a> IntoIterator for &'a Plan {
     }
 }
 
+/// The number of configurations of a plan whose functions have
+/// `rate_counts` rates each (functions without rates count 0), over the
+/// combination sizes of `combinations`; `None` when it does not fit in
+/// 128 bits. What [`Plan::count`] computes, before a plan exists.
+pub fn count_configurations(rate_counts: &[u128], combinations: Combinations) -> Option<u128> {
+    let active: Vec<u128> = rate_counts.iter().copied().filter(|&n| n > 0).collect();
+    sum_of_subset_products(
+        &active,
+        combinations.min_functions.max(1),
+        combinations.max_functions,
+    )
+}
+
 /// Lower bound of the wall time `configurations` take, in whole seconds
 /// rounded up: `duration × iterations × configurations`, as lb estimates.
 /// Cooldown, setup and transfer time are not included (cooldown alone can

@@ -225,6 +225,51 @@ fn each_rule_names_its_field() {
             "duration",
             "too large",
         ),
+        (json!({"duration": "1ms"}), "duration", "shorter than 1s"),
+        (json!({"duration": "999ms"}), "duration", "k6 refuses"),
+        (
+            json!({"duration": "18446744073709551615ms"}),
+            "duration",
+            "too large",
+        ),
+        (
+            json!({"duration": "2562048h"}),
+            "duration",
+            "at most 2562047h",
+        ),
+        (
+            json!({"rate_strategy": {"type": "linear", "min_rate": 9007199254740990u64, "max_rate": 9007199254740992u64, "step": 1}}),
+            "rate_strategy.max_rate",
+            "above 9007199254740991",
+        ),
+        (
+            json!({"rate_strategy": {"type": "custom", "rates": [10, 18446744073709551615u64]}}),
+            "rate_strategy.rates[1]",
+            "JavaScript numbers",
+        ),
+        (
+            json!({"rate_strategy": {"type": "exponential", "base": 2, "min_power": 60, "max_power": 60}}),
+            "rate_strategy.max_power",
+            "above 9007199254740991",
+        ),
+        (
+            json!({"rate_strategy": {"type": "random", "min_rate": 9007199254740992u64, "max_rate": 9007199254740999u64, "count": 2, "seed": 1}}),
+            "rate_strategy.max_rate",
+            "k6 runs exactly",
+        ),
+        (
+            json!({"rates": {"min_rate": 9007199254740992u64, "max_rate": 9007199254740992u64, "step": 1}}),
+            "rates.max_rate",
+            "above 9007199254740991",
+        ),
+        (
+            json!({
+                "functions": (0..64).map(|i| json!({"name": format!("f{i}")})).collect::<Vec<_>>(),
+                "combinations": {"min_functions": 1, "max_functions": 65},
+            }),
+            "combinations.max_functions",
+            "more configurations than fit in 128 bits",
+        ),
         (json!({"iterations": 0}), "iterations", ">= 1"),
         (
             json!({"iterations": 5000000000u64}),
@@ -693,19 +738,34 @@ fn pid_regexes_keyed_by_function() {
 fn durations() {
     let cases = [
         ("30s", Duration::from_secs(30)),
-        ("250ms", Duration::from_millis(250)),
+        ("1500ms", Duration::from_millis(1500)),
+        ("1s", Duration::from_secs(1)),
+        ("2562047h", Duration::from_secs(2_562_047 * 3600)),
         ("2m", Duration::from_secs(120)),
         ("1h", Duration::from_secs(3600)),
         (" 45s ", Duration::from_secs(45)),
     ];
     for (text, expected) in cases {
-        let (parsed, kept) = duration(text).unwrap();
+        let (parsed, kept) = scenario_duration(text).unwrap();
         assert_eq!(parsed, expected, "{text}");
         assert_eq!(kept, text.trim());
     }
-    for bad in ["", "s", "30", "-1s", "1.5s", "30 s", "30S", "1d"] {
+    for bad in ["", "s", "30", "-1s", "1.5s", "30 s", "30S", "1d", "0s"] {
         assert!(duration(bad).is_err(), "{bad:?} accepted");
+        assert!(scenario_duration(bad).is_err(), "{bad:?} accepted");
     }
+    // What k6 refuses as a scenario's duration (other durations, such as
+    // k6_reconnect_timeout, are not k6's).
+    for bad in [
+        "1ms",
+        "999ms",
+        "2562048h",
+        "9223372036854ms",
+        "18446744073709551615ms",
+    ] {
+        assert!(scenario_duration(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(duration("250ms").unwrap().0, Duration::from_millis(250));
 }
 
 #[test]
@@ -815,4 +875,19 @@ fn https_urls_are_accepted() {
     }));
     assert_eq!(c.gateway_url, "https://gw.lab:8443");
     assert_eq!(c.prometheus_url, "https://192.0.2.10:9090");
+}
+
+/// The k6 limits are inclusive: the largest rate and plans right at the
+/// edge of countable are accepted.
+#[test]
+fn values_at_the_k6_and_plan_limits_are_accepted() {
+    let c = config(json!({"rate_strategy": {"type": "custom", "rates": [0, 9007199254740991u64]}}));
+    assert_eq!(c.rates, [0, 9007199254740991]);
+    // 64 functions with 2 rates in every size up to 64: 3^64 - 1 < 2^128.
+    let c = config(json!({
+        "functions": (0..64).map(|i| json!({"name": format!("f{i}")})).collect::<Vec<_>>(),
+        "rate_strategy": {"type": "custom", "rates": [1, 2]},
+        "combinations": {"min_functions": 1, "max_functions": 65},
+    }));
+    assert_eq!(crate::plan::Plan::new(&c).count(), Ok(3u128.pow(64) - 1));
 }
