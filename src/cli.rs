@@ -239,11 +239,11 @@ pub fn plan_cmd_as(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let plan = Plan::new(&input.config);
-    let output_dir = crate::session::resolve_context(&input.context, &input.config)?.output_dir;
-    let indexed = match crate::output::index::read_index(&output_dir.join("index.csv")) {
-        Ok(index) => index.indexed(),
-        Err(e) => return Err(CommandError::input("output_dir", e.to_string())),
-    };
+    let ctx = crate::session::resolve_context(&input.context, &input.config)?;
+    crate::session::inspect_output(&ctx)?;
+    let indexed = crate::output::index::read_index(&ctx.output_dir.join("index.csv"))
+        .map_err(|e| crate::session::output_error(&ctx, e))?
+        .indexed();
     let written = match format {
         PlanFormat::Json => write_plan_json(out, &input.config, &plan, &indexed, limit),
         PlanFormat::Table => write_plan_table(out, &input.config, &plan, &indexed, limit),
@@ -412,6 +412,9 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
         Command::Describe => Ok(document(&manifest(), exit::OK)),
         Command::Validate { input, format } => {
             let input = load_input(input, stdin)?;
+            // Everything `run` would refuse before connecting anywhere.
+            let ctx = crate::session::resolve_context(&input.context, &input.config)?;
+            crate::session::inspect_output(&ctx)?;
             if *format == Some(ValidateFormat::Text) {
                 return Ok(Outcome {
                     stdout: validate_text(&input),

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::campaign::live::{LiveMeasurements, RemoteK6};
 use crate::campaign::stop::Stop;
-use crate::campaign::{self, CampaignError, RunContext};
+use crate::campaign::{Campaign, CampaignError, RunContext};
 use crate::config::Config;
 use crate::events::{Emitter, EventKind, EventOrigin, Level, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
@@ -25,7 +25,7 @@ use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
 use crate::metrics::scrape::{self, Sampling};
-use crate::output::OutputError;
+use crate::output::{Fault, OutputError};
 use crate::protocol::{exit, Context, ErrorInfo, RunResult};
 use crate::report::{CommandError, ErrorKind};
 
@@ -41,6 +41,9 @@ pub struct ResolvedContext {
     pub repetition: u32,
     pub total_repetitions: u32,
     pub output_dir: PathBuf,
+    /// Where `output_dir` came from, for errors: `context.output_dir` or
+    /// the config's `output_dir` (the default counts as the latter).
+    pub output_dir_field: &'static str,
     pub stop_file: Option<PathBuf>,
 }
 
@@ -73,6 +76,11 @@ pub fn resolve_context(
             "must be at least 1",
         ));
     }
+    let output_dir_field = if context.output_dir.is_some() {
+        "context.output_dir"
+    } else {
+        "output_dir"
+    };
     let output_dir = match (&context.output_dir, &config.output_dir) {
         (Some(dir), _) if dir.trim().is_empty() => {
             return Err(CommandError::input(
@@ -94,12 +102,32 @@ pub fn resolve_context(
         repetition,
         total_repetitions,
         output_dir,
+        output_dir_field,
         stop_file: context
             .stop_file
             .as_ref()
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
     })
+}
+
+/// Checks the output location without creating or writing anything (what
+/// `validate` and `plan` can do; `run` prepares it, see
+/// [`crate::output::location::prepare`]).
+pub fn inspect_output(ctx: &ResolvedContext) -> Result<(), CommandError> {
+    crate::output::location::inspect(&ctx.output_dir).map_err(|source| output_error(ctx, source))
+}
+
+/// An error about the output location as the command's error (see
+/// [`output_failure`]).
+pub fn output_error(ctx: &ResolvedContext, source: OutputError) -> CommandError {
+    output_failure(
+        &CampaignError::Dataset {
+            dir: ctx.output_dir.clone(),
+            source,
+        },
+        ctx.output_dir_field,
+    )
 }
 
 /// A path segment on the k6 host and in local file names.
@@ -173,6 +201,15 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         GatewaySettings::default(),
     )
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
+    let run_ctx = RunContext {
+        host: ctx.host.clone(),
+        run_id: ctx.run_id.clone(),
+        repetition: ctx.repetition,
+        output_dir: ctx.output_dir.clone(),
+    };
+    // Every output problem is found before connecting, let alone loading.
+    let campaign = Campaign::open(config, &run_ctx, &emitter)
+        .map_err(|e| output_failure(&e, ctx.output_dir_field))?;
     // The start-up checks' own meter: requests bounded like their retries,
     // so a Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
@@ -231,39 +268,27 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
     }
     let meter = meter.with_sampling(sampling);
 
-    let run_ctx = RunContext {
-        host: ctx.host.clone(),
-        run_id: ctx.run_id.clone(),
-        repetition: ctx.repetition,
-        output_dir: ctx.output_dir.clone(),
-    };
     let mut load = RemoteK6::new(runner, config, &ctx.host, &ctx.run_id, ctx.repetition);
     let services = LiveMeasurements {
         meter,
         gateway,
         stop: stop.clone(),
     };
-    let outcome = campaign::run(
-        config,
-        &run_ctx,
-        &mut load,
-        &services,
-        f64::from(cores),
-        &emitter,
-        &stop,
-    )
-    .await;
+    let outcome = campaign
+        .execute(&mut load, &services, f64::from(cores), &stop)
+        .await;
     if let Err(e) = load.close().await {
         emitter.log(Level::Warning, format!("closing the SSH connection: {e}"));
     }
-    let outcome = outcome.map_err(|e| match e {
-        CampaignError::Dataset { ref source, .. } if is_input(source) => {
-            CommandError::input("output_dir", e.to_string())
-        }
-        other => CommandError::Internal(other.to_string()),
-    })?;
     let mut result = outcome.result;
-    if outcome.interrupted {
+    if let Some(stopped_by) = &outcome.stopped_by {
+        // What finished is on disk and in the result; the error says why
+        // the rest was not run.
+        let error = output_failure(stopped_by, ctx.output_dir_field);
+        result.returncode = i32::from(error.exit_code());
+        result.success = false;
+        result.error = Some(error.to_error_info());
+    } else if outcome.interrupted {
         result.error = Some(ErrorInfo {
             kind: "interrupted".into(),
             message: "interrupted by a signal or the stop file; finished rows are on disk".into(),
@@ -442,10 +467,21 @@ fn environment(message: String, context: serde_json::Value) -> CommandError {
     CommandError::Environment { message, context }
 }
 
-/// Output errors the user must fix (another header, an unreadable index).
-fn is_input(error: &OutputError) -> bool {
-    matches!(
-        error,
-        OutputError::HeaderMismatch { .. } | OutputError::Malformed { .. }
-    )
+/// An output failure as the command's error: a bad output location is
+/// invalid input (exit 2), the system refusing to write is an environment
+/// fault (exit 3); either way the message names the path and the OS error.
+fn output_failure(error: &CampaignError, field: &str) -> CommandError {
+    let CampaignError::Dataset { dir, source } = error;
+    match source.fault() {
+        Fault::Location => CommandError::input(field, error.to_string()),
+        Fault::Environment => environment(
+            error.to_string(),
+            json!({
+                "output_dir": dir,
+                "path": source.path(),
+                "os_error": source.os_error(),
+            }),
+        ),
+        Fault::Internal => CommandError::Internal(error.to_string()),
+    }
 }

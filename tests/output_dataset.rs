@@ -15,7 +15,8 @@ use lb_dfaas::output::resume::{
 use lb_dfaas::output::row::{index_entry, index_line, skipped_line, skipped_to_protocol};
 use lb_dfaas::output::table::Table;
 use lb_dfaas::output::{
-    Dataset, FunctionCells, FunctionMetrics, MetricsRow, NodeCells, OutputError, ResultRow,
+    Dataset, Fault, FunctionCells, FunctionMetrics, IterationRecord, MetricsRow, NodeCells,
+    OutputError, ResultRow,
 };
 use lb_dfaas::plan::{ConfigId, ConfigKey, Configuration};
 use serde_json::json;
@@ -671,8 +672,10 @@ fn artifacts_are_written_whole_under_legacy_names() {
     }
 }
 
+/// Python's csv module writes `\r\n`: rows appended to such a file keep
+/// its line ending, so the file never mixes the two.
 #[test]
-fn a_legacy_crlf_results_file_is_continued() {
+fn a_legacy_crlf_results_file_is_continued_with_crlf() {
     let dir = TempDir::new();
     let legacy = String::from_utf8(golden("results.csv")).unwrap();
     let mut lines = legacy.lines();
@@ -682,9 +685,181 @@ fn a_legacy_crlf_results_file_is_continued() {
     assert!(repairs.is_empty());
     ds.append_result(&golden_rows()[1]).unwrap();
     let content = String::from_utf8(fs::read(dir.file("results.csv")).unwrap()).unwrap();
-    assert_eq!(content, format!("{crlf}{}\n", lines.next().unwrap()));
+    assert_eq!(content, format!("{crlf}{}\r\n", lines.next().unwrap()));
     let counts = ds.completed_iterations().unwrap();
     assert_eq!(counts.len(), 2);
+    // skipped.csv and index.csv follow their own files' line endings.
+    drop(ds);
+    let mut index = String::from_utf8(golden("index.csv")).unwrap();
+    index = index.lines().next().unwrap().to_string() + "\r\n";
+    fs::write(dir.file("index.csv"), &index).unwrap();
+    let (mut ds, _) = Dataset::open(dir.path(), &functions()).unwrap();
+    ds.append_index(&golden_index()[0]).unwrap();
+    ds.append_skipped(&golden_skipped()[0]).unwrap();
+    let index_text = fs::read_to_string(dir.file("index.csv")).unwrap();
+    assert!(index_text.starts_with(&index), "{index_text:?}");
+    assert!(
+        index_text[index.len()..].ends_with("\r\n"),
+        "{index_text:?}"
+    );
+    assert_eq!(
+        index_text.matches('\n').count(),
+        index_text.matches("\r\n").count()
+    );
+    let skipped_text = fs::read_to_string(dir.file("skipped.csv")).unwrap();
+    assert!(
+        !skipped_text.contains('\r'),
+        "a new file is written with LF: {skipped_text:?}"
+    );
+    assert_eq!(ds.read_index().unwrap().records.len(), 1);
+}
+
+#[path = "support/small_fs.rs"]
+mod small_fs;
+
+fn empty_metrics() -> MetricsRow {
+    MetricsRow {
+        cpu_usage_node: 1.0,
+        ram_usage_node: 2.0,
+        ram_usage_node_pct: 3.0,
+        power_usage_node: f64::NAN,
+        functions: BTreeMap::new(),
+        window: Some(json!({"time_span": "2s"})),
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|list| {
+            list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_iteration_is_recorded_files_first_row_last() {
+    let dir = TempDir::new();
+    let (mut ds, _) = Dataset::open(dir.path(), &functions()).unwrap();
+    let id = ConfigId::parse("a6836d82b30b").unwrap();
+    let summary = json!({"metrics": {}});
+    let row = &golden_rows()[0];
+    let files = ds
+        .append_iteration(&IterationRecord {
+            config_id: &id,
+            iteration: 1,
+            repetition: 1,
+            summary: &summary,
+            metrics: &empty_metrics(),
+            row,
+        })
+        .unwrap();
+    assert_eq!(
+        files.summary,
+        dir.file("summaries/summary-a6836d82b30b-iter1-rep1.json")
+    );
+    assert!(files.summary.is_file() && files.metrics.is_file());
+    assert_eq!(
+        fs::read_to_string(dir.file("results.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+/// A row that cannot be written takes the iteration's files with it: no
+/// file outlives a row that was never written.
+#[test]
+fn an_iteration_whose_row_fails_leaves_no_files() {
+    let dir = TempDir::new();
+    // A dataset without figlet: the second golden row cannot be written.
+    let (mut ds, _) = Dataset::open(dir.path(), &[name("env")]).unwrap();
+    let before = fs::read(dir.file("results.csv")).unwrap();
+    let id = ConfigId::parse("a6836d82b30b").unwrap();
+    let error = ds
+        .append_iteration(&IterationRecord {
+            config_id: &id,
+            iteration: 2,
+            repetition: 1,
+            summary: &json!({"metrics": {}}),
+            metrics: &empty_metrics(),
+            row: &golden_rows()[1],
+        })
+        .unwrap_err();
+    assert!(matches!(error, OutputError::UnknownFunction(_)), "{error}");
+    assert_eq!(entries(&dir.file("summaries")), Vec::<String>::new());
+    assert_eq!(entries(&dir.file("metrics")), Vec::<String>::new());
+    assert_eq!(fs::read(dir.file("results.csv")).unwrap(), before);
+}
+
+/// ENOSPC while an iteration is written: neither its row nor any of its
+/// files (nor a temporary file) is left, and the error is the
+/// environment's, naming the file and the OS error.
+#[test]
+fn enospc_while_writing_an_iteration_leaves_neither_row_nor_files() {
+    let Some(fs_small) = small_fs::SmallFs::mount(64, false) else {
+        return;
+    };
+    let out = fs_small.join("out");
+    lb_dfaas::output::location::prepare(&out).unwrap();
+    let (mut ds, _) = Dataset::open(&out, &functions()).unwrap();
+    let before = fs::read(out.join("results.csv")).unwrap();
+    let id = ConfigId::parse("a6836d82b30b").unwrap();
+    // A summary larger than the whole filesystem.
+    let summary = json!({"metrics": {"padding": "x".repeat(200 * 1024)}});
+    let error = ds
+        .append_iteration(&IterationRecord {
+            config_id: &id,
+            iteration: 1,
+            repetition: 1,
+            summary: &summary,
+            metrics: &empty_metrics(),
+            row: &golden_rows()[0],
+        })
+        .unwrap_err();
+    assert_eq!(error.fault(), Fault::Environment, "{error}");
+    assert!(
+        error.to_string().contains("No space left on device"),
+        "{error}"
+    );
+    assert!(error.path().is_some_and(|p| p.starts_with(&out)), "{error}");
+    assert_eq!(entries(&out.join("summaries")), Vec::<String>::new());
+    assert_eq!(entries(&out.join("metrics")), Vec::<String>::new());
+    assert_eq!(fs::read(out.join("results.csv")).unwrap(), before);
+}
+
+/// ENOSPC in the middle of a line: the line is rolled back, the file ends
+/// on a line boundary and the rows before it are intact.
+#[test]
+fn enospc_on_append_rolls_the_line_back() {
+    let Some(fs_small) = small_fs::SmallFs::mount(64, false) else {
+        return;
+    };
+    let out = fs_small.join("out");
+    let (mut ds, _) = Dataset::open(&out, &functions()).unwrap();
+    fs_small.fill_leaving(0);
+    let rows = golden_rows();
+    let mut appended = 0;
+    let error = loop {
+        match ds.append_result(&rows[appended % rows.len()]) {
+            Ok(()) => appended += 1,
+            Err(error) => break error,
+        }
+        assert!(appended < 10_000, "the disk never filled up");
+    };
+    assert_eq!(error.fault(), Fault::Environment, "{error}");
+    let content = fs::read(out.join("results.csv")).unwrap();
+    assert!(content.ends_with(b"\n"), "a torn line was left");
+    assert_eq!(
+        content.iter().filter(|&&b| b == b'\n').count(),
+        appended + 1
+    );
+    drop(ds);
+    let (_, repairs) = Dataset::open(&out, &functions()).unwrap();
+    assert!(repairs.is_empty(), "{repairs:?}");
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The campaign loop (SPEC §4): baseline, dominance and index skips,
 //! cooldown, k6, summary, replicas, metrics, verdicts, rows.
 //!
-//! The loop owns ordering and durability: every row is appended (and
-//! flushed) before the next step, the index row only after a
-//! configuration's last iteration, so a run killed at any instant loses at
-//! most the iteration in flight and a rerun resumes where it stopped. It
-//! does no I/O of its own beyond the dataset: k6 and measurements come in
-//! through the [`services`] traits, progress goes out as events.
+//! The loop owns ordering and durability: an iteration's files (summary,
+//! metrics, window) are written first and its results.csv row last, so a
+//! row always has its files; a row that cannot be written takes the
+//! iteration's files with it. Every row is flushed before the next step,
+//! the index row only after a configuration's last iteration, so a run
+//! killed at any instant loses at most the iteration in flight and a rerun
+//! resumes where it stopped. It does no I/O of its own beyond the output
+//! directory: k6 and measurements come in through the [`services`] traits,
+//! progress goes out as events.
 
 pub mod cooldown;
 pub mod live;
@@ -25,7 +28,7 @@ use crate::k6::{script, summary};
 use crate::metrics::meter::IterationMetrics;
 use crate::output::resume::CompletedIterations;
 use crate::output::row::{index_entry, skipped_to_protocol};
-use crate::output::{self, artifact, Dataset, MetricsRow, OutputError};
+use crate::output::{self, artifact, Dataset, IterationRecord, MetricsRow, OutputError};
 use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
 use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
 
@@ -43,11 +46,13 @@ pub struct RunContext {
     pub output_dir: PathBuf,
 }
 
-/// Why a campaign could not run at all.
+/// Why a campaign could not run, or stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
-    /// The output directory holds files this campaign must not touch
-    /// (another header, unreadable index): an input error.
+    /// The output directory cannot be used or written: files this campaign
+    /// must not touch (another header, an unreadable index, a special
+    /// file), or the system refused (read-only, full). [`OutputError::fault`]
+    /// says which.
     #[error("output directory {dir}: {source}")]
     Dataset {
         dir: PathBuf,
@@ -66,9 +71,12 @@ pub struct Outcome {
     pub interrupted: bool,
     /// The k6 host stopped answering beyond its reconnect bound: why.
     pub generator_lost: Option<String>,
+    /// The output failure that stopped the campaign part-way (a full disk):
+    /// what finished before it is on disk and in `result`.
+    pub stopped_by: Option<CampaignError>,
 }
 
-/// Runs the whole campaign.
+/// Runs the whole campaign: [`Campaign::open`], then [`Campaign::execute`].
 pub async fn run<L: LoadGenerator, M: Measurements>(
     config: &Config,
     ctx: &RunContext,
@@ -78,13 +86,13 @@ pub async fn run<L: LoadGenerator, M: Measurements>(
     emitter: &Emitter,
     stop: &Stop,
 ) -> Result<Outcome, CampaignError> {
-    Campaign::open(config, ctx, cores, emitter)?
-        .execute(load, meter, stop)
-        .await
+    Ok(Campaign::open(config, ctx, emitter)?
+        .execute(load, meter, cores, stop)
+        .await)
 }
 
-/// The state of one campaign.
-struct Campaign<'a> {
+/// One campaign, its output directory open.
+pub struct Campaign<'a> {
     config: &'a Config,
     ctx: &'a RunContext,
     emitter: &'a Emitter,
@@ -111,10 +119,12 @@ enum ConfigEnd {
 }
 
 impl<'a> Campaign<'a> {
-    fn open(
+    /// Prepares the output directory (see [`output::location::prepare`]),
+    /// opens its tables and reads what earlier runs left there. Sends no
+    /// load: every output problem is found here, before the first k6 run.
+    pub fn open(
         config: &'a Config,
         ctx: &'a RunContext,
-        cores: f64,
         emitter: &'a Emitter,
     ) -> Result<Self, CampaignError> {
         let names: Vec<FunctionName> = config.functions.iter().map(|f| f.name.clone()).collect();
@@ -122,6 +132,7 @@ impl<'a> Campaign<'a> {
             dir: ctx.output_dir.clone(),
             source,
         };
+        output::location::prepare(&ctx.output_dir).map_err(dataset_err)?;
         let (dataset, torn) = Dataset::open(&ctx.output_dir, &names).map_err(dataset_err)?;
         for line in torn {
             emitter.log(Level::Warning, line.to_string());
@@ -156,7 +167,7 @@ impl<'a> Campaign<'a> {
             config,
             ctx,
             emitter,
-            cores,
+            cores: f64::NAN,
             names,
             dataset,
             indexed,
@@ -167,17 +178,22 @@ impl<'a> Campaign<'a> {
         })
     }
 
-    async fn execute<L: LoadGenerator, M: Measurements>(
+    /// Runs the plan on a node of `cores` cores. An output failure on the
+    /// way (a full disk) stops the campaign: it is in
+    /// [`Outcome::stopped_by`], with everything finished before it.
+    pub async fn execute<L: LoadGenerator, M: Measurements>(
         mut self,
         load: &mut L,
         meter: &M,
+        cores: f64,
         stop: &Stop,
-    ) -> Result<Outcome, CampaignError> {
+    ) -> Outcome {
+        self.cores = cores;
         let baseline = meter.node_snapshot().await;
         if stop.is_stopped() {
             self.outcome.interrupted = true;
             self.finish();
-            return Ok(self.outcome);
+            return self.outcome;
         }
         self.warn_all(baseline.warnings);
         let baseline = baseline.value;
@@ -199,28 +215,36 @@ impl<'a> Campaign<'a> {
                 self.outcome.interrupted = true;
                 break;
             }
-            if let Some(reason) = self.skip_reason(&configuration) {
-                self.skip(&configuration, reason)?;
-                continue;
-            }
-            match self
-                .run_configuration(&configuration, &baseline, load, meter, stop)
-                .await?
-            {
-                ConfigEnd::Done => {}
-                ConfigEnd::Failed => self.outcome.failed_configs += 1,
-                ConfigEnd::Interrupted => {
+            let step = match self.skip_reason(&configuration) {
+                Some(reason) => self.skip(&configuration, reason).map(|()| ConfigEnd::Done),
+                None => {
+                    self.run_configuration(&configuration, &baseline, load, meter, stop)
+                        .await
+                }
+            };
+            match step {
+                Ok(ConfigEnd::Done) => {}
+                Ok(ConfigEnd::Failed) => self.outcome.failed_configs += 1,
+                Ok(ConfigEnd::Interrupted) => {
                     self.outcome.interrupted = true;
                     break;
                 }
-                ConfigEnd::GeneratorLost(reason) => {
+                Ok(ConfigEnd::GeneratorLost(reason)) => {
                     self.outcome.generator_lost = Some(reason);
+                    break;
+                }
+                Err(error) => {
+                    self.emitter.log(
+                        Level::Error,
+                        format!("the campaign stops: {error}; finished rows are on disk"),
+                    );
+                    self.outcome.stopped_by = Some(error);
                     break;
                 }
             }
         }
         self.finish();
-        Ok(self.outcome)
+        self.outcome
     }
 
     fn skip_reason(&self, configuration: &Configuration) -> Option<SkipReason> {
@@ -504,9 +528,6 @@ impl<'a> Campaign<'a> {
             },
             &self.config.overload,
         );
-        self.dataset
-            .append_result(&row)
-            .map_err(|source| self.dataset_error(source))?;
         let node_overloaded = row.node.overloaded;
         self.record_iteration(id, iteration, &row, run.summary, &metrics)?;
         if node_overloaded {
@@ -521,7 +542,8 @@ impl<'a> Campaign<'a> {
         })
     }
 
-    /// Artifacts and protocol entries of a finished iteration.
+    /// Writes a finished iteration, files and row together or not at all
+    /// (see [`Dataset::append_iteration`]), and its protocol entries.
     fn record_iteration(
         &mut self,
         id: &ConfigId,
@@ -554,18 +576,21 @@ impl<'a> Campaign<'a> {
                 .collect(),
             window: serde_json::to_value(&metrics.window).ok(),
         };
-        let dir = self.dataset.dir().to_path_buf();
-        let summary_path = artifact::write_summary(&dir, id, iteration, repetition, &summary)
+        let files = self
+            .dataset
+            .append_iteration(&IterationRecord {
+                config_id: id,
+                iteration,
+                repetition,
+                summary: &summary,
+                metrics: &metrics_row,
+                row,
+            })
             .map_err(|source| self.dataset_error(source))?;
-        let metrics_path =
-            artifact::write_metrics(&dir, id, iteration, repetition, &self.names, &metrics_row)
-                .map_err(|source| self.dataset_error(source))?;
-        self.artifact(summary_path);
-        self.artifact(metrics_path);
-        if let Some(window) = &metrics_row.window {
-            let window_path = artifact::write_window(&dir, id, iteration, repetition, window)
-                .map_err(|source| self.dataset_error(source))?;
-            self.artifact(window_path);
+        self.artifact(files.summary);
+        self.artifact(files.metrics);
+        if let Some(window) = files.window {
+            self.artifact(window);
         }
         if let Ok(json) = row.to_protocol(&self.names) {
             self.outcome.result.dfaas_results.push(json);
@@ -614,7 +639,13 @@ impl<'a> Campaign<'a> {
         }
         let result = &mut self.outcome.result;
         result.interrupted = self.outcome.interrupted;
-        let code = if self.outcome.interrupted {
+        let code = if let Some(CampaignError::Dataset { source, .. }) = &self.outcome.stopped_by {
+            match source.fault() {
+                output::Fault::Location => protocol::exit::INVALID_INPUT,
+                output::Fault::Environment => protocol::exit::ENVIRONMENT,
+                output::Fault::Internal => protocol::exit::CONFIG_FAILED,
+            }
+        } else if self.outcome.interrupted {
             protocol::exit::INTERRUPTED
         } else if self.outcome.generator_lost.is_some() {
             protocol::exit::ENVIRONMENT

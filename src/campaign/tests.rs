@@ -49,6 +49,8 @@ struct FakeK6 {
     runs: Vec<String>,
     fail_config: Option<String>,
     stop_after: Option<(usize, StopHandle)>,
+    /// From this run on (1-based), summaries carry 200 KiB of padding.
+    big_summary_from: Option<usize>,
 }
 
 impl FakeK6 {
@@ -58,6 +60,7 @@ impl FakeK6 {
             runs: vec![],
             fail_config: None,
             stop_after: None,
+            big_summary_from: None,
         }
     }
 }
@@ -122,8 +125,15 @@ impl LoadGenerator for FakeK6 {
             return Err(LoadError::Failed("ssh: connection reset".into()));
         }
         let pairs = pairs_in(job.script, &["env", "figlet"]);
+        let mut summary = summary(&pairs, self.capacity);
+        if self
+            .big_summary_from
+            .is_some_and(|from| self.runs.len() >= from)
+        {
+            summary["padding"] = json!("x".repeat(200 * 1024));
+        }
         Ok(LoadRun {
-            summary: summary(&pairs, self.capacity),
+            summary,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
             ended_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_002),
             warnings: vec![],
@@ -524,4 +534,63 @@ async fn the_query_window_is_written_beside_the_metrics_csv() {
             .join(format!("metrics/metrics-{id}-iter1-rep1.csv")),
     );
     assert!(!csv[0].contains("window"), "{}", csv[0]);
+}
+
+#[path = "../../tests/support/small_fs.rs"]
+mod small_fs;
+
+/// A disk that fills up mid-run stops the campaign with the environment's
+/// error; the iteration that did not fit leaves neither a row nor files,
+/// and what finished before it stays.
+#[tokio::test(start_paused = true)]
+async fn a_full_disk_stops_the_campaign_keeping_what_finished() {
+    let Some(disk) = small_fs::SmallFs::mount(96, false) else {
+        return;
+    };
+    let dir = disk.join("out");
+    let cfg = config(&["env"], &[10, 20, 30], 1);
+    let (em, sink) = emitter();
+    let (_h, stop) = Stop::new();
+    let mut k6 = FakeK6::new(100);
+    k6.big_summary_from = Some(2);
+    let out = campaign(&cfg, &dir, &mut k6, &FakeMeter::quiet(), &em, &stop).await;
+
+    assert_eq!(k6.runs.len(), 2, "the campaign stops at the failed write");
+    let Some(super::CampaignError::Dataset { source, .. }) = &out.stopped_by else {
+        panic!("not stopped by the disk: {:?}", out.stopped_by);
+    };
+    assert_eq!(
+        source.fault(),
+        crate::output::Fault::Environment,
+        "{source}"
+    );
+    assert!(
+        source.to_string().contains("No space left on device"),
+        "{source}"
+    );
+    assert_eq!(lines(&dir.join("results.csv")).len(), 2, "header + env:10");
+    assert_eq!(lines(&dir.join("index.csv")).len(), 2);
+    assert_eq!(out.result.dfaas_results.len(), 1);
+    let files = |sub: &str, prefix: &str| {
+        std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            })
+            .count()
+    };
+    assert_eq!(
+        (
+            files("summaries", "summary-"),
+            files("metrics", "metrics-"),
+            files("metrics", "window-"),
+            files("metrics", ".tmp"),
+        ),
+        (1, 1, 1, 0)
+    );
+    assert!(sink
+        .events()
+        .iter()
+        .any(|e| e.message.contains("the campaign stops")));
 }

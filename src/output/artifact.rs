@@ -96,6 +96,19 @@ pub fn write_script(dir: &Path, id: &ConfigId, script: &str) -> Result<PathBuf, 
     Ok(path)
 }
 
+/// Removes files written for an iteration whose row could not be written
+/// (best effort: a file that cannot be removed is overwritten when the
+/// iteration is run again, and no row points at it), then syncs their
+/// directories so the removal is as durable as the write was.
+pub(crate) fn remove_iteration_files(paths: &[&Path]) {
+    for path in paths {
+        let _ = fs::remove_file(path);
+        if let Some(dir) = path.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+    }
+}
+
 /// Replaces `path` with `contents` atomically, creating its directory.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), OutputError> {
     let dir = match path.parent() {

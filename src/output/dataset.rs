@@ -1,18 +1,20 @@
 //! The three append-only tables of an output directory.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::index::{read_index, IndexFile};
+use super::location::open_append;
 use super::resume::{completed_iterations, CompletedIterations};
 use super::row::{index_line, skipped_line};
 use super::table::Table;
 use super::tail::{complete_len, describe, TornLine};
-use super::{OutputError, ResultRow};
+use super::{artifact, MetricsRow, OutputError, ResultRow};
 use crate::config::FunctionName;
-use crate::plan::{ConfigKey, Configuration};
+use crate::plan::{ConfigId, ConfigKey, Configuration};
+use serde_json::Value;
 
 /// results.csv, skipped.csv and index.csv of one output directory, open for
 /// appending.
@@ -108,6 +110,47 @@ impl Dataset {
         self.results.append(&line)
     }
 
+    /// Records one finished iteration: its summary, metrics and window
+    /// files first, its results.csv row last. The row is what makes an iteration
+    /// count (a rerun repeats an iteration that has none), so writing it
+    /// last means a row never lacks its files; if the row (or a file)
+    /// cannot be written, the files already written for the iteration are
+    /// removed again, so none outlives a row that was never written.
+    pub fn append_iteration(
+        &mut self,
+        record: &IterationRecord<'_>,
+    ) -> Result<IterationFiles, OutputError> {
+        let dir = self.dir.clone();
+        let (id, iteration, repetition) = (record.config_id, record.iteration, record.repetition);
+        let summary = artifact::write_summary(&dir, id, iteration, repetition, record.summary)?;
+        let metrics = artifact::write_metrics(
+            &dir,
+            id,
+            iteration,
+            repetition,
+            &self.functions,
+            record.metrics,
+        )
+        .inspect_err(|_| artifact::remove_iteration_files(&[&summary]))?;
+        let window = match &record.metrics.window {
+            Some(window) => Some(
+                artifact::write_window(&dir, id, iteration, repetition, window)
+                    .inspect_err(|_| artifact::remove_iteration_files(&[&summary, &metrics]))?,
+            ),
+            None => None,
+        };
+        self.append_result(record.row).inspect_err(|_| {
+            let mut written = vec![summary.as_path(), metrics.as_path()];
+            written.extend(window.as_deref());
+            artifact::remove_iteration_files(&written);
+        })?;
+        Ok(IterationFiles {
+            summary,
+            metrics,
+            window,
+        })
+    }
+
     /// Appends a failed or skipped configuration to skipped.csv, durably.
     pub fn append_skipped(&mut self, config: &Configuration) -> Result<(), OutputError> {
         let line = skipped_line(config, &self.functions)?;
@@ -177,6 +220,27 @@ impl Dataset {
     }
 }
 
+/// One finished iteration, as [`Dataset::append_iteration`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct IterationRecord<'a> {
+    pub config_id: &'a ConfigId,
+    pub iteration: u32,
+    pub repetition: u32,
+    /// k6's summary document.
+    pub summary: &'a Value,
+    pub metrics: &'a MetricsRow,
+    pub row: &'a ResultRow,
+}
+
+/// Where an iteration's files were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IterationFiles {
+    pub summary: PathBuf,
+    pub metrics: PathBuf,
+    /// The query window, when the metrics carry one.
+    pub window: Option<PathBuf>,
+}
+
 /// One table file open in append mode.
 #[derive(Debug)]
 struct AppendFile {
@@ -184,6 +248,9 @@ struct AppendFile {
     file: File,
     /// Length after the last acknowledged line.
     len: u64,
+    /// The file's lines end in `\r\n` (its header does): appended lines
+    /// end the same way, so a file never mixes line endings.
+    crlf: bool,
 }
 
 impl AppendFile {
@@ -194,12 +261,7 @@ impl AppendFile {
         header: &[u8],
         repairs: &mut Vec<TornLine>,
     ) -> Result<(AppendFile, bool), OutputError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| OutputError::io("open", &path, e))?;
+        let mut file = open_append(&path, true)?;
         let read_err = |e| OutputError::io("read", &path, e);
         let (complete, total) = complete_len(&mut file).map_err(read_err)?;
 
@@ -223,7 +285,12 @@ impl AppendFile {
             repairs.push(torn);
         }
         if complete == 0 {
-            let mut this = AppendFile { path, file, len: 0 };
+            let mut this = AppendFile {
+                path,
+                file,
+                len: 0,
+                crlf: false,
+            };
             this.file
                 .set_len(0)
                 .map_err(|e| OutputError::io("truncate", &this.path, e))?;
@@ -259,13 +326,23 @@ impl AppendFile {
                 path,
                 file,
                 len: complete,
+                crlf: first.ends_with(b"\r\n"),
             },
             false,
         ))
     }
 
-    /// One write of the whole line, then `sync_data`.
+    /// One write of the whole line, then `sync_data`. A line ending in
+    /// `\n` gets the file's line ending.
     fn append(&mut self, line: &[u8]) -> Result<(), OutputError> {
+        let with_crlf;
+        let line = match line.strip_suffix(b"\n") {
+            Some(body) if self.crlf && !body.ends_with(b"\r") => {
+                with_crlf = [body, b"\r\n"].concat();
+                &with_crlf[..]
+            }
+            _ => line,
+        };
         let written = self
             .file
             .write_all(line)

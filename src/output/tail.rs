@@ -87,15 +87,14 @@ pub(crate) struct CompleteLines {
 }
 
 /// Opens `path` for reading its complete lines; `None` when it does not
-/// exist. The file is not modified.
+/// exist, an error when it is not a regular file (a FIFO would block, a
+/// link would read another file). The file is not modified.
 pub(crate) fn open_complete(
     path: &std::path::Path,
 ) -> Result<Option<CompleteLines>, super::OutputError> {
     use std::io::{Seek, SeekFrom};
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(super::OutputError::io("open", path, e)),
+    let Some(mut file) = super::location::open_existing(path)? else {
+        return Ok(None);
     };
     let read_err = |e| super::OutputError::io("read", path, e);
     let (complete, total) = complete_len(&mut file).map_err(read_err)?;
