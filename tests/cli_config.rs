@@ -437,3 +437,104 @@ fn lb_install_without_lb_names_the_python_and_the_flags() {
     assert_eq!(out.code, 2);
     assert_eq!(out.first_error().0, "--lb-root");
 }
+
+/// `validate` refuses every request context `run` would refuse, naming the
+/// field, without touching the network.
+#[test]
+fn validate_refuses_the_contexts_run_refuses() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"run_id": "../../etc"}),
+            "context.run_id",
+            "[A-Za-z0-9._-]",
+        ),
+        (json!({"run_id": "a b"}), "context.run_id", "[A-Za-z0-9._-]"),
+        (json!({"run_id": ""}), "context.run_id", "1-128 characters"),
+        (
+            json!({"run_id": "run\u{7}1"}),
+            "context.run_id",
+            "[A-Za-z0-9._-]",
+        ),
+        (
+            json!({"host": "../../etc"}),
+            "context.host",
+            "names directories",
+        ),
+        (json!({"host": ""}), "context.host", "1-128 characters"),
+        (
+            json!({"host": "node\u{200b}1"}),
+            "context.host",
+            "[A-Za-z0-9._-]",
+        ),
+        (
+            json!({"host": "n".repeat(129)}),
+            "context.host",
+            "1-128 characters",
+        ),
+        (json!({"repetition": 0}), "context.repetition", "at least 1"),
+        (
+            json!({"output_dir": ""}),
+            "context.output_dir",
+            "must not be empty",
+        ),
+        (
+            json!({"output_dir": "/dev/null"}),
+            "context.output_dir",
+            "not a directory",
+        ),
+    ];
+    for (context, field, reason) in cases {
+        let mut context = context;
+        context
+            .as_object_mut()
+            .unwrap()
+            .entry("host")
+            .or_insert(json!("node1"));
+        let request = json!({"config": {}, "context": context}).to_string();
+        for command in ["validate", "run"] {
+            let out = lb_dfaas(&[command], Some(request.as_bytes()), &[]);
+            assert_eq!(out.code, 2, "{command} {context}: {}", out.stdout);
+            let (got_field, got_reason) = out.first_error();
+            assert_eq!(got_field, field, "{command} {context}");
+            assert!(
+                got_reason.contains(reason),
+                "{command} {context}: {got_reason}"
+            );
+        }
+    }
+}
+
+/// Values k6 would reject, and plans too large to count, are invalid input
+/// for `validate` and `plan` alike (a plan used to exit 1 "internal").
+#[test]
+fn values_k6_rejects_and_uncountable_plans_are_invalid_input() {
+    let functions: Vec<Value> = (0..64).map(|i| json!({"name": format!("f{i}")})).collect();
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({"duration": "1ms"}), "duration", "shorter than 1s"),
+        (
+            json!({"duration": "18446744073709551615ms"}),
+            "duration",
+            "too large",
+        ),
+        (
+            json!({"rate_strategy": {"type": "custom", "rates": [9007199254740992u64]}}),
+            "rate_strategy.rates[0]",
+            "above 9007199254740991",
+        ),
+        (
+            json!({"functions": functions, "combinations": {"min_functions": 1, "max_functions": 65}}),
+            "combinations.max_functions",
+            "128 bits",
+        ),
+    ];
+    for (config, field, reason) in cases {
+        let request = json!({"config": config, "context": {"host": "node1"}}).to_string();
+        for command in ["validate", "plan"] {
+            let out = lb_dfaas(&[command], Some(request.as_bytes()), &[]);
+            assert_eq!(out.code, 2, "{command} {field}: {}", out.stdout);
+            let (got_field, got_reason) = out.first_error();
+            assert_eq!(got_field, field, "{command}: {}", out.stdout);
+            assert!(got_reason.contains(reason), "{command}: {got_reason}");
+        }
+    }
+}
