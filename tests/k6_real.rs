@@ -549,3 +549,78 @@ fn k6_accepts_every_snapshot_script() {
         assert!(inspected["scenarios"].is_object(), "{inspected}");
     }
 }
+
+/// `k6 inspect --execution-requirements` of a script for figlet at `rate`
+/// for `duration_text`: the scenario's rate as k6 read it, or k6's error.
+fn k6_inspect(duration_text: &str, duration: Duration, rate: u64) -> Result<u64, String> {
+    let functions = [get("figlet")];
+    let text = render(&ScriptInput {
+        gateway_url: "http://127.0.0.1:1",
+        duration_text,
+        duration,
+        functions: &functions,
+        pairs: &pairs(&[("figlet", rate)]),
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("script.js");
+    std::fs::write(&script_path, text).unwrap();
+    let out = k6()
+        .args(["inspect", "--execution-requirements"])
+        .arg(&script_path)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    inspected["scenarios"]["fn_figlet"]["rate"]
+        .as_u64()
+        .ok_or_else(|| format!("no rate in {inspected}"))
+}
+
+/// Whether the config loader accepts `duration` and `rate`.
+fn validate_accepts(duration_text: &str, rate: u64) -> bool {
+    let request = lb_dfaas::protocol::Request {
+        config: serde_json::json!({
+            "functions": [{"name": "figlet"}],
+            "duration": duration_text,
+            "rate_strategy": {"type": "custom", "rates": [rate]},
+        }),
+        ..Default::default()
+    };
+    lb_dfaas::config::load_request(&request).is_ok()
+}
+
+/// The duration and rate limits of `validate` are k6's: what it accepts,
+/// k6 runs as written; what it refuses, k6 refuses or changes.
+#[test]
+fn k6_agrees_with_the_duration_and_rate_limits_of_validate() {
+    let max_rate = (1u64 << 53) - 1;
+    let hour = Duration::from_secs(3600);
+    let accepted = [
+        ("1s", Duration::from_secs(1), 10),
+        ("2562047h", hour * 2_562_047, 10),
+        ("30s", Duration::from_secs(30), max_rate),
+    ];
+    for (text, duration, rate) in accepted {
+        assert!(validate_accepts(text, rate), "{text} at {rate} refused");
+        assert_eq!(
+            k6_inspect(text, duration, rate),
+            Ok(rate),
+            "{text} at {rate}"
+        );
+    }
+    let refused = [
+        ("999ms", Duration::from_millis(999), 10),
+        ("1ms", Duration::from_millis(1), 10),
+        ("2562048h", hour * 2_562_048, 10),
+        ("30s", Duration::from_secs(30), max_rate + 2),
+        ("30s", Duration::from_secs(30), u64::MAX),
+    ];
+    for (text, duration, rate) in refused {
+        assert!(!validate_accepts(text, rate), "{text} at {rate} accepted");
+        let k6_read = k6_inspect(text, duration, rate);
+        assert_ne!(k6_read, Ok(rate), "k6 runs {text} at {rate} as written");
+    }
+}
