@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lb_dfaas::config::{Combinations, FunctionName};
-use lb_dfaas::plan::{dominates, Configuration, OverloadMemory, Plan, PlanFunction};
+use lb_dfaas::plan::{dominates, ConfigId, Configuration, OverloadMemory, Plan, PlanFunction};
 
 fn plan(functions: usize, rates: u64, max_functions: usize) -> Plan {
     Plan::from_functions(
@@ -34,6 +34,13 @@ fn plan_benches(c: &mut Criterion) {
     });
     c.bench_function("plan/iterate first 100k of 40 functions", |b| {
         b.iter(|| black_box(&large).iter().take(100_000).count())
+    });
+    // What `script --config-id` does for an id that is not in the plan
+    // (its worst case): hash the first CONFIG_ID_SEARCH_LIMIT configurations.
+    let unknown = ConfigId::parse("000000000000").unwrap();
+    let limit = lb_dfaas::cli::CONFIG_ID_SEARCH_LIMIT;
+    c.bench_function("plan/find an unknown id (100k of 40 functions)", |b| {
+        b.iter(|| black_box(&large).find(black_box(&unknown), limit))
     });
     c.bench_function("plan/config_id", |b| {
         let config = lb_default.iter().last().unwrap();

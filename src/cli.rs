@@ -27,9 +27,15 @@ use crate::config::{self, Config, FunctionName};
 use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
-use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, Plan};
+use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
 use crate::protocol::{exit, Context, Request, RunResult};
 use crate::report::{self, CommandError};
+
+/// How many configurations `script --config-id` hashes, in plan order,
+/// before giving up with a pointer to `--pairs`: about 15 ms in a release
+/// build (`cargo bench --bench plan -- find`), whatever the plan's size. A
+/// plan of up to this many configurations is searched whole.
+pub const CONFIG_ID_SEARCH_LIMIT: u64 = 100_000;
 
 /// Requests larger than this on stdin are refused.
 const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
@@ -320,15 +326,26 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
         ScriptSelector::ConfigId(id) => {
             let id = ConfigId::parse(id)
                 .map_err(|e| CommandError::input("--config-id", e.to_string()))?;
-            Plan::new(&input.config)
-                .find(&id)
-                .map(|(_, configuration)| configuration)
-                .ok_or_else(|| {
-                    CommandError::input(
-                        "--config-id",
-                        format!("{id} is not a configuration of this plan"),
-                    )
-                })?
+            let plan = Plan::new(&input.config);
+            match plan.find(&id, CONFIG_ID_SEARCH_LIMIT) {
+                IdSearch::Found { configuration, .. } => configuration,
+                IdSearch::NotFound { searched } => {
+                    let count = plan
+                        .count()
+                        .map_err(|e| CommandError::Internal(format!("plan: {e}")))?;
+                    let reason = if u128::from(searched) >= count {
+                        format!("{id} is not a configuration of this plan")
+                    } else {
+                        format!(
+                            "{id} is not among the first {searched} of this plan's {count} configurations, \
+                             the most --config-id looks through (ids are hashes: finding one means hashing \
+                             the plan in order); give the configuration as --pairs NAME=RATE,... instead \
+                             (`plan` lists each id with its pairs)"
+                        )
+                    };
+                    return Err(CommandError::input("--config-id", reason));
+                }
+            }
         }
         ScriptSelector::Pairs(pairs) => Configuration::from_pairs(pairs.iter().cloned())
             .map_err(|e| CommandError::input("--pairs", e.to_string()))?,

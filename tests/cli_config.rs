@@ -538,3 +538,59 @@ fn values_k6_rejects_and_uncountable_plans_are_invalid_input() {
         }
     }
 }
+
+/// `script --config-id` with an id that is not in the plan used to hash the
+/// whole plan (48 s on 10^8 configurations, unbounded on 10^12). It now
+/// looks through at most the first 100 000 and then points at `--pairs`;
+/// an id from the plan's head is still found.
+#[test]
+fn script_config_id_search_is_bounded_on_a_huge_plan() {
+    let functions: Vec<Value> = (0..12)
+        .map(|i| json!({"name": format!("f{i:02}")}))
+        .collect();
+    // 10 rates, all 12 functions together: 10^12 configurations.
+    let request = json!({"config": {
+        "functions": functions,
+        "rate_strategy": {"type": "custom", "rates": (0..10).collect::<Vec<u64>>()},
+        "combinations": {"min_functions": 12, "max_functions": 13},
+    }, "context": {"host": "node1"}})
+    .to_string();
+    let plan = lb_dfaas(&["plan", "--limit", "2"], Some(request.as_bytes()), &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan = plan.json();
+    assert_eq!(plan["count"], json!(1_000_000_000_000u64));
+    let known = plan["configurations"][1]["config_id"].as_str().unwrap();
+
+    let out = lb_dfaas(
+        &["script", "--config-id", known],
+        Some(request.as_bytes()),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("f11: 1 requests/s"), "{}", out.stdout);
+
+    let out = lb_dfaas(
+        &["script", "--config-id", "000000000000"],
+        Some(request.as_bytes()),
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let (field, reason) = out.first_error();
+    assert_eq!(field, "--config-id");
+    assert!(reason.contains("not among the first 100000"), "{reason}");
+    assert!(reason.contains("1000000000000 configurations"), "{reason}");
+    assert!(reason.contains("--pairs"), "{reason}");
+
+    // A plan within the bound is searched whole: the plain answer.
+    let small = json!({"config": {"functions": [{"name": "figlet"}]}}).to_string();
+    let out = lb_dfaas(
+        &["script", "--config-id", "000000000000"],
+        Some(small.as_bytes()),
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    assert!(out
+        .first_error()
+        .1
+        .ends_with("is not a configuration of this plan"));
+}

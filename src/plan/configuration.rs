@@ -123,6 +123,19 @@ impl ConfigId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 6 digest bytes the 12 hex digits stand for.
+    pub(crate) fn digest_prefix(&self) -> [u8; 6] {
+        let mut bytes = [0u8; 6];
+        // `parse` accepted only 12 lowercase hex digits, so this cannot fail.
+        let _ = hex::decode_to_slice(&self.0, &mut bytes);
+        bytes
+    }
+}
+
+/// Whether SHA-256 of `text` starts with `prefix` (an id's 6 bytes).
+pub(crate) fn digest_starts_with(text: &str, prefix: &[u8; 6]) -> bool {
+    Sha256::digest(text.as_bytes()).starts_with(prefix)
 }
 
 impl fmt::Display for ConfigId {

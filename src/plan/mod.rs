@@ -180,14 +180,47 @@ impl Plan {
         })
     }
 
-    /// The planned configuration with this id and its position, scanning
-    /// the plan (ids are hashes and cannot be inverted).
-    pub fn find(&self, id: &ConfigId) -> Option<(u128, Configuration)> {
-        self.iter()
-            .enumerate()
-            .find(|(_, c)| &c.config_id() == id)
-            .map(|(i, c)| (i as u128, c))
+    /// The configuration with this id among the first `limit` of the plan,
+    /// with its position.
+    ///
+    /// Ids are truncated SHA-256 hashes and cannot be inverted, so finding
+    /// one means hashing configurations in plan order; `limit` bounds that
+    /// work whatever the plan's size: each configuration's id text is
+    /// written into one reused buffer and its hash compared in binary,
+    /// about 0.14 µs per configuration (`cargo bench --bench plan -- find`:
+    /// 14 ms for 100 000 configurations of 40 functions).
+    pub fn find(&self, id: &ConfigId, limit: u64) -> IdSearch {
+        let wanted = id.digest_prefix();
+        let mut text = String::with_capacity(64);
+        let mut searched: u64 = 0;
+        let mut cursor = self.iter();
+        while searched < limit && cursor.write_current(&mut text) {
+            if configuration::digest_starts_with(&text, &wanted) {
+                if let Some(configuration) = cursor.next() {
+                    return IdSearch::Found {
+                        position: u128::from(searched),
+                        configuration,
+                    };
+                }
+            }
+            cursor.advance();
+            searched += 1;
+        }
+        IdSearch::NotFound { searched }
     }
+}
+
+/// What [`Plan::find`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSearch {
+    Found {
+        /// 0-based position in plan order.
+        position: u128,
+        configuration: Configuration,
+    },
+    /// Not among the first `searched` configurations (the whole plan when
+    /// `searched` equals its count).
+    NotFound { searched: u64 },
 }
 
 impl<'a> IntoIterator for &'a Plan {
@@ -248,6 +281,26 @@ impl<'a> PlanIter<'a> {
             subsets: KSubsets::new(n, k),
             odometer: vec![0; size],
         }
+    }
+
+    /// Writes the current configuration's id text (`name:rate|name:rate`,
+    /// as [`Configuration`]'s `Display`) into `text`, replacing what it
+    /// held, without building the configuration; `false` when exhausted.
+    fn write_current(&self, text: &mut String) -> bool {
+        use fmt::Write;
+        text.clear();
+        let Some(subset) = self.subsets.current() else {
+            return false;
+        };
+        for (i, &pos) in self.odometer.iter().enumerate() {
+            let f = &self.plan.functions[self.plan.active[subset[i]]];
+            if i > 0 {
+                text.push('|');
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{}:{}", f.name, f.rates[pos]);
+        }
+        true
     }
 
     fn advance(&mut self) {
@@ -387,12 +440,31 @@ mod tests {
     }
 
     #[test]
-    fn find_returns_position() {
+    fn find_returns_position_within_the_limit() {
         let p = plan(&[("env", &[0, 10]), ("figlet", &[0, 10])], 1, 3);
         let id = ConfigId::parse("a6836d82b30b").unwrap();
-        let (pos, c) = p.find(&id).unwrap();
-        assert_eq!((pos, c.to_string().as_str()), (5, "env:0|figlet:10"));
-        assert!(p.find(&ConfigId::parse("000000000000").unwrap()).is_none());
+        let IdSearch::Found {
+            position,
+            configuration,
+        } = p.find(&id, 100)
+        else {
+            panic!("not found");
+        };
+        assert_eq!(
+            (position, configuration.to_string().as_str()),
+            (5, "env:0|figlet:10")
+        );
+        assert_eq!(p.find(&id, 5), IdSearch::NotFound { searched: 5 });
+        assert_eq!(
+            p.find(&ConfigId::parse("000000000000").unwrap(), 100),
+            IdSearch::NotFound { searched: 8 }
+        );
+        // Every id of the plan is found where the plan lists it.
+        for (i, c) in p.iter().enumerate() {
+            assert!(
+                matches!(p.find(&c.config_id(), 8), IdSearch::Found { position, .. } if position == i as u128)
+            );
+        }
     }
 
     #[test]
