@@ -890,3 +890,35 @@ fn a_completed_configuration_leaves_skipped_csv_and_every_other_line_stays_as_it
     );
     assert!(!dir.path().join("skipped.csv.rewrite").exists());
 }
+
+/// Errors about a garbled index or results file say where and what was
+/// expected, never what the file holds past its header (which is all the
+/// header check quotes, and only its start).
+#[test]
+fn errors_quote_no_file_content_beyond_the_header() {
+    let secret = "s3cr3t-value";
+    let header = "functions;rates;results_file\n";
+    for body in [
+        format!("['env'];[{secret}];results.csv\n"),
+        format!("{secret};[0];results.csv\n"),
+        format!("['env'];[0] {secret};results.csv\n"),
+        format!("['{secret}', '{secret}'];[0, 1];results.csv\n"),
+        format!("['env\\{secret}'];[0];results.csv\n"),
+        format!("[{secret}];[0];results.csv\n"),
+    ] {
+        let err = parse_index(format!("{header}{body}").as_bytes(), "index.csv").unwrap_err();
+        assert!(!err.to_string().contains(secret), "{body:?}: {err}");
+    }
+    let long_header = format!("{};x\n", "h".repeat(5000));
+    let err = parse_index(long_header.as_bytes(), "index.csv").unwrap_err();
+    assert!(err.to_string().len() < 400, "{err}");
+
+    let golden = String::from_utf8(golden("results.csv")).unwrap();
+    for bad in [
+        golden.replacen("env,10,", &format!("env,{secret},"), 1),
+        golden.replacen(",0\n", &format!(",{secret}\n"), 1),
+    ] {
+        let err = parse_completed_iterations(bad.as_bytes(), "r.csv").unwrap_err();
+        assert!(!err.to_string().contains(secret), "{err}");
+    }
+}

@@ -6,6 +6,7 @@
 //! (`['env', 'figlet'];[0, 10];results.csv`), tuples too, CRLF or LF line
 //! ends. Anything else is an error naming the file, the line and the reason
 //! — a garbled index must not silently rerun or skip configurations.
+//! Errors quote no file content but the start of a foreign header.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,7 +15,7 @@ use super::crlf::CrlfToLf;
 use super::table::RESULTS_FILE;
 use super::tail::{open_complete, TornLine};
 use super::OutputError;
-use crate::plan::{ConfigKey, IndexedConfigs};
+use crate::plan::{ConfigKey, IndexedConfigs, PlanError};
 
 /// One index.csv row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub fn parse_index<R: Read>(reader: R, source_name: &str) -> Result<Vec<IndexRec
             1,
             format!(
                 "header must name the columns functions and rates (separated by ';'), found {:?}",
-                header.iter().collect::<Vec<_>>().join(";")
+                quoted_header(&header.iter().collect::<Vec<_>>().join(";"))
             ),
         ));
     };
@@ -103,7 +104,9 @@ pub fn parse_index<R: Read>(reader: R, source_name: &str) -> Result<Vec<IndexRec
                     .into_iter()
                     .map(|item| match item {
                         Literal::Str(s) => Ok(s),
-                        Literal::Int(i) => Err(format!("expected a function name, found {i}")),
+                        Literal::Int(_) => {
+                            Err("expected a function name, found a number".to_string())
+                        }
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -114,12 +117,12 @@ pub fn parse_index<R: Read>(reader: R, source_name: &str) -> Result<Vec<IndexRec
                     .into_iter()
                     .map(|item| match item {
                         Literal::Int(i) => Ok(i),
-                        Literal::Str(s) => Err(format!("expected a rate, found the string {s:?}")),
+                        Literal::Str(_) => Err("expected a rate, found a string".to_string()),
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|reason| malformed(line, format!("rates: {reason}")))?;
-        let key = ConfigKey::new(functions, rates).map_err(|e| malformed(line, e.to_string()))?;
+        let key = ConfigKey::new(functions, rates).map_err(|e| malformed(line, key_error(&e)))?;
         let results_file = match results_at.map(field).map(str::trim) {
             None | Some("") => RESULTS_FILE.to_string(),
             Some(name) => name.to_string(),
@@ -131,6 +134,27 @@ pub fn parse_index<R: Read>(reader: R, source_name: &str) -> Result<Vec<IndexRec
         });
     }
     Ok(out)
+}
+
+/// How much of a foreign header an error quotes.
+const QUOTED_HEADER_CHARS: usize = 120;
+
+/// The start of a header line, for the header check's message: the only
+/// file content an index error quotes.
+fn quoted_header(header: &str) -> String {
+    let mut quoted: String = header.chars().take(QUOTED_HEADER_CHARS).collect();
+    if quoted.len() < header.len() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// A key error without the file's content (function names included).
+fn key_error(error: &PlanError) -> String {
+    match error {
+        PlanError::DuplicateFunction(_) => "a function appears more than once".to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn csv_error(e: csv::Error, source_name: &str) -> OutputError {
@@ -157,11 +181,7 @@ fn parse_list(text: &str) -> Result<Vec<Literal>, String> {
     let close = match p.bump() {
         Some('[') => ']',
         Some('(') => ')',
-        _ => {
-            return Err(format!(
-                "expected a list like ['a', 'b'] or [1, 2], found {text:?}"
-            ))
-        }
+        _ => return Err("expected a list like ['a', 'b'] or [1, 2]".to_string()),
     };
     let mut items = Vec::new();
     loop {
@@ -176,14 +196,14 @@ fn parse_list(text: &str) -> Result<Vec<Literal>, String> {
         }
         if !p.eat(',') {
             return Err(format!(
-                "expected ',' or '{close}' at character {} of {text:?}",
+                "expected ',' or '{close}' at character {} of the list",
                 p.pos + 1
             ));
         }
     }
     p.skip_spaces();
     if p.pos != p.chars.len() {
-        return Err(format!("unexpected text after the list in {text:?}"));
+        return Err("unexpected text after the list".to_string());
     }
     Ok(items)
 }
@@ -223,8 +243,9 @@ impl LiteralParser {
             }
             Some(c) if c.is_ascii_digit() || c == '+' => self.integer().map(Literal::Int),
             Some('-') => Err("negative numbers are not rates".to_string()),
-            Some(c) => Err(format!(
-                "unexpected {c:?}; expected a quoted string or an integer"
+            Some(_) => Err(format!(
+                "expected a quoted string or an integer at character {} of the list",
+                self.pos + 1
             )),
             None => Err("the list is not closed".to_string()),
         }
@@ -241,7 +262,7 @@ impl LiteralParser {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some('r') => out.push('\r'),
-                    Some(c) => return Err(format!("unsupported escape \\{c} in a string")),
+                    Some(_) => return Err("unsupported escape in a string".to_string()),
                     None => return Err("string ends in a backslash".to_string()),
                 },
                 Some(c) => out.push(c),
@@ -275,7 +296,7 @@ impl LiteralParser {
         }
         digits
             .parse::<u64>()
-            .map_err(|e| format!("integer {digits} out of range: {e}"))
+            .map_err(|_| "integer out of range (at most 18446744073709551615)".to_string())
     }
 }
 
