@@ -74,6 +74,99 @@ pub fn is_path_segment(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Longest host name accepted (DNS: 253 characters).
+const MAX_HOST_LEN: usize = 253;
+/// Longest user name accepted.
+const MAX_USER_LEN: usize = 64;
+/// How much of a refused value an error quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// A value for an error message: escaped (control and invisible
+/// characters shown as escapes), at most [`QUOTED_CHARS`] characters.
+pub(crate) fn shown(value: &str) -> String {
+    let head: String = value.chars().take(QUOTED_CHARS).collect();
+    if head.len() < value.len() {
+        format!("{head:?}… ({} bytes)", value.len())
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// A host ssh (and Ansible) can be pointed at: an IPv4 address, an IPv6
+/// address (optionally with a `%zone`), or a DNS name — labels of 1-63
+/// letters, digits, `-` and `_`, not starting or ending with `-`, joined by
+/// `.`, 253 characters in all, an optional final `.`. Anything else (quotes,
+/// `$`, backticks, `@`, whitespace, invisible characters) is refused: the
+/// name reaches ssh's command line and the set-up playbooks' inventory.
+pub fn check_host_name(value: &str) -> Result<(), String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "{} is not a host name or IP address: {why}",
+            shown(value)
+        ))
+    };
+    if value.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if value.len() > MAX_HOST_LEN {
+        return refuse("longer than 253 characters");
+    }
+    if value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    if value.contains(':') {
+        let (address, zone) = match value.split_once('%') {
+            Some((address, zone)) => (address, Some(zone)),
+            None => (value, None),
+        };
+        let zone_ok = zone.map_or(true, |z| {
+            !z.is_empty()
+                && z.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+        return if address.parse::<std::net::Ipv6Addr>().is_ok() && zone_ok {
+            Ok(())
+        } else {
+            refuse("not a valid IPv6 address")
+        };
+    }
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        refuse("use letters, digits, '-' and '_' in dot-separated labels of 1-63 characters, not starting or ending with '-'")
+    }
+}
+
+/// A user name ssh logs in as: 1-64 ASCII letters, digits, `.`, `_` and
+/// `-`, not starting with `-` (what `useradd` accepts, shell-safe).
+pub fn check_user_name(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    let ok = value.len() <= MAX_USER_LEN
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a user name: use 1-{MAX_USER_LEN} letters, digits, '.', '_' and '-', not starting with '-'",
+            shown(value)
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +215,83 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "$(id)", "ä", &"x".repeat(129)] {
             assert!(!is_path_segment(bad), "{bad:?} accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod host_and_user_tests {
+    use super::*;
+
+    #[test]
+    fn host_names_and_addresses() {
+        for ok in [
+            "127.0.0.1",
+            "10.211.7.2",
+            "k6-host",
+            "k6.example.org",
+            "k6.example.org.",
+            "node_1.lab",
+            "::1",
+            "fe80::1%eth0",
+            "2001:db8::2",
+            &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
+        ] {
+            assert_eq!(check_host_name(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "host name",
+            "host\n",
+            "h\"ost",
+            "h'ost",
+            "`id`",
+            "$(id)",
+            "${HOME}",
+            "user@host",
+            "host:22",
+            "[::1]",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "k6\u{200b}host",
+            "k6\u{feff}",
+            "ho;st",
+            "ho/st",
+            "fe80::1%",
+            "fe80::1%e th0",
+            &"a".repeat(64),
+            &format!("{}.b", "a".repeat(64)),
+        ] {
+            assert!(check_host_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let huge = "a".repeat(10 * 1024 * 1024);
+        let error = check_host_name(&huge).unwrap_err();
+        assert!(error.len() < 300, "the error quotes the whole value");
+    }
+
+    #[test]
+    fn user_names() {
+        for ok in ["ubuntu", "root", "k6_runner", "svc.k6", "a-b", "_x", "U1"] {
+            assert_eq!(check_user_name(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "a\"b",
+            "a'b",
+            "`id`",
+            "$(id)",
+            "${USER}",
+            "a@b",
+            "a\u{200b}",
+            "ä",
+            &"u".repeat(65),
+        ] {
+            assert!(check_user_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let error = check_user_name(&"u".repeat(10 * 1024 * 1024)).unwrap_err();
+        assert!(error.len() < 300);
     }
 }

@@ -183,8 +183,14 @@ pub(crate) fn validate(
 // ---------------------------------------------------------------- k6 host
 
 fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K6Host> {
-    let host = ssh_word("k6_host", &raw.k6_host, found);
-    let user = ssh_word("k6_user", &raw.k6_user, found);
+    let host = super::name::check_host_name(&raw.k6_host)
+        .map_err(|reason| found.error("k6_host", reason))
+        .ok()
+        .map(|()| raw.k6_host.clone());
+    let user = super::name::check_user_name(&raw.k6_user)
+        .map_err(|reason| found.error("k6_user", reason))
+        .ok()
+        .map(|()| raw.k6_user.clone());
     let port = match u16::try_from(raw.k6_port) {
         Ok(port) if port > 0 => Some(port),
         _ => {
@@ -285,22 +291,6 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
         tags: tags_ok.then(|| raw.k6_tags.clone())?,
         log_stream: raw.k6_log_stream,
     })
-}
-
-/// A user or host name handed to ssh: one word that ssh cannot take for
-/// an option.
-fn ssh_word(field: &str, value: &str, found: &mut Findings) -> Option<String> {
-    let reason = if value.is_empty() {
-        "must not be empty".to_string()
-    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        format!("{value:?} must not contain whitespace or control characters")
-    } else if value.starts_with('-') {
-        format!("{value:?} must not start with '-'")
-    } else {
-        return Some(value.to_string());
-    };
-    found.error(field, reason);
-    None
 }
 
 fn workspace_root(root: &str) -> Result<String, String> {
