@@ -562,3 +562,57 @@ async fn close_stops_a_k6_whose_run_was_dropped() {
     runner.close().await.unwrap();
     assert!(!pid_exists(pid), "close() must stop k6 (pid {pid})");
 }
+
+/// The instance of the tests about what reaches ssh's command line.
+const SSH_ARGS_TESTBED: u32 = 10;
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A known_hosts file and a key whose paths hold spaces, `;` and quotes
+/// (and `%`, for the known_hosts file) reach ssh whole: with strict host key checking the connection works
+/// only if ssh reads exactly that known_hosts file, and no file is created
+/// from a path ssh split (`kh;touch x` used to create `kh;touch`).
+#[tokio::test]
+async fn ssh_paths_with_spaces_and_shell_characters_reach_ssh_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let testbed = Testbed::acquire(SSH_ARGS_TESTBED);
+    let root = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let odd = base.path().join("a b;touch x \"q\" 'r' %d");
+    std::fs::create_dir(&odd).unwrap();
+    let known_hosts = odd.join("known hosts;touch y");
+    std::fs::copy(testbed.var("K6_KNOWN_HOSTS"), &known_hosts).unwrap();
+    // ssh expands `%` in key paths whatever the quoting: none here.
+    let key_dir = base.path().join("keys;touch z \"k\"");
+    std::fs::create_dir(&key_dir).unwrap();
+    let key = key_dir.join("id key;x 'k'");
+    std::fs::copy(testbed.var("K6_SSH_KEY"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut host = testbed.k6_host(root.path());
+    host.ssh_key = key.clone();
+    let options = RunnerOptions {
+        known_hosts_file: Some(known_hosts.clone()),
+        ..testbed.options()
+    };
+    assert_eq!(options.host_key_check, HostKeyCheck::Strict);
+    let mut runner = K6Runner::connect(&host, options).await.unwrap();
+    let version = runner.k6_version().await.unwrap();
+    assert!(version.contains("k6"), "{version}");
+    runner.close().await.unwrap();
+
+    assert_eq!(
+        names_in(base.path()),
+        ["a b;touch x \"q\" 'r' %d", "keys;touch z \"k\""],
+        "a file was made from a split path"
+    );
+    assert_eq!(names_in(&odd), ["known hosts;touch y"]);
+    assert_eq!(names_in(&key_dir), ["id key;x 'k'"]);
+}

@@ -204,6 +204,13 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
     } else if has_control(&raw.k6_ssh_key) {
         found.error("k6_ssh_key", "must not contain control characters");
         None
+    } else if raw.k6_ssh_key.contains('%') || raw.k6_ssh_key.contains("${") {
+        // ssh checks `-i` as written, then opens it after expanding these.
+        found.error(
+            "k6_ssh_key",
+            "must not contain '%' or '${': ssh expands them in key paths (rename the key or link to it from a plain path)",
+        );
+        None
     } else {
         expand_home(&raw.k6_ssh_key, machine.home.as_deref())
             .map_err(|reason| found.error("k6_ssh_key", reason))
@@ -228,6 +235,13 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
             found.error(
                 "k6_known_hosts_file",
                 "must be a non-empty path without control characters",
+            );
+            None
+        }
+        Some(path) if path.contains("${") => {
+            found.error(
+                "k6_known_hosts_file",
+                "must not contain '${': ssh expands it in file paths and has no escape for it",
             );
             None
         }

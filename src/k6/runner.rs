@@ -168,6 +168,12 @@ pub enum RunnerError {
     },
     #[error("{value_of} contains a NUL byte and cannot be passed to a remote command")]
     Unquotable { value_of: String },
+    #[error("the {what} {path:?} cannot be given to ssh: {reason}")]
+    SshPath {
+        what: &'static str,
+        path: PathBuf,
+        reason: &'static str,
+    },
     #[error("on the k6 host, {action} failed (exit {}): {stderr}", exit.map_or("signal".to_string(), |c| c.to_string()))]
     Remote {
         action: String,
@@ -277,7 +283,7 @@ impl K6Runner {
         builder
             .user(self.target.user.clone())
             .port(self.target.port)
-            .keyfile(&self.target.ssh_key)
+            .keyfile(identity_path(&self.target.ssh_key)?)
             .known_hosts_check(match self.options.host_key_check {
                 HostKeyCheck::Strict => KnownHosts::Strict,
                 HostKeyCheck::AcceptNew => KnownHosts::Add,
@@ -293,7 +299,7 @@ impl K6Runner {
                 .unwrap_or(NonZeroUsize::MIN),
             ));
         if let Some(file) = &self.options.known_hosts_file {
-            builder.user_known_hosts_file(file);
+            builder.user_known_hosts_file(option_path("known_hosts file", file)?);
         }
         let connect_error = |reason: String| RunnerError::Connect {
             host: self.destination(),
@@ -931,6 +937,69 @@ fn start_command(
     ))
 }
 
+/// ssh expands `%` tokens (`%d`, `%h`, ...) and `${VAR}` in the file names
+/// of `IdentityFile` and `UserKnownHostsFile`, from `-i` and `-o` alike.
+const SSH_EXPANSION: &str = "${";
+
+/// The private key path for `ssh -i`. ssh takes the argument whole (no
+/// splitting), but checks that the path exists as written and then opens
+/// it after `%` and `${}` expansion, so a path with either cannot work
+/// whatever the escaping; config validation refuses such paths first.
+pub(crate) fn identity_path(path: &Path) -> Result<&Path, RunnerError> {
+    let refuse = |reason| RunnerError::SshPath {
+        what: "private key",
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = path
+        .to_str()
+        .ok_or_else(|| refuse("it is not valid UTF-8"))?;
+    if text.contains('%') || text.contains(SSH_EXPANSION) {
+        return Err(refuse(
+            "ssh expands '%' and '${' in key paths; rename the file or link to it from a plain path",
+        ));
+    }
+    Ok(path)
+}
+
+/// A file path as the value of `-o Option=value`: ssh splits such values at
+/// whitespace (a path with a space became two known_hosts files, and
+/// `kh;touch x` created a file named `kh;touch`), unquotes `"..."` with
+/// `\\` and `\"` escapes, and expands `%` tokens (`%%` is a literal `%`)
+/// and `${VAR}` (which has no escape, so it is refused).
+pub(crate) fn option_path(what: &'static str, path: &Path) -> Result<String, RunnerError> {
+    let refuse = |reason| RunnerError::SshPath {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = path
+        .to_str()
+        .ok_or_else(|| refuse("it is not valid UTF-8"))?;
+    if text.contains(SSH_EXPANSION) {
+        return Err(refuse(
+            "ssh expands '${...}' in file paths and has no escape for it",
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(refuse("it contains control characters"));
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' | '"' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '%' => quoted.push_str("%%"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    Ok(quoted)
+}
+
 fn quote<'a>(value: &'a str, value_of: &str) -> Result<Cow<'a, str>, RunnerError> {
     shlex::try_quote(value).map_err(|_| RunnerError::Unquotable {
         value_of: value_of.to_string(),
@@ -1099,6 +1168,57 @@ mod tests {
         let tail = many.tail();
         assert_eq!(tail.lines().count(), LOG_TAIL_LINES);
         assert!(tail.ends_with("l99"));
+    }
+
+    #[test]
+    fn option_paths_are_quoted_for_ssh() {
+        let cases = [
+            ("/home/u/.ssh/known_hosts", r#""/home/u/.ssh/known_hosts""#),
+            ("/tmp/kh;touch x", r#""/tmp/kh;touch x""#),
+            ("/a b/%d/k", r#""/a b/%%d/k""#),
+            (r#"/q"uo\te'#"#, r#""/q\"uo\\te'#""#),
+        ];
+        for (path, want) in cases {
+            assert_eq!(option_path("f", Path::new(path)).unwrap(), want, "{path}");
+        }
+        for bad in ["/x/${HOME}/kh", "/x/a\nb"] {
+            assert!(matches!(
+                option_path("f", Path::new(bad)),
+                Err(RunnerError::SshPath { .. })
+            ));
+        }
+    }
+
+    /// ssh itself reads the quoted value back as the one path (`ssh -G`
+    /// prints the known_hosts files after parsing and expansion).
+    #[test]
+    fn ssh_parses_a_quoted_option_path_back_to_the_path() {
+        let path = "/tmp/lbd test/kh %d;touch x";
+        let option = format!(
+            "UserKnownHostsFile={}",
+            option_path("f", Path::new(path)).unwrap()
+        );
+        let out = std::process::Command::new("ssh")
+            .args(["-G", "-F", "/dev/null", "-o", &option, "example.invalid"])
+            .output();
+        let Ok(out) = out else {
+            eprintln!("skipped: no ssh client here");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("userknownhostsfile "))
+            .unwrap_or_default();
+        assert_eq!(line, format!("userknownhostsfile {path}"), "{text}");
+    }
+
+    #[test]
+    fn identity_paths_with_ssh_expansions_are_refused() {
+        assert!(identity_path(Path::new("/keys/id ed25519;x")).is_ok());
+        for bad in ["/keys/id%h", "/keys/${USER}"] {
+            assert!(identity_path(Path::new(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

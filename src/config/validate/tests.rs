@@ -354,6 +354,21 @@ fn each_rule_names_its_field() {
             "longer than 253",
         ),
         (json!({"k6_ssh_key": ""}), "k6_ssh_key", "empty"),
+        (
+            json!({"k6_ssh_key": "/keys/id%h"}),
+            "k6_ssh_key",
+            "ssh expands",
+        ),
+        (
+            json!({"k6_ssh_key": "/keys/${USER}"}),
+            "k6_ssh_key",
+            "ssh expands",
+        ),
+        (
+            json!({"k6_known_hosts_file": "/kh/${HOME}"}),
+            "k6_known_hosts_file",
+            "no escape",
+        ),
         (json!({"k6_tags": {"1bad": "x"}}), "k6_tags", "must match"),
         (
             json!({"k6_tags": {"team": "a\nb"}}),
