@@ -448,6 +448,12 @@ async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
                 ))
             }
         };
+    for leftover in runner.leftovers_removed() {
+        tracing::info!(
+            "removed the SSH control directory {} (and its master) left by a killed run",
+            leftover.display()
+        );
+    }
     match runner.k6_version().await {
         Ok(version) => {
             tracing::info!("k6 host {target}: {version}");

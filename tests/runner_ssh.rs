@@ -616,3 +616,67 @@ async fn ssh_paths_with_spaces_and_shell_characters_reach_ssh_whole() {
     assert_eq!(names_in(&odd), ["known hosts;touch y"]);
     assert_eq!(names_in(&key_dir), ["id key;x 'k'"]);
 }
+
+/// The pid of the ControlMaster behind `socket` (`ssh -O check`).
+fn master_pid(socket: &Path) -> Option<u32> {
+    let out = Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "check", "k6host"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let start = text.find("pid=")? + 4;
+    text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// A run killed with SIGKILL leaves its ControlMaster (alive for its idle
+/// bound) and its control directory (for ever). The next runner to start
+/// stops that master through its socket and removes the directory — and
+/// leaves alone the directory of a run that is still alive.
+#[tokio::test]
+async fn the_next_start_cleans_up_what_a_killed_run_left() {
+    let testbed = Testbed::acquire(SSH_ARGS_TESTBED);
+    let root = tempfile::tempdir().unwrap();
+    let host = testbed.k6_host(root.path());
+
+    let alive = K6Runner::connect(&host, testbed.options()).await.unwrap();
+    let killed = K6Runner::connect(&host, testbed.options()).await.unwrap();
+    let killed_dir = killed.control_directory().to_path_buf();
+    let socket = killed.control_socket().unwrap().to_path_buf();
+    let pid = master_pid(&socket).expect("the master answers");
+    // What SIGKILL does: no destructor runs, the master keeps running.
+    std::mem::forget(killed);
+    // ...and its process is gone: the owner file names a finished process.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(killed_dir.join("owner"), format!("lb-dfaas {gone_pid} 1\n")).unwrap();
+
+    let next = K6Runner::connect(&host, testbed.options()).await.unwrap();
+    assert!(
+        next.leftovers_removed().contains(&killed_dir),
+        "{:?}",
+        next.leftovers_removed()
+    );
+    assert!(!killed_dir.exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_exists(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!pid_exists(pid), "the killed run's master {pid} still runs");
+    // A live run's directory and master are not touched.
+    assert!(alive.control_directory().exists());
+    assert!(!next
+        .leftovers_removed()
+        .contains(&alive.control_directory().to_path_buf()));
+    let alive_dir = alive.control_directory().to_path_buf();
+    alive.close().await.unwrap();
+    next.close().await.unwrap();
+    assert!(!alive_dir.exists());
+}

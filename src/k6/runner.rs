@@ -15,8 +15,9 @@
 //! to leave their directory.
 //!
 //! This module owns the SSH master's lifetime (bounded connect, bounded
-//! idle persistence, reconnect once when it dropped) and never prints: k6
-//! log lines go to a caller-supplied callback.
+//! idle persistence, reconnect once when it dropped, the masters of killed
+//! runs cleaned up at the next start: [`super::control_dir`]) and never
+//! prints: k6 log lines go to a caller-supplied callback.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
@@ -30,6 +31,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+use super::control_dir;
 use crate::config::K6Host;
 use crate::report::error_chain;
 
@@ -235,6 +237,8 @@ pub struct K6Runner {
     /// Short directory holding the control socket (Unix socket paths are
     /// limited to ~108 bytes).
     control_dir: tempfile::TempDir,
+    /// Control directories of killed runs removed when this one started.
+    leftovers: Vec<PathBuf>,
     active: Option<ActiveK6>,
 }
 
@@ -250,18 +254,18 @@ impl std::fmt::Debug for K6Runner {
 impl K6Runner {
     /// Starts the SSH master to `target`, within `options.connect_timeout`.
     pub async fn connect(target: &K6Host, options: RunnerOptions) -> Result<Self, RunnerError> {
-        let control_dir = tempfile::Builder::new()
-            .prefix("lbd-ssh")
-            .tempdir_in(short_temp_root())
-            .map_err(|e| RunnerError::Connect {
-                host: format!("{}:{}", target.host, target.port),
-                reason: format!("cannot create the control directory: {e}"),
-            })?;
+        let root = short_temp_root();
+        let control_dir = control_dir::create(&root).map_err(|e| RunnerError::Connect {
+            host: format!("{}:{}", target.host, target.port),
+            reason: format!("cannot create the control directory: {e}"),
+        })?;
+        let leftovers = control_dir::clean_leftovers(&root, control_dir.path());
         let mut runner = K6Runner {
             target: target.clone(),
             options,
             session: None,
             control_dir,
+            leftovers,
             active: None,
         };
         runner.session = Some(runner.open_session().await?);
@@ -271,6 +275,17 @@ impl K6Runner {
     /// `host:port`, as errors name it.
     pub fn destination(&self) -> String {
         format!("{}:{}", self.target.host, self.target.port)
+    }
+
+    /// Control directories (and their SSH masters) that killed runs of
+    /// this program had left, removed when this runner started.
+    pub fn leftovers_removed(&self) -> &[PathBuf] {
+        &self.leftovers
+    }
+
+    /// This run's control directory (for diagnostics and tests).
+    pub fn control_directory(&self) -> &Path {
+        self.control_dir.path()
     }
 
     /// The master's control socket (for diagnostics and tests).
