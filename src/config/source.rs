@@ -185,9 +185,75 @@ fn read_document(path: &Path, origin: &str) -> Result<Value, ConfigError> {
     } else if text.trim().is_empty() {
         Ok(Value::Null)
     } else {
-        serde_norway::from_str::<Value>(&text).map_err(|e| format!("malformed YAML: {e}"))
+        yaml_to_json(&text)
     };
     parsed.map_err(|reason| file_error(origin, path, reason))
+}
+
+/// YAML as the JSON the config stages read: `<<` merge keys applied (what
+/// PyYAML, and so lb, does), and `.nan`/`.inf` refused by path — JSON has
+/// no such numbers, and letting them through would report "invalid type:
+/// null" against a number field.
+fn yaml_to_json(text: &str) -> Result<Value, String> {
+    let mut yaml: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("malformed YAML: {e}"))?;
+    yaml.apply_merge()
+        .map_err(|e| format!("malformed YAML: merge key `<<`: {e}"))?;
+    let mut non_finite = Vec::new();
+    find_non_finite(&yaml, String::new(), &mut non_finite);
+    if !non_finite.is_empty() {
+        return Err(non_finite.join("; "));
+    }
+    serde_norway::from_value(yaml).map_err(|e| format!("malformed YAML: {e}"))
+}
+
+/// Describes every `.nan`, `.inf` and `-.inf` under `value` at `path`.
+fn find_non_finite(value: &serde_norway::Value, path: String, found: &mut Vec<String>) {
+    use serde_norway::Value as Yaml;
+    match value {
+        Yaml::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|f| !f.is_finite()) {
+                let written = if float.is_nan() {
+                    ".nan"
+                } else if float > 0.0 {
+                    ".inf"
+                } else {
+                    "-.inf"
+                };
+                let at = if path.is_empty() {
+                    "the document"
+                } else {
+                    &path
+                };
+                found.push(format!(
+                    "{at}: {written} is not a finite number; numbers in a config must be finite"
+                ));
+            }
+        }
+        Yaml::Sequence(items) => {
+            for (index, item) in items.iter().enumerate() {
+                find_non_finite(item, format!("{path}[{index}]"), found);
+            }
+        }
+        Yaml::Mapping(map) => {
+            for (key, item) in map {
+                let key = match key {
+                    Yaml::String(key) => key.clone(),
+                    other => serde_norway::to_string(other)
+                        .map(|k| k.trim_end().to_string())
+                        .unwrap_or_else(|_| "?".to_string()),
+                };
+                let child = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                find_non_finite(item, child, found);
+            }
+        }
+        Yaml::Tagged(tagged) => find_non_finite(&tagged.value, path, found),
+        Yaml::Null | Yaml::Bool(_) | Yaml::String(_) => {}
+    }
 }
 
 /// Whether `[`/`{` outside quotes and comments nest deeper than `limit`.
@@ -371,6 +437,54 @@ mod tests {
         }
         let error = apply_config_path(json!({"config_path": 3})).unwrap_err();
         assert_eq!(error.field_errors()[0].field, "config_path");
+    }
+
+    /// `<<` merge keys (as PyYAML reads them, so as lb does) apply; keys
+    /// written next to them win.
+    #[test]
+    fn yaml_merge_keys_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "merge.yml",
+            "defaults: &defaults\n  iterations: 2\n  duration: 10s\n  cooldown: &cool\n    max_wait_seconds: 30\n\
+             plugins:\n  dfaas:\n    <<: *defaults\n    duration: 5s\n    cooldown:\n      <<: [*cool, {sleep_step_seconds: 1}]\n",
+        );
+        let FileContents::Config(config) = read_config_file(&path, "--config").unwrap() else {
+            panic!("not a config");
+        };
+        assert_eq!(
+            config,
+            json!({
+                "duration": "5s",
+                "iterations": 2,
+                "cooldown": {"max_wait_seconds": 30, "sleep_step_seconds": 1},
+            })
+        );
+        let bad = write(&dir, "bad-merge.yml", "a:\n  <<: 5\n");
+        let error = read_config_file(&bad, "--config").unwrap_err();
+        assert!(error.to_string().contains("merge key"), "{error}");
+    }
+
+    /// `.nan` and `.inf` used to reach the config as JSON null ("invalid
+    /// type: null, expected f64"); they are named where they are written.
+    #[test]
+    fn yaml_nan_and_inf_are_named_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "nan.yml",
+            "plugins:\n  dfaas:\n    cooldown:\n      idle_threshold_pct: .nan\n    overload:\n      ram_overload_pct: -.inf\n    rate_strategy: {type: custom, rates: [1, .inf]}\n",
+        );
+        let error = read_config_file(&path, "--config").unwrap_err().to_string();
+        for expected in [
+            "plugins.dfaas.cooldown.idle_threshold_pct: .nan is not a finite number",
+            "plugins.dfaas.overload.ram_overload_pct: -.inf is not a finite number",
+            "plugins.dfaas.rate_strategy.rates[1]: .inf is not a finite number",
+        ] {
+            assert!(error.contains(expected), "{error}");
+        }
+        assert!(!error.contains("null"), "{error}");
     }
 
     #[test]
