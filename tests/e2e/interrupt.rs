@@ -175,6 +175,13 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
     let mut running = Running::spawn(&req);
     wait_until_k6_runs(&mut running, &tb, &id1, "2/2");
     let before_kill = std::fs::read(out.join("results.csv")).unwrap();
+    let killed_pid = running.pid();
+    let killed_control_dirs = control_dirs_of(killed_pid);
+    assert_eq!(
+        killed_control_dirs.len(),
+        1,
+        "the run's SSH control directory, with its owner file"
+    );
     running.signal("KILL");
     let killed = running.wait(Duration::from_secs(30));
     assert_eq!(killed.code, None, "SIGKILL ends the process by signal");
@@ -182,6 +189,9 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
     // the rerun below meets it (what this test is about).
     let orphans = k6_processes(&tb.netns);
     assert!(!orphans.is_empty(), "the killed run's k6 is already gone");
+
+    // SIGKILL left the run's ControlMaster and control directory behind.
+    assert!(killed_control_dirs[0].exists());
 
     let mut rerun = Running::spawn(&req);
     let resumed = rerun.wait_for_event(Duration::from_secs(120), |e| {
@@ -237,6 +247,13 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
         k6_processes(&tb.netns)
     );
 
+    // The rerun cleaned up what the kill left of the SSH connection.
+    assert!(
+        !killed_control_dirs[0].exists(),
+        "the killed run's control directory {} is still there",
+        killed_control_dirs[0].display()
+    );
+
     // Every (configuration, iteration) exactly once, the row written
     // before the kill untouched.
     let after = std::fs::read(out.join("results.csv")).unwrap();
@@ -265,4 +282,24 @@ fn sigkill_mid_configuration_then_rerun_loses_and_repeats_no_row() {
             &index_line(&second)
         ]
     );
+}
+
+/// The SSH control directories (`/tmp/lbd-ssh*`) whose owner file names
+/// the process `pid`.
+fn control_dirs_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lbd-ssh"))
+        })
+        .filter(|p| {
+            std::fs::read_to_string(p.join("owner"))
+                .is_ok_and(|owner| owner.split_whitespace().nth(1) == Some(&pid.to_string()))
+        })
+        .collect()
 }
