@@ -515,8 +515,8 @@ fn tls(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<Tls> 
             let path = expand_home(file, machine.home.as_deref())
                 .map_err(|reason| found.error(FIELD, reason))
                 .ok()?;
-            let pem = std::fs::read(&path)
-                .map_err(|e| found.error(FIELD, format!("cannot read {}: {e}", path.display())))
+            let pem = read_small_file(&path, MAX_CA_FILE_BYTES)
+                .map_err(|reason| found.error(FIELD, reason))
                 .ok()?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 found.error(
@@ -557,11 +557,35 @@ fn pem_has_certificate(pem: &[u8]) -> bool {
         .any(|w| w == b"-----BEGIN CERTIFICATE-----")
 }
 
+/// A password file larger than this is not a password file.
+const MAX_PASSWORD_FILE_BYTES: u64 = 64 * 1024;
+
+/// A CA bundle larger than this is not a CA bundle.
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read_password_file(file: &str, machine: &Machine) -> Result<String, String> {
     let path = expand_home(file, machine.home.as_deref())?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_small_file(&path, MAX_PASSWORD_FILE_BYTES)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A file the config names, read whole: it must be a regular file (a FIFO
+/// would block the read for ever) of at most `max_bytes`.
+fn read_small_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > max_bytes {
+        return Err(format!(
+            "{} is larger than {max_bytes} bytes",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------- rates

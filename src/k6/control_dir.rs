@@ -112,8 +112,11 @@ pub(crate) fn clean_leftovers(root: &Path, own: &Path) -> Vec<PathBuf> {
         if !meta.is_dir() || meta.uid() != own_meta.uid() {
             continue;
         }
-        let Some(owner) = fs::read_to_string(path.join(OWNER_FILE))
-            .ok()
+        let owner_file = path.join(OWNER_FILE);
+        let regular = fs::symlink_metadata(&owner_file).is_ok_and(|m| m.is_file() && m.len() < 256);
+        let Some(owner) = regular
+            .then(|| fs::read_to_string(&owner_file).ok())
+            .flatten()
             .and_then(|text| Owner::parse(&text))
         else {
             continue;

@@ -918,3 +918,24 @@ fn values_at_the_k6_and_plan_limits_are_accepted() {
     }));
     assert_eq!(crate::plan::Plan::new(&c).count(), Ok(3u128.pow(64) - 1));
 }
+
+/// A password, token or CA "file" that is a FIFO would block `validate`
+/// for ever.
+#[test]
+fn files_the_config_names_that_are_fifos_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("password");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let found = errors(json!({
+        "openfaas_user": "admin",
+        "openfaas_password_file": fifo.to_str().unwrap(),
+    }));
+    assert_eq!(found[0].field, "openfaas_password_file");
+    assert!(found[0].reason.contains("not a regular file"), "{found:?}");
+    for field in ["tls_ca_file", "prometheus_bearer_token_file"] {
+        let found = errors(json!({ field: fifo.to_str().unwrap() }));
+        assert_eq!(found[0].field, field);
+        assert!(found[0].reason.contains("not a regular file"), "{found:?}");
+    }
+}
