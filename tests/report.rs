@@ -235,7 +235,7 @@ fn bad_output_directories_are_input_errors() {
     assert_eq!(out.status.code(), Some(2));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("results.csv line 2: success_rate_function_env: \\\"x\\\" is not a number"),
+        stdout.contains("results.csv line 2: success_rate_function_env: not a number"),
         "{stdout}"
     );
     assert!(

@@ -355,8 +355,9 @@ fn read_artifacts(dir: &Path, notes: &mut Vec<String>) -> Artifacts {
     for_each_file(dir, "k6_scripts", notes, &mut |name, path| {
         if name.starts_with("config-") && name.ends_with(".js") {
             scripts += 1;
-            // A script is a few kilobytes; a larger file is not one of ours.
-            let small = fs::metadata(path).is_ok_and(|m| m.len() < 1 << 20);
+            // A script is a few kilobytes; a larger file is not one of ours,
+            // and anything but a regular file (a FIFO would block) neither.
+            let small = fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() < 1 << 20);
             if let Some(duration) = small
                 .then(|| fs::read_to_string(path).ok())
                 .flatten()
