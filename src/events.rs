@@ -1,8 +1,11 @@
-//! Progress events in lb's `LB_EVENT {json}` shape.
+//! The `LB_EVENT` observer: a campaign's [`Progress`] as the events lb
+//! reads.
 //!
-//! Deep code never prints: it sends [`Event`]s to an [`EventSink`]. The
-//! binary's sink writes `LB_EVENT {json}` lines to stderr; tests collect
-//! them in memory. Events never carry secrets.
+//! [`LbEvents`] turns each progress value into lb's event shape (kind,
+//! level, message — the only place these messages are written) and hands
+//! it to an [`EventSink`]: the binary's writes `LB_EVENT {json}` lines to
+//! stderr, tests collect them in memory. Every event's status is
+//! `running` (see [`Status`]). Events never carry secrets.
 
 use serde::Serialize;
 
@@ -130,27 +133,18 @@ impl EventSink for MemorySink {
 
 /// Builds events for one origin with the current time.
 #[derive(Clone)]
-pub struct Emitter {
+pub(crate) struct Emitter {
     origin: EventOrigin,
     sink: Arc<dyn EventSink>,
 }
 
 impl Emitter {
-    pub fn new(origin: EventOrigin, sink: Arc<dyn EventSink>) -> Self {
+    pub(crate) fn new(origin: EventOrigin, sink: Arc<dyn EventSink>) -> Self {
         Emitter { origin, sink }
     }
 
-    pub fn origin(&self) -> &EventOrigin {
-        &self.origin
-    }
-
-    /// A `log` event (k6 output lines, warnings).
-    pub fn log(&self, level: Level, message: impl Into<String>) {
-        self.emit(EventKind::Log, level, message);
-    }
-
     /// An event of `kind`.
-    pub fn emit(&self, kind: EventKind, level: Level, message: impl Into<String>) {
+    pub(crate) fn emit(&self, kind: EventKind, level: Level, message: impl Into<String>) {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -304,6 +298,12 @@ pub fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKind, Leve
             ),
         ),
         Progress::Warning(message) => one(K::Log, Level::Warning, message.to_string()),
+        Progress::Note(message) => one(K::Log, Level::Info, message.to_string()),
+        Progress::OutputFailed(error) => one(
+            K::Log,
+            Level::Error,
+            format!("the campaign stops: {error}; finished rows are on disk"),
+        ),
         Progress::K6Line(line) if k6_lines => one(K::Log, Level::Info, format!("k6: {line}")),
         Progress::K6Line(_) => Vec::new(),
         Progress::RunFinished(totals) => one(
@@ -342,7 +342,7 @@ mod tests {
         let sink = MemorySink::default();
         let emitter = Emitter::new(EventOrigin::default(), Arc::new(sink.clone()));
         emitter.emit(EventKind::ConfigFinished, Level::Info, "config x finished");
-        emitter.log(Level::Warning, "k6: line");
+        emitter.emit(EventKind::Log, Level::Warning, "k6: line");
         let json: Vec<serde_json::Value> = sink
             .events()
             .iter()

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::campaign::live::{LiveMeasurements, RemoteK6};
+use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
 use crate::campaign::stop::Stop;
 use crate::campaign::{Campaign, CampaignError, RunContext};
 use crate::config::Config;
-use crate::events::{Emitter, EventKind, EventOrigin, Level, StderrSink};
+use crate::events::{EventOrigin, LbEvents, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
@@ -163,7 +164,7 @@ pub fn run(config: &Config, context: &Context) -> Result<RunResult, CommandError
 }
 
 async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, CommandError> {
-    let emitter = Emitter::new(
+    let lb_events = LbEvents::new(
         EventOrigin {
             run_id: ctx.run_id.clone(),
             host: ctx.host.clone(),
@@ -172,24 +173,19 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
             total_repetitions: ctx.total_repetitions,
         },
         Arc::new(StderrSink),
+        config.k6.log_stream,
     );
+    let observer: &dyn Observer = &lb_events;
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
-    emitter.emit(
-        EventKind::RunStarted,
-        Level::Info,
-        format!(
-            "dfaas run {} on {}: k6 host {}@{}:{}, gateway {}, prometheus {}, output {}",
-            ctx.run_id,
-            ctx.host,
-            config.k6.user,
-            config.k6.host,
-            config.k6.port,
-            config.gateway_url,
-            config.prometheus_url,
-            ctx.output_dir.display()
-        ),
-    );
+    observer.observe(&Progress::RunStarted(RunStarted {
+        run_id: &ctx.run_id,
+        host: &ctx.host,
+        k6_target: format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port),
+        gateway_url: config.gateway_url.as_str(),
+        prometheus_url: config.prometheus_url.as_str(),
+        output_dir: &ctx.output_dir,
+    }));
 
     let meter = Meter::from_config(config, PrometheusSettings::default())
         .map_err(|e| CommandError::input("queries_path", e.to_string()))?
@@ -208,7 +204,7 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         output_dir: ctx.output_dir.clone(),
     };
     // Every output problem is found before connecting, let alone loading.
-    let campaign = Campaign::open(config, &run_ctx, &emitter)
+    let campaign = Campaign::open(config, &run_ctx, observer)
         .map_err(|e| output_failure(&e, ctx.output_dir_field))?;
     // The start-up checks' own meter: requests bounded like their retries,
     // so a Prometheus that accepts and never answers fails as fast.
@@ -246,10 +242,10 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         return Err(CommandError::Interrupted);
     }
     for warning in sampling.warnings {
-        emitter.log(Level::Warning, warning);
+        observer.observe(&Progress::Warning(&warning));
     }
     let sampling = sampling.value;
-    emitter.log(Level::Info, format!("prometheus: {sampling}"));
+    observer.observe(&Progress::Note(&format!("prometheus: {sampling}")));
     let unlisted: Vec<&str> = config
         .functions
         .iter()
@@ -257,14 +253,11 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         .filter(|name| !listed.contains_key(*name))
         .collect();
     if !unlisted.is_empty() {
-        emitter.log(
-            Level::Warning,
-            format!(
-                "the gateway at {} does not list {}: their replicas will be recorded as nan",
-                gateway.base_url(),
-                unlisted.join(", ")
-            ),
-        );
+        observer.observe(&Progress::Warning(&format!(
+            "the gateway at {} does not list {}: their replicas will be recorded as nan",
+            gateway.base_url(),
+            unlisted.join(", ")
+        )));
     }
     let meter = meter.with_sampling(sampling);
 
@@ -278,7 +271,9 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         .execute(&mut load, &services, f64::from(cores), &stop)
         .await;
     if let Err(e) = load.close().await {
-        emitter.log(Level::Warning, format!("closing the SSH connection: {e}"));
+        observer.observe(&Progress::Warning(&format!(
+            "closing the SSH connection: {e}"
+        )));
     }
     let mut result = outcome.result;
     if let Some(stopped_by) = &outcome.stopped_by {
@@ -310,21 +305,13 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
             context: json!({"failed_configurations": outcome.failed_configs}),
         });
     }
-    emitter.emit(
-        EventKind::RunFinished,
-        if result.returncode == i32::from(exit::OK) {
-            Level::Info
-        } else {
-            Level::Warning
-        },
-        format!(
-            "dfaas run finished: {} rows, {} skipped, {} indexed; results in {}",
-            result.dfaas_results.len(),
-            result.dfaas_skipped.len(),
-            result.dfaas_index.len(),
-            ctx.output_dir.display()
-        ),
-    );
+    observer.observe(&Progress::RunFinished(RunTotals {
+        rows: result.dfaas_results.len(),
+        skipped: result.dfaas_skipped.len(),
+        indexed: result.dfaas_index.len(),
+        output_dir: &ctx.output_dir,
+        exit_code: u8::try_from(result.returncode).unwrap_or(exit::CONFIG_FAILED),
+    }));
     Ok(result)
 }
 

@@ -888,7 +888,12 @@ fn a_completed_configuration_leaves_skipped_csv_and_every_other_line_stays_as_it
         &appended,
         "skipped.csv after an append",
     );
-    assert!(!dir.path().join("skipped.csv.rewrite").exists());
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Errors about a garbled index or results file say where and what was

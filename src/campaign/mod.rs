@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::config::{Config, FunctionName};
-use crate::events::{Emitter, EventKind, Level};
 use crate::k6::{script, summary};
 use crate::metrics::meter::IterationMetrics;
 use crate::output::resume::CompletedIterations;
@@ -33,6 +32,7 @@ use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, Skip
 use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
 
 use cooldown::CooldownEnd;
+use progress::{Observer, Progress};
 use services::{LoadError, LoadGenerator, LoadJob, Measurements};
 use stop::Stop;
 use verdict::NodeReading;
@@ -83,10 +83,10 @@ pub async fn run<L: LoadGenerator, M: Measurements>(
     load: &mut L,
     meter: &M,
     cores: f64,
-    emitter: &Emitter,
+    observer: &dyn Observer,
     stop: &Stop,
 ) -> Result<Outcome, CampaignError> {
-    Ok(Campaign::open(config, ctx, emitter)?
+    Ok(Campaign::open(config, ctx, observer)?
         .execute(load, meter, cores, stop)
         .await)
 }
@@ -95,7 +95,7 @@ pub async fn run<L: LoadGenerator, M: Measurements>(
 pub struct Campaign<'a> {
     config: &'a Config,
     ctx: &'a RunContext,
-    emitter: &'a Emitter,
+    observer: &'a dyn Observer,
     cores: f64,
     names: Vec<FunctionName>,
     dataset: Dataset,
@@ -125,7 +125,7 @@ impl<'a> Campaign<'a> {
     pub fn open(
         config: &'a Config,
         ctx: &'a RunContext,
-        emitter: &'a Emitter,
+        observer: &'a dyn Observer,
     ) -> Result<Self, CampaignError> {
         let names: Vec<FunctionName> = config.functions.iter().map(|f| f.name.clone()).collect();
         let dataset_err = |source| CampaignError::Dataset {
@@ -135,7 +135,7 @@ impl<'a> Campaign<'a> {
         output::location::prepare(&ctx.output_dir).map_err(dataset_err)?;
         let (dataset, torn) = Dataset::open(&ctx.output_dir, &names).map_err(dataset_err)?;
         for line in torn {
-            emitter.log(Level::Warning, line.to_string());
+            observer.observe(&Progress::Warning(&line.to_string()));
         }
         let indexed: HashSet<ConfigKey> = dataset
             .read_index()
@@ -166,7 +166,7 @@ impl<'a> Campaign<'a> {
         Ok(Campaign {
             config,
             ctx,
-            emitter,
+            observer,
             cores: f64::NAN,
             names,
             dataset,
@@ -197,18 +197,10 @@ impl<'a> Campaign<'a> {
         }
         self.warn_all(baseline.warnings);
         let baseline = baseline.value;
-        self.emitter.emit(
-            EventKind::Baseline,
-            Level::Info,
-            format!(
-                "baseline: cpu {:.3} %, ram {:.0} B ({:.3} %), power {:.3}; {} cores",
-                baseline.cpu_pct,
-                baseline.ram_bytes,
-                baseline.ram_pct,
-                baseline.power_uw,
-                self.cores
-            ),
-        );
+        self.observer.observe(&Progress::Baseline {
+            reading: &baseline,
+            cores: self.cores,
+        });
         let plan = Plan::new(self.config);
         for configuration in plan.iter() {
             if stop.is_stopped() {
@@ -234,10 +226,8 @@ impl<'a> Campaign<'a> {
                     break;
                 }
                 Err(error) => {
-                    self.emitter.log(
-                        Level::Error,
-                        format!("the campaign stops: {error}; finished rows are on disk"),
-                    );
+                    self.observer
+                        .observe(&Progress::OutputFailed(&error.to_string()));
                     self.outcome.stopped_by = Some(error);
                     break;
                 }
@@ -265,15 +255,11 @@ impl<'a> Campaign<'a> {
         reason: SkipReason,
     ) -> Result<(), CampaignError> {
         let id = configuration.config_id();
-        self.emitter.emit(
-            EventKind::ConfigSkipped,
-            Level::Info,
-            format!(
-                "config {id} skipped ({}): {}",
-                reason.as_str(),
-                label(configuration)
-            ),
-        );
+        self.observer.observe(&Progress::ConfigSkipped {
+            id: &id,
+            configuration,
+            reason,
+        });
         if reason == SkipReason::DominatedByOverload {
             self.append_skipped(configuration)?;
         } else {
@@ -327,22 +313,13 @@ impl<'a> Campaign<'a> {
             config_id: id.to_string(),
             script: script.clone(),
         });
-        self.emitter.emit(
-            EventKind::ConfigStarted,
-            Level::Info,
-            format!("config {id} started: {}", label(configuration)),
-        );
+        self.observer.observe(&Progress::ConfigStarted {
+            id: &id,
+            configuration,
+            resumed_after: done.rows,
+        });
         let iterations = self.config.iterations;
         let mut overloaded = done.overloaded;
-        if done.rows > 0 {
-            self.emitter.log(
-                Level::Info,
-                format!(
-                    "config {id}: resuming after {} completed iteration(s)",
-                    done.rows
-                ),
-            );
-        }
         for iteration in (done.rows + 1)..=iterations {
             let step = self
                 .run_iteration(
@@ -360,21 +337,22 @@ impl<'a> Campaign<'a> {
             match step {
                 IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
                 IterationEnd::Failed(reason) => {
-                    self.emitter.emit(
-                        EventKind::ConfigFailed,
-                        Level::Error,
-                        format!("config {id} failed at iteration {iteration}: {reason}"),
-                    );
+                    self.observer.observe(&Progress::ConfigFailed {
+                        id: &id,
+                        configuration,
+                        iteration,
+                        reason: &reason,
+                    });
                     self.append_skipped(configuration)?;
                     return Ok(ConfigEnd::Failed);
                 }
                 IterationEnd::Interrupted => return Ok(ConfigEnd::Interrupted),
                 IterationEnd::GeneratorLost(reason) => {
-                    self.emitter.emit(
-                        EventKind::GeneratorLost,
-                        Level::Error,
-                        format!("config {id} iteration {iteration}: {reason}; the run stops, finished rows are kept"),
-                    );
+                    self.observer.observe(&Progress::GeneratorLost {
+                        id: &id,
+                        iteration,
+                        reason: &reason,
+                    });
                     return Ok(ConfigEnd::GeneratorLost(reason));
                 }
             }
@@ -392,19 +370,13 @@ impl<'a> Campaign<'a> {
         self.indexed.insert(key);
         if verdict::config_overloaded(overloaded, iterations) {
             self.memory.remember(configuration);
-            self.emitter.emit(
-                EventKind::ConfigOverloaded,
-                Level::Warning,
-                format!(
-                    "config {id} overloaded in {overloaded} of {iterations} iterations: configurations dominating it will be skipped"
-                ),
-            );
+            self.observer.observe(&Progress::ConfigOverloaded {
+                id: &id,
+                overloaded,
+                iterations,
+            });
         }
-        self.emitter.emit(
-            EventKind::ConfigFinished,
-            Level::Info,
-            format!("config {id} finished"),
-        );
+        self.observer.observe(&Progress::ConfigFinished { id: &id });
         Ok(ConfigEnd::Done)
     }
 
@@ -447,27 +419,20 @@ impl<'a> Campaign<'a> {
                 )))
             }
         };
-        self.emitter.emit(
-            EventKind::IterationStarted,
-            Level::Info,
-            format!(
-                "config {id} iteration {iteration}/{} started after {rest_seconds} s of cooldown",
-                self.config.iterations
-            ),
-        );
+        self.observer.observe(&Progress::IterationStarted {
+            id,
+            iteration,
+            iterations: self.config.iterations,
+            rest_seconds,
+        });
         let job = LoadJob {
             config_id: id.as_str(),
             iteration,
             script,
             duration: self.config.duration,
         };
-        let emitter = self.emitter.clone();
-        let stream = self.config.k6.log_stream;
-        let mut on_line = move |line: &str| {
-            if stream {
-                emitter.log(Level::Info, format!("k6: {line}"));
-            }
-        };
+        let observer = self.observer;
+        let mut on_line = move |line: &str| observer.observe(&Progress::K6Line(line));
         let run = match load.run(job, &mut on_line, stop).await {
             Ok(run) => run,
             Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
@@ -488,22 +453,18 @@ impl<'a> Campaign<'a> {
                     .filter(|f| !replicas.contains_key(*f))
                     .collect();
                 if !unlisted.is_empty() {
-                    self.emitter.log(
-                        Level::Warning,
-                        format!(
-                            "config {id} iteration {iteration}: the gateway does not list {}: replicas recorded as nan",
-                            unlisted.join(", ")
-                        ),
-                    );
+                    self.observer.observe(&Progress::Warning(&format!(
+                        "config {id} iteration {iteration}: the gateway does not list {}: replicas recorded as nan",
+                        unlisted.join(", ")
+                    )));
                 }
                 replicas
             }
             Err(_) if stop.is_stopped() => return Ok(IterationEnd::Interrupted),
             Err(reason) => {
-                self.emitter.log(
-                    Level::Warning,
-                    format!("config {id} iteration {iteration}: replicas unknown, recorded as nan: {reason}"),
-                );
+                self.observer.observe(&Progress::Warning(&format!(
+                    "config {id} iteration {iteration}: replicas unknown, recorded as nan: {reason}"
+                )));
                 BTreeMap::new()
             }
         };
@@ -530,12 +491,19 @@ impl<'a> Campaign<'a> {
         );
         let node_overloaded = row.node.overloaded;
         self.record_iteration(id, iteration, &row, run.summary, &metrics)?;
+        if let Some(entry) = self.outcome.result.dfaas_summaries.last() {
+            self.observer.observe(&Progress::IterationFinished {
+                id,
+                configuration,
+                iteration,
+                row: &row,
+                metrics: &metrics,
+                summary: &entry.summary,
+            });
+        }
         if node_overloaded {
-            self.emitter.emit(
-                EventKind::IterationOverloaded,
-                Level::Warning,
-                format!("config {id} iteration {iteration}: node overloaded"),
-            );
+            self.observer
+                .observe(&Progress::IterationOverloaded { id, iteration });
         }
         Ok(IterationEnd::Row {
             overloaded: node_overloaded,
@@ -618,7 +586,7 @@ impl<'a> Campaign<'a> {
     fn warn_all(&self, warnings: Vec<String>) {
         for warning in warnings {
             tracing::warn!("{warning}");
-            self.emitter.log(Level::Warning, warning);
+            self.observer.observe(&Progress::Warning(&warning));
         }
     }
 
@@ -680,13 +648,5 @@ fn configuration_of(key: &ConfigKey) -> Option<Configuration> {
 }
 
 /// `env=0, figlet=10` for messages.
-fn label(configuration: &Configuration) -> String {
-    configuration
-        .pairs()
-        .map(|(f, r)| format!("{f}={r}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests;

@@ -112,6 +112,12 @@ pub enum Progress<'a> {
     /// Something the user should know (a torn line repaired, a metric not
     /// measured, k6 thresholds failed).
     Warning(&'a str),
+    /// Something worth recording that is not a problem (how Prometheus
+    /// samples).
+    Note(&'a str),
+    /// An output failure (a full disk) stops the campaign; what finished
+    /// is on disk.
+    OutputFailed(&'a str),
     /// One line of k6's own output.
     K6Line(&'a str),
     RunFinished(RunTotals<'a>),

@@ -15,7 +15,7 @@ use super::stop::{Stop, StopHandle};
 use super::verdict::NodeReading;
 use super::{run, Outcome, RunContext};
 use crate::config::{Config, FunctionName};
-use crate::events::{Emitter, EventKind, EventOrigin, MemorySink};
+use crate::events::{EventKind, EventOrigin, LbEvents, MemorySink};
 use crate::k6::metric_names;
 use crate::metrics::meter::{FunctionMetrics, IterationMetrics, QueryWindow};
 use crate::metrics::prometheus::Measured;
@@ -233,7 +233,7 @@ async fn campaign(
     dir: &Path,
     k6: &mut FakeK6,
     meter: &FakeMeter,
-    em: &Emitter,
+    em: &LbEvents,
     stop: &Stop,
 ) -> Outcome {
     run(cfg, &ctx(dir), k6, meter, 2.0, em, stop).await.unwrap()
@@ -248,10 +248,10 @@ fn ctx(dir: &Path) -> RunContext {
     }
 }
 
-fn emitter() -> (Emitter, MemorySink) {
+fn emitter() -> (LbEvents, MemorySink) {
     let sink = MemorySink::default();
     (
-        Emitter::new(EventOrigin::default(), Arc::new(sink.clone())),
+        LbEvents::new(EventOrigin::default(), Arc::new(sink.clone()), true),
         sink,
     )
 }

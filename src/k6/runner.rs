@@ -424,7 +424,13 @@ impl K6Runner {
         let q_workspace = quote(&workspace, "workspace")?;
         tokio::pin!(cancel);
 
-        self.reconnect(&mut cancel).await?;
+        // The usual case costs one check of the master; only a host that
+        // does not answer goes through the (cancellable) retries.
+        match self.ensure_connected().await {
+            Ok(()) => {}
+            Err(RunnerError::Connect { .. }) => self.reconnect(&mut cancel).await?,
+            Err(other) => return Err(other),
+        }
         let upload = format!("mkdir -p -- {q_workspace} && cat > {q_workspace}/script.js");
         self.exec_ok("uploading script.js", &upload, Some(job.script.as_bytes()))
             .await?;

@@ -183,14 +183,7 @@ impl Dataset {
         if !removed {
             return Ok(false);
         }
-        let staged = staged_name(&path);
-        fs::write(&staged, &kept)
-            .and_then(|()| File::open(&staged)?.sync_all())
-            .map_err(|e| OutputError::io("write", &staged, e))?;
-        fs::rename(&staged, &path).map_err(|e| OutputError::io("replace", &path, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| OutputError::io("sync directory", &self.dir, e))?;
+        super::artifact::write_atomic(&path, &kept)?;
         let header = Table::Skipped.header_line(&self.functions);
         self.skipped = AppendFile::open(path, &header, &mut Vec::new())?.0;
         Ok(true)
@@ -357,11 +350,6 @@ impl AppendFile {
         self.len += line.len() as u64;
         Ok(())
     }
-}
-
-/// The temporary file a rewrite of `path` goes through.
-fn staged_name(path: &Path) -> PathBuf {
-    path.with_extension("csv.rewrite")
 }
 
 /// `truncated`: `found` is only the start of the file's first line.
