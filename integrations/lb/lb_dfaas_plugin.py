@@ -1060,8 +1060,9 @@ def _entries_with_id(gen: Mapping[str, Any], key: str, *required: str) -> list[M
 
 
 def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> list[Path]:
-    """Write results.csv, skipped.csv, index.csv, summaries/, metrics/ and
-    k6_scripts/ from lb's per-repetition entries, as lb's dfaas plugin does.
+    """Write results.csv, skipped.csv, index.csv, summaries/, metrics/ (with
+    the query windows the binary reports) and k6_scripts/ from lb's
+    per-repetition entries, as lb's dfaas plugin does.
 
     Cells are formatted as the binary formats them and lines end in ``\n``
     as the binary's do (lb's built-in plugin ends them in ``\r\n``; pandas
@@ -1138,6 +1139,14 @@ def export_dfaas_csv(results: Sequence[Mapping[str, Any]], output_dir: Path) -> 
                 row = metrics_row(metric.get("metrics") or {})
                 _write_csv_atomically(path, metrics_header(functions), [row], cell=metrics_cell)
                 paths.append(path)
+            window = (metric.get("metrics") or {}).get("window")
+            window_path = output_dir / "metrics" / (
+                f"window-{metric['config_id']}-iter{metric['iteration']}-rep{rep}.json"
+            )
+            if isinstance(window, dict) and claim(window_path):
+                window_path.parent.mkdir(parents=True, exist_ok=True)
+                window_path.write_text(json.dumps(window, indent=2) + "\n", encoding="utf-8")
+                paths.append(window_path)
         for script in _entries_with_id(gen, "dfaas_scripts"):
             path = output_dir / "k6_scripts" / f"config-{script['config_id']}.js"
             if not path.exists():
