@@ -895,20 +895,7 @@ mod tests {
     #[test]
     fn plan_table_lists_counts_and_first_configurations() {
         let dir = tempfile::tempdir().unwrap();
-        let request = Request {
-            config: json!({"functions": [{"name": "figlet"}, {"name": "env"}],
-                           "combinations": {"min_functions": 1, "max_functions": 3}}),
-            context: Context {
-                output_dir: Some(dir.path().display().to_string()),
-                ..Context::default()
-            },
-        };
-        let loaded = config::load_request(&request).unwrap();
-        let input = Input {
-            config: loaded.config,
-            context: request.context,
-            warnings: vec![],
-        };
+        let input = two_function_input(dir.path());
         let mut out = Vec::new();
         plan_cmd_as(&input, None, PlanFormat::Table, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -1008,23 +995,28 @@ mod tests {
         assert!(unknown.stdout.contains("--config-id"));
     }
 
-    #[test]
-    fn plan_streams_counts_and_configurations() {
-        let dir = tempfile::tempdir().unwrap();
+    /// figlet and env, combinations of one and two, output in `dir`.
+    fn two_function_input(dir: &Path) -> Input {
         let request = Request {
             config: json!({"functions": [{"name": "figlet"}, {"name": "env"}],
                            "combinations": {"min_functions": 1, "max_functions": 3}}),
             context: Context {
-                output_dir: Some(dir.path().display().to_string()),
+                output_dir: Some(dir.display().to_string()),
                 ..Context::default()
             },
         };
         let loaded = config::load_request(&request).unwrap();
-        let input = Input {
+        Input {
             config: loaded.config,
             context: request.context,
             warnings: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn plan_streams_counts_and_configurations() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = two_function_input(dir.path());
         let mut out = Vec::new();
         plan_cmd(&input, Some(2), &mut out).unwrap();
         let plan: Value = serde_json::from_slice(&out).unwrap();

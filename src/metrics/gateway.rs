@@ -36,6 +36,15 @@ pub enum GatewayError {
     Malformed { url: String, reason: String },
 }
 
+impl From<ClientSetupError> for GatewayError {
+    fn from(error: ClientSetupError) -> Self {
+        match error {
+            ClientSetupError::Url { url, reason } => GatewayError::Url { url, reason },
+            ClientSetupError::Client(e) => GatewayError::Client(e),
+        }
+    }
+}
+
 /// Timeouts for gateway requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GatewaySettings {
@@ -97,10 +106,7 @@ impl GatewayClient {
             settings.connect_timeout,
             tls,
         )
-        .map_err(|e| match e {
-            ClientSetupError::Url { url, reason } => GatewayError::Url { url, reason },
-            ClientSetupError::Client(e) => GatewayError::Client(e),
-        })?;
+        .map_err(GatewayError::from)?;
         Ok(GatewayClient {
             base_url,
             credentials: auth.map(Credentials::Basic),

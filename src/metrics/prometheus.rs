@@ -58,6 +58,15 @@ pub enum PrometheusError {
     Interrupted,
 }
 
+impl From<ClientSetupError> for PrometheusError {
+    fn from(error: ClientSetupError) -> Self {
+        match error {
+            ClientSetupError::Url { url, reason } => PrometheusError::Url { url, reason },
+            ClientSetupError::Client(e) => PrometheusError::Client(e),
+        }
+    }
+}
+
 impl PrometheusError {
     /// Worth asking again: Prometheus may be starting, behind on scrapes or
     /// briefly overloaded. A rejected or malformed query will not improve.
@@ -326,10 +335,7 @@ impl PrometheusClient {
             settings.connect_timeout,
             tls,
         )
-        .map_err(|e| match e {
-            ClientSetupError::Url { url, reason } => PrometheusError::Url { url, reason },
-            ClientSetupError::Client(e) => PrometheusError::Client(e),
-        })?;
+        .map_err(PrometheusError::from)?;
         let credentials = auth.map(|auth| match auth {
             PrometheusAuth::Basic(basic) => Credentials::Basic(basic.clone()),
             PrometheusAuth::Bearer(token) => Credentials::Bearer(token.clone()),
