@@ -166,8 +166,6 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     const LISTING: &str = r#"[
         {"name":"figlet","image":"x","replicas":3,"availableReplicas":3,"invocationCount":10},
@@ -194,31 +192,7 @@ mod tests {
 
     /// Serves `status` + `body` to every connection; keeps request heads.
     async fn serve(status: &'static str, body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let seen = heads.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buf = vec![0u8; 8192];
-                let mut read = 0;
-                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf[read..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => read += n,
-                    }
-                }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..read]).into_owned());
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            }
-        });
-        (format!("http://{addr}"), heads)
+        crate::metrics::http::serve_for_tests(status, body).await
     }
 
     #[tokio::test]

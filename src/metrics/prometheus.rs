@@ -722,33 +722,11 @@ mod tests {
 
     /// Answers every connection with an empty vector; keeps request heads.
     async fn serve_empty() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = heads.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buf = vec![0u8; 8192];
-                let mut read = 0;
-                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf[read..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => read += n,
-                    }
-                }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..read]).into_owned());
-                let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            }
-        });
-        (format!("http://{addr}"), heads)
+        crate::metrics::http::serve_for_tests(
+            "200 OK",
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        )
+        .await
     }
 
     #[tokio::test]
