@@ -24,11 +24,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::config::{self, Config, FunctionName};
+use crate::context::RunContext;
 use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
-use crate::protocol::{exit, Context, Request, RunResult};
+use crate::protocol::{Context, ExitCode as Code, Request, RunResult};
 use crate::report::{self, CommandError};
 
 /// How many configurations `script --config-id` hashes, in plan order,
@@ -211,8 +212,8 @@ pub struct SelectorArgs {
 /// Which configuration `script` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptSelector {
-    /// A plan configuration id: 12 lowercase hex digits.
-    ConfigId(String),
+    /// A plan configuration id.
+    ConfigId(ConfigId),
     /// Function and rate pairs, functions configured, each named once,
     /// in the order given.
     Pairs(Vec<(FunctionName, u64)>),
@@ -245,10 +246,10 @@ pub fn plan_cmd_as(
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
     let plan = Plan::new(&input.config);
-    let ctx = crate::session::resolve_context(&input.context, &input.config)?;
-    crate::session::inspect_output(&ctx)?;
+    let ctx = RunContext::resolve(&input.context, &input.config)?;
+    ctx.inspect_output()?;
     let indexed = crate::output::index::read_index(&ctx.output_dir.join("index.csv"))
-        .map_err(|e| crate::session::output_error(&ctx, e))?
+        .map_err(|e| ctx.output_error(e))?
         .indexed();
     let written = match format {
         PlanFormat::Json => write_plan_json(out, &input.config, &plan, &indexed, limit),
@@ -324,10 +325,8 @@ pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandErro
 pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
     let configuration = match selector {
         ScriptSelector::ConfigId(id) => {
-            let id = ConfigId::parse(id)
-                .map_err(|e| CommandError::input("--config-id", e.to_string()))?;
             let plan = Plan::new(&input.config);
-            match plan.find(&id, CONFIG_ID_SEARCH_LIMIT) {
+            match plan.find(id, CONFIG_ID_SEARCH_LIMIT) {
                 IdSearch::Found { configuration, .. } => configuration,
                 IdSearch::NotFound { searched } => {
                     let count = plan
@@ -352,19 +351,12 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
     };
     let pairs: Vec<(FunctionName, u64)> =
         configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
-    Ok(script::render(&script::ScriptInput {
-        gateway_url: &input.config.gateway_url,
-        duration_text: &input.config.duration_text,
-        duration: input.config.duration,
-        functions: &input.config.functions,
-        pairs: &pairs,
-        request_timeout: script::DEFAULT_REQUEST_TIMEOUT,
-    }))
+    Ok(script::for_campaign(&input.config, &pairs))
 }
 
-/// `run`: the campaign's result; its `returncode` becomes the exit code.
-pub fn run_cmd(input: &Input) -> Result<RunResult, CommandError> {
-    crate::session::run(&input.config, &input.context)
+/// `run`: the result document and its exit code.
+pub fn run_cmd(input: &Input) -> (RunResult, Code) {
+    report::run_report(crate::session::run(&input.config, &input.context))
 }
 
 /// The binary's entry point.
@@ -417,30 +409,29 @@ pub fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
         tracing::error!("{error}");
         Outcome {
             stdout: report::failure_text(&error),
-            exit_code: error.exit_code(),
+            exit_code: error.exit_code().code(),
         }
     } else {
-        failure(&error, is_run)
+        failure(error, is_run)
     }
 }
 
 fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, CommandError> {
     match command {
-        Command::Describe => Ok(document(&manifest(), exit::OK)),
+        Command::Describe => Ok(document(&manifest(), Code::Ok)),
         Command::Validate { input, format } => {
             let input = load_input(input, stdin)?;
             // Everything `run` would refuse before connecting anywhere.
-            let ctx = crate::session::resolve_context(&input.context, &input.config)?;
-            crate::session::inspect_output(&ctx)?;
+            RunContext::resolve(&input.context, &input.config)?.inspect_output()?;
             if *format == Some(ValidateFormat::Text) {
                 return Ok(Outcome {
                     stdout: validate_text(&input),
-                    exit_code: exit::OK,
+                    exit_code: Code::Ok.code(),
                 });
             }
             Ok(document(
                 &json!({"ok": true, "warnings": input.warnings}),
-                exit::OK,
+                Code::Ok,
             ))
         }
         Command::Plan {
@@ -455,7 +446,7 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 .map_err(|e| CommandError::Internal(format!("cannot write to stdout: {e}")))?;
             Ok(Outcome {
                 stdout: String::new(),
-                exit_code: exit::OK,
+                exit_code: Code::Ok.code(),
             })
         }
         Command::Script { input, selector } => {
@@ -467,7 +458,7 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
             }
             Ok(Outcome {
                 stdout: script,
-                exit_code: exit::OK,
+                exit_code: Code::Ok.code(),
             })
         }
         Command::LbInstall { lb_root, python } => {
@@ -480,40 +471,40 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 binary,
                 ansible_dir: install_root().join("ansible"),
             })?;
-            Ok(document(&report, exit::OK))
+            Ok(document(&report, Code::Ok))
         }
         Command::Report(args) => {
             let written = report_cmd(args)?;
             Ok(Outcome {
                 stdout: format!("{}\n", written.path.display()),
-                exit_code: exit::OK,
+                exit_code: Code::Ok.code(),
             })
         }
         Command::Run(args) => {
             let input = load_input(args, stdin)?;
-            let result = run_cmd(&input)?;
-            let exit_code = u8::try_from(result.returncode).unwrap_or(exit::CONFIG_FAILED);
+            let (result, exit_code) = run_cmd(&input);
             Ok(document(&result, exit_code))
         }
     }
 }
 
-fn failure(error: &CommandError, is_run: bool) -> Outcome {
+fn failure(error: CommandError, is_run: bool) -> Outcome {
     tracing::error!("{error}");
     if is_run {
-        document(&report::failed_run_result(error), error.exit_code())
+        let (result, exit_code) = report::run_report(Err(error));
+        document(&result, exit_code)
     } else {
-        document(&report::failure_document(error), error.exit_code())
+        document(&report::failure_document(&error), error.exit_code())
     }
 }
 
-fn document<T: serde::Serialize>(value: &T, exit_code: u8) -> Outcome {
+fn document<T: serde::Serialize>(value: &T, exit_code: Code) -> Outcome {
     match serde_json::to_string_pretty(value) {
         Ok(mut text) => {
             text.push('\n');
             Outcome {
                 stdout: text,
-                exit_code,
+                exit_code: exit_code.code(),
             }
         }
         Err(error) => {
@@ -523,7 +514,7 @@ fn document<T: serde::Serialize>(value: &T, exit_code: u8) -> Outcome {
                     "{}\n",
                     json!({"ok": false, "error": {"type": "internal", "message": message, "context": {}}})
                 ),
-                exit_code: exit::CONFIG_FAILED,
+                exit_code: Code::Failed.code(),
             }
         }
     }
@@ -539,7 +530,7 @@ fn print(outcome: &Outcome) -> u8 {
         Ok(()) => outcome.exit_code,
         Err(error) => {
             tracing::error!("cannot write to stdout: {error}");
-            exit::CONFIG_FAILED
+            Code::Failed.code()
         }
     }
 }
@@ -625,27 +616,14 @@ fn parse_request(text: &str) -> Result<(Request, Vec<String>), CommandError> {
 
 fn script_selector(args: &SelectorArgs, config: &Config) -> Result<ScriptSelector, CommandError> {
     match (&args.config_id, &args.pairs) {
-        (Some(id), None) => parse_config_id(id).map(ScriptSelector::ConfigId),
+        (Some(id), None) => ConfigId::parse(id)
+            .map(ScriptSelector::ConfigId)
+            .map_err(|e| CommandError::input("--config-id", e.to_string())),
         (None, Some(pairs)) => parse_pairs(pairs, config).map(ScriptSelector::Pairs),
         _ => Err(CommandError::input(
             "--config-id",
             "give exactly one of --config-id and --pairs",
         )),
-    }
-}
-
-fn parse_config_id(id: &str) -> Result<String, CommandError> {
-    let valid = id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if valid {
-        Ok(id.to_string())
-    } else {
-        Err(CommandError::input(
-            "--config-id",
-            format!("{id:?} is not a config id (12 lowercase hex digits)"),
-        ))
     }
 }
 
@@ -775,9 +753,9 @@ fn usage_error(error: clap::Error, args: &[OsString]) -> ExitCode {
         let _ = error.print();
         return ExitCode::from(
             if error.kind() == ClapKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                exit::INVALID_INPUT
+                Code::InvalidInput.code()
             } else {
-                exit::OK
+                Code::Ok.code()
             },
         );
     }
@@ -789,7 +767,7 @@ fn usage_error(error: clap::Error, args: &[OsString]) -> ExitCode {
         .map(|line| line.trim_start_matches("error: ").to_string())
         .unwrap_or_else(|| error.kind().to_string());
     let command_error = CommandError::input("arguments", reason);
-    let outcome = failure(&command_error, is_run_invocation(args));
+    let outcome = failure(command_error, is_run_invocation(args));
     ExitCode::from(print(&outcome))
 }
 
@@ -1064,6 +1042,15 @@ mod tests {
                 "{bad}"
             );
         }
+        let parse_config_id = |id: &str| {
+            script_selector(
+                &SelectorArgs {
+                    config_id: Some(id.to_string()),
+                    pairs: None,
+                },
+                &config,
+            )
+        };
         assert!(parse_config_id("0123456789ab").is_ok());
         for bad in [
             "0123456789AB",

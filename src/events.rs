@@ -10,11 +10,12 @@
 use serde::Serialize;
 
 use crate::campaign::progress::{Observer, Progress};
+use crate::context::RunContext;
 use crate::plan::Configuration;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-/// Who is running: the fields every event repeats.
+/// Who is running: the fields of the [`RunContext`] every event repeats.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct EventOrigin {
     pub run_id: String,
@@ -22,6 +23,18 @@ pub struct EventOrigin {
     pub workload: String,
     pub repetition: u32,
     pub total_repetitions: u32,
+}
+
+impl From<&RunContext> for EventOrigin {
+    fn from(ctx: &RunContext) -> Self {
+        EventOrigin {
+            run_id: ctx.run_id.clone(),
+            host: ctx.host.clone(),
+            workload: ctx.workload.clone(),
+            repetition: ctx.repetition,
+            total_repetitions: ctx.total_repetitions,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -170,9 +183,9 @@ pub struct LbEvents {
 }
 
 impl LbEvents {
-    pub fn new(origin: EventOrigin, sink: Arc<dyn EventSink>, k6_lines: bool) -> Self {
+    pub fn new(ctx: &RunContext, sink: Arc<dyn EventSink>, k6_lines: bool) -> Self {
         LbEvents {
-            emitter: Emitter::new(origin, sink),
+            emitter: Emitter::new(EventOrigin::from(ctx), sink),
             k6_lines,
         }
     }

@@ -438,7 +438,7 @@ mod tests {
     fn an_lb_root_without_lb_plugins_is_invalid_input_naming_the_flag() {
         let dir = tempfile::tempdir().unwrap();
         let error = lb_plugins_under(dir.path()).unwrap_err();
-        assert_eq!(error.exit_code(), crate::protocol::exit::INVALID_INPUT);
+        assert_eq!(error.exit_code(), crate::protocol::ExitCode::InvalidInput);
         assert!(error.to_string().starts_with("--lb-root: "), "{error}");
         let package = dir.path().join("lb_plugins");
         fs::create_dir_all(package.join("plugins")).unwrap();

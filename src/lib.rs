@@ -13,6 +13,7 @@
 pub mod campaign;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod events;
 pub mod html_report;
 pub mod k6;

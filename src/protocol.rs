@@ -40,12 +40,22 @@ pub struct Context {
 /// A CSV row as a JSON object: column name → cell text, in header order.
 pub type Row = Map<String, Value>;
 
-/// The one document `run` prints on stdout.
+/// The one document `run` prints on stdout: how the run ended, what it
+/// recorded, and why it failed when it did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
     pub returncode: i32,
     pub success: bool,
     pub interrupted: bool,
+    #[serde(flatten)]
+    pub data: RunData,
+    pub error: Option<ErrorInfo>,
+}
+
+/// What a run recorded, in the protocol's shape (one entry per row, file
+/// or artifact, in the order they were written).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunData {
     pub dfaas_functions: Vec<String>,
     pub dfaas_results: Vec<Row>,
     pub dfaas_skipped: Vec<Row>,
@@ -54,7 +64,6 @@ pub struct RunResult {
     pub dfaas_metrics: Vec<MetricsEntry>,
     pub dfaas_scripts: Vec<ScriptEntry>,
     pub artifacts: Vec<String>,
-    pub error: Option<ErrorInfo>,
 }
 
 /// One index.csv row as lb's export expects it.
@@ -92,20 +101,64 @@ pub struct ScriptEntry {
 /// The protocol's `error` object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorInfo {
-    /// A stable kind: `invalid_input`, `environment`, `interrupted`,
-    /// `configuration_failed`, `internal`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     /// Structured details, e.g. `{"errors": [{"field": "functions[1].name", "reason": "..."}]}`.
     pub context: Value,
 }
 
+/// The stable kinds of the protocol's `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad JSON, bad flags, bad config: the user must fix the input.
+    InvalidInput,
+    /// The environment is unusable (k6 host or Prometheus unreachable, the
+    /// k6 host lost for good, the system refusing to write).
+    Environment,
+    /// Some configurations failed operationally; the run went on.
+    ConfigurationFailed,
+    /// SIGINT/SIGTERM or the stop file.
+    Interrupted,
+    /// A bug or an unexpected failure of this program.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The exit code of SPEC §2. The spec has no code of its own for
+    /// internal errors; they exit 1 ("failed"), never 0 or 2, so lb treats
+    /// them as a failed run rather than as bad input.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ErrorKind::InvalidInput => ExitCode::InvalidInput,
+            ErrorKind::Environment => ExitCode::Environment,
+            ErrorKind::ConfigurationFailed | ErrorKind::Internal => ExitCode::Failed,
+            ErrorKind::Interrupted => ExitCode::Interrupted,
+        }
+    }
+}
+
 /// Exit codes of SPEC §2.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const CONFIG_FAILED: u8 = 1;
-    pub const INVALID_INPUT: u8 = 2;
-    pub const ENVIRONMENT: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Ok = 0,
+    /// Configurations failed, or an internal error.
+    Failed = 1,
+    InvalidInput = 2,
+    Environment = 3,
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
 }

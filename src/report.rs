@@ -1,55 +1,24 @@
-//! Error reporting policy, in one place: what kind each failure is, which
-//! exit code it gives (SPEC §2), and the protocol `error` object lb reads.
+//! Outcome and error reporting policy, in one place: what kind each
+//! failure is, which exit code it gives (SPEC §2), the protocol `error`
+//! object lb reads, and `run`'s result document.
 //!
 //! Commands return [`CommandError`]; the CLI turns it into a document with
-//! [`failure_document`] (`{"ok": false, "error": ...}`) or, for `run`,
-//! [`failed_run_result`], and exits with [`CommandError::exit_code`].
+//! [`failure_document`] (`{"ok": false, "error": ...}`) and exits with
+//! [`CommandError::exit_code`]. `run` ends in [`run_report`], which turns
+//! the campaign's [`Outcome`] — or the error that stopped `run` before or
+//! outside the campaign — into the result document and its exit code.
 //! Messages never contain secrets: config errors name fields, not values
 //! of password fields.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
+use crate::campaign::{Outcome, RunEnd};
 use crate::config::{ConfigError, FieldError};
-use crate::protocol::{exit, ErrorInfo, RunResult};
-
-/// The stable kinds of the protocol's `error.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Bad JSON, bad flags, bad config: the user must fix the input.
-    InvalidInput,
-    /// The environment is unusable at start (k6 host or Prometheus unreachable).
-    Environment,
-    /// Some configurations failed operationally; the run went on.
-    ConfigurationFailed,
-    /// SIGINT/SIGTERM or the stop file.
-    Interrupted,
-    /// A bug or an unexpected failure of this program.
-    Internal,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidInput => "invalid_input",
-            ErrorKind::Environment => "environment",
-            ErrorKind::ConfigurationFailed => "configuration_failed",
-            ErrorKind::Interrupted => "interrupted",
-            ErrorKind::Internal => "internal",
-        }
-    }
-
-    /// The exit code of SPEC §2. The spec has no code of its own for
-    /// internal errors; they exit 1 ("failed"), never 0 or 2, so lb treats
-    /// them as a failed run rather than as bad input.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            ErrorKind::InvalidInput => exit::INVALID_INPUT,
-            ErrorKind::Environment => exit::ENVIRONMENT,
-            ErrorKind::ConfigurationFailed | ErrorKind::Internal => exit::CONFIG_FAILED,
-            ErrorKind::Interrupted => exit::INTERRUPTED,
-        }
-    }
-}
+use crate::output::{Fault, OutputError};
+pub use crate::protocol::{ErrorKind, ExitCode};
+use crate::protocol::{ErrorInfo, RunResult};
 
 /// Why a command failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +58,7 @@ impl CommandError {
         }
     }
 
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> ExitCode {
         self.kind().exit_code()
     }
 
@@ -112,7 +81,7 @@ impl CommandError {
             CommandError::Interrupted | CommandError::Internal(_) => json!({}),
         };
         ErrorInfo {
-            kind: self.kind().as_str().to_string(),
+            kind: self.kind(),
             message: self.to_string(),
             context,
         }
@@ -170,16 +139,103 @@ pub fn failure_text(error: &CommandError) -> String {
     text
 }
 
-/// The one result document `run` prints when it fails before or outside
-/// the campaign: empty datasets, `returncode` = the exit code, `error` set.
-pub fn failed_run_result(error: &CommandError) -> RunResult {
-    let kind = error.kind();
-    RunResult {
-        returncode: i32::from(kind.exit_code()),
-        success: false,
-        interrupted: kind == ErrorKind::Interrupted,
-        error: Some(error.to_error_info()),
-        ..RunResult::default()
+/// `run`'s result document and exit code: from the campaign's outcome
+/// (what finished is in the document; the error says why the rest did
+/// not run), or from the error that stopped `run` before or outside the
+/// campaign (empty datasets, `error` set).
+pub fn run_report(ran: Result<Outcome, CommandError>) -> (RunResult, ExitCode) {
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let code = error.exit_code();
+            let result = RunResult {
+                returncode: i32::from(code.code()),
+                success: false,
+                interrupted: error.kind() == ErrorKind::Interrupted,
+                error: Some(error.to_error_info()),
+                ..RunResult::default()
+            };
+            return (result, code);
+        }
+    };
+    let error = end_error(outcome.end);
+    let code = error.as_ref().map_or(ExitCode::Ok, |e| e.kind.exit_code());
+    let result = RunResult {
+        returncode: i32::from(code.code()),
+        success: code == ExitCode::Ok,
+        interrupted: code == ExitCode::Interrupted,
+        data: outcome.data,
+        error,
+    };
+    (result, code)
+}
+
+/// The exit code a campaign's end gives (what [`run_report`] returns).
+pub fn run_exit_code(end: &RunEnd) -> ExitCode {
+    match end {
+        RunEnd::Completed => ExitCode::Ok,
+        RunEnd::ConfigurationsFailed(_) => ErrorKind::ConfigurationFailed.exit_code(),
+        RunEnd::Interrupted { .. } => ErrorKind::Interrupted.exit_code(),
+        RunEnd::GeneratorLost { .. } => ErrorKind::Environment.exit_code(),
+        RunEnd::OutputFailed { dir, source, field } => {
+            output_failure(dir, source, field).exit_code()
+        }
+    }
+}
+
+/// Why a campaign did not end cleanly, as the protocol's `error`.
+fn end_error(end: RunEnd) -> Option<ErrorInfo> {
+    let info = |kind, message: String, context| ErrorInfo {
+        kind,
+        message,
+        context,
+    };
+    match end {
+        RunEnd::Completed => None,
+        RunEnd::ConfigurationsFailed(failed) => Some(info(
+            ErrorKind::ConfigurationFailed,
+            format!("{failed} configuration(s) failed and are listed in skipped.csv"),
+            json!({"failed_configurations": failed}),
+        )),
+        RunEnd::Interrupted { output_dir } => Some(info(
+            ErrorKind::Interrupted,
+            "interrupted by a signal or the stop file; finished rows are on disk".into(),
+            json!({"output_dir": output_dir}),
+        )),
+        RunEnd::GeneratorLost {
+            reason,
+            k6_host,
+            output_dir,
+        } => Some(info(
+            ErrorKind::Environment,
+            format!("{reason}; the run stopped, finished rows are on disk"),
+            json!({"output_dir": output_dir, "k6_host": k6_host}),
+        )),
+        // What finished is on disk and in the result; the error says why
+        // the rest was not run.
+        RunEnd::OutputFailed { dir, source, field } => {
+            Some(output_failure(&dir, &source, field).to_error_info())
+        }
+    }
+}
+
+/// An output failure as the command's error: a bad output location is
+/// invalid input naming `field` (exit 2), the system refusing to write is
+/// an environment fault (exit 3); either way the message names the path
+/// and the OS error.
+pub fn output_failure(dir: &Path, source: &OutputError, field: &str) -> CommandError {
+    let message = format!("output directory {}: {source}", dir.display());
+    match source.fault() {
+        Fault::Location => CommandError::input(field, message),
+        Fault::Environment => CommandError::Environment {
+            message,
+            context: json!({
+                "output_dir": dir,
+                "path": source.path(),
+                "os_error": source.os_error(),
+            }),
+        },
+        Fault::Internal => CommandError::Internal(message),
     }
 }
 
@@ -231,9 +287,12 @@ mod tests {
             (CommandError::Internal("bug".into()), "internal", 1),
         ];
         for (error, kind, code) in cases {
-            assert_eq!(error.kind().as_str(), kind);
-            assert_eq!(error.exit_code(), code);
-            assert_eq!(error.to_error_info().kind, kind);
+            assert_eq!(serde_json::to_value(error.kind()).unwrap(), json!(kind));
+            assert_eq!(error.exit_code().code(), code);
+            assert_eq!(
+                serde_json::to_value(error.to_error_info()).unwrap()["type"],
+                json!(kind)
+            );
         }
     }
 
@@ -310,15 +369,16 @@ mod tests {
 
     #[test]
     fn failed_run_result_is_a_full_result() {
-        let result = failed_run_result(&CommandError::input("stdin", "empty input"));
+        let (result, code) = run_report(Err(CommandError::input("stdin", "empty input")));
+        assert_eq!(code, ExitCode::InvalidInput);
         assert_eq!(result.returncode, 2);
         assert!(!result.success && !result.interrupted);
-        assert!(result.dfaas_results.is_empty() && result.artifacts.is_empty());
+        assert!(result.data.dfaas_results.is_empty() && result.data.artifacts.is_empty());
         assert_eq!(
-            result.error.as_ref().map(|e| e.kind.as_str()),
-            Some("invalid_input")
+            result.error.as_ref().map(|e| e.kind),
+            Some(ErrorKind::InvalidInput)
         );
-        let interrupted = failed_run_result(&CommandError::Interrupted);
+        let (interrupted, _) = run_report(Err(CommandError::Interrupted));
         assert_eq!(interrupted.returncode, 130);
         assert!(interrupted.interrupted);
     }

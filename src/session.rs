@@ -9,172 +9,41 @@
 //! a stop request ends them at once (exit 130).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::campaign::live::{LiveMeasurements, RemoteK6};
 use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
 use crate::campaign::stop::Stop;
-use crate::campaign::{Campaign, CampaignError, RunContext};
+use crate::campaign::{Campaign, CampaignError, Outcome, Services};
 use crate::config::Config;
-use crate::events::{EventOrigin, LbEvents, StderrSink};
+use crate::context::RunContext;
+use crate::events::{LbEvents, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
 use crate::metrics::scrape::{self, Sampling};
-use crate::output::{Fault, OutputError};
-use crate::protocol::{exit, Context, ErrorInfo, RunResult};
-use crate::report::{CommandError, ErrorKind};
+use crate::protocol::Context;
+use crate::report::{self, CommandError};
 
-/// Where output goes when neither the context nor the config says.
-const DEFAULT_OUTPUT_DIR: &str = "benchmark_results/dfaas";
-
-/// The request context with every default filled in and checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedContext {
-    pub host: String,
-    pub workload: String,
-    pub run_id: String,
-    pub repetition: u32,
-    pub total_repetitions: u32,
-    pub output_dir: PathBuf,
-    /// Where `output_dir` came from, for errors: `context.output_dir` or
-    /// the config's `output_dir` (the default counts as the latter).
-    pub output_dir_field: &'static str,
-    pub stop_file: Option<PathBuf>,
-}
-
-/// Fills in the context's defaults (SPEC §2) and checks the values that
-/// become path segments on the k6 host and in file names.
-pub fn resolve_context(
-    context: &Context,
-    config: &Config,
-) -> Result<ResolvedContext, CommandError> {
-    let host = match &context.host {
-        Some(host) => host.clone(),
-        None => local_hostname(),
-    };
-    check_segment("context.host", &host)?;
-    let run_id = match (&context.run_id, &config.run_id) {
-        (Some(id), _) | (None, Some(id)) => id.clone(),
-        (None, None) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            format!("run-{now}")
-        }
-    };
-    check_segment("context.run_id", &run_id)?;
-    let repetition = context.repetition.unwrap_or(1);
-    let total_repetitions = context.total_repetitions.unwrap_or(1).max(repetition);
-    if repetition == 0 {
-        return Err(CommandError::input(
-            "context.repetition",
-            "must be at least 1",
-        ));
-    }
-    let output_dir_field = if context.output_dir.is_some() {
-        "context.output_dir"
-    } else {
-        "output_dir"
-    };
-    let output_dir = match (&context.output_dir, &config.output_dir) {
-        (Some(dir), _) if dir.trim().is_empty() => {
-            return Err(CommandError::input(
-                "context.output_dir",
-                "must not be empty",
-            ))
-        }
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(dir)) => dir.clone(),
-        (None, None) => PathBuf::from(DEFAULT_OUTPUT_DIR),
-    };
-    Ok(ResolvedContext {
-        host,
-        workload: context
-            .workload
-            .clone()
-            .unwrap_or_else(|| "dfaas".to_string()),
-        run_id,
-        repetition,
-        total_repetitions,
-        output_dir,
-        output_dir_field,
-        stop_file: context
-            .stop_file
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from),
-    })
-}
-
-/// Checks the output location without creating or writing anything (what
-/// `validate` and `plan` can do; `run` prepares it, see
-/// [`crate::output::location::prepare`]).
-pub fn inspect_output(ctx: &ResolvedContext) -> Result<(), CommandError> {
-    crate::output::location::inspect(&ctx.output_dir).map_err(|source| output_error(ctx, source))
-}
-
-/// An error about the output location as the command's error (see
-/// [`output_failure`]).
-pub fn output_error(ctx: &ResolvedContext, source: OutputError) -> CommandError {
-    output_failure(
-        &CampaignError::Dataset {
-            dir: ctx.output_dir.clone(),
-            source,
-        },
-        ctx.output_dir_field,
-    )
-}
-
-/// A path segment on the k6 host and in local file names.
-fn check_segment(field: &str, value: &str) -> Result<(), CommandError> {
-    if crate::config::is_path_segment(value) {
-        Ok(())
-    } else {
-        Err(CommandError::input(
-            field,
-            format!("{value:?} must be 1-128 characters of [A-Za-z0-9._-] (it names directories)"),
-        ))
-    }
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// Runs the campaign described by `config` in `context`.
-pub fn run(config: &Config, context: &Context) -> Result<RunResult, CommandError> {
-    let ctx = resolve_context(context, config)?;
+/// Runs the campaign described by `config` in `context`: what it did,
+/// or why it could not start ([`report::run_report`] makes either the
+/// result document).
+pub fn run(config: &Config, context: &Context) -> Result<Outcome, CommandError> {
+    let ctx = RunContext::resolve(context, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, ctx))
+    runtime.block_on(run_async(config, &ctx))
 }
 
-async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, CommandError> {
-    let lb_events = LbEvents::new(
-        EventOrigin {
-            run_id: ctx.run_id.clone(),
-            host: ctx.host.clone(),
-            workload: ctx.workload.clone(),
-            repetition: ctx.repetition,
-            total_repetitions: ctx.total_repetitions,
-        },
-        Arc::new(StderrSink),
-        config.k6.log_stream,
-    );
+async fn run_async(config: &Config, ctx: &RunContext) -> Result<Outcome, CommandError> {
+    let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
     let observer: &dyn Observer = &lb_events;
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
@@ -197,15 +66,8 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         GatewaySettings::default(),
     )
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
-    let run_ctx = RunContext {
-        host: ctx.host.clone(),
-        run_id: ctx.run_id.clone(),
-        repetition: ctx.repetition,
-        output_dir: ctx.output_dir.clone(),
-    };
     // Every output problem is found before connecting, let alone loading.
-    let campaign = Campaign::open(config, &run_ctx, observer)
-        .map_err(|e| output_failure(&e, ctx.output_dir_field))?;
+    let campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
     // The start-up checks' own meter: requests bounded like their retries,
     // so a Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
@@ -261,58 +123,35 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
     }
     let meter = meter.with_sampling(sampling);
 
-    let mut load = RemoteK6::new(runner, config, &ctx.host, &ctx.run_id, ctx.repetition);
+    let mut load = RemoteK6::new(runner, config, ctx);
     let services = LiveMeasurements {
         meter,
         gateway,
         stop: stop.clone(),
     };
     let outcome = campaign
-        .execute(&mut load, &services, f64::from(cores), &stop)
+        .execute(
+            Services {
+                load: &mut load,
+                meter: &services,
+                stop: &stop,
+            },
+            f64::from(cores),
+        )
         .await;
     if let Err(e) = load.close().await {
         observer.observe(&Progress::Warning(&format!(
             "closing the SSH connection: {e}"
         )));
     }
-    let mut result = outcome.result;
-    if let Some(stopped_by) = &outcome.stopped_by {
-        // What finished is on disk and in the result; the error says why
-        // the rest was not run.
-        let error = output_failure(stopped_by, ctx.output_dir_field);
-        result.returncode = i32::from(error.exit_code());
-        result.success = false;
-        result.error = Some(error.to_error_info());
-    } else if outcome.interrupted {
-        result.error = Some(ErrorInfo {
-            kind: "interrupted".into(),
-            message: "interrupted by a signal or the stop file; finished rows are on disk".into(),
-            context: json!({"output_dir": ctx.output_dir}),
-        });
-    } else if let Some(reason) = &outcome.generator_lost {
-        result.error = Some(ErrorInfo {
-            kind: ErrorKind::Environment.as_str().into(),
-            message: format!("{reason}; the run stopped, finished rows are on disk"),
-            context: json!({"output_dir": ctx.output_dir, "k6_host": config.k6.host}),
-        });
-    } else if outcome.failed_configs > 0 {
-        result.error = Some(ErrorInfo {
-            kind: "configuration_failed".into(),
-            message: format!(
-                "{} configuration(s) failed and are listed in skipped.csv",
-                outcome.failed_configs
-            ),
-            context: json!({"failed_configurations": outcome.failed_configs}),
-        });
-    }
     observer.observe(&Progress::RunFinished(RunTotals {
-        rows: result.dfaas_results.len(),
-        skipped: result.dfaas_skipped.len(),
-        indexed: result.dfaas_index.len(),
+        rows: outcome.data.dfaas_results.len(),
+        skipped: outcome.data.dfaas_skipped.len(),
+        indexed: outcome.data.dfaas_index.len(),
         output_dir: &ctx.output_dir,
-        exit_code: u8::try_from(result.returncode).unwrap_or(exit::CONFIG_FAILED),
+        exit_code: report::run_exit_code(&outcome.end).code(),
     }));
-    Ok(result)
+    Ok(outcome)
 }
 
 /// How long start-up retries an unreachable or failing Prometheus: the run
@@ -460,21 +299,9 @@ fn environment(message: String, context: serde_json::Value) -> CommandError {
     CommandError::Environment { message, context }
 }
 
-/// An output failure as the command's error: a bad output location is
-/// invalid input (exit 2), the system refusing to write is an environment
-/// fault (exit 3); either way the message names the path and the OS error.
-fn output_failure(error: &CampaignError, field: &str) -> CommandError {
+/// A campaign that could not open its output directory, as the
+/// command's error (see [`report::output_failure`]).
+fn campaign_error(ctx: &RunContext, error: CampaignError) -> CommandError {
     let CampaignError::Dataset { dir, source } = error;
-    match source.fault() {
-        Fault::Location => CommandError::input(field, error.to_string()),
-        Fault::Environment => environment(
-            error.to_string(),
-            json!({
-                "output_dir": dir,
-                "path": source.path(),
-                "os_error": source.os_error(),
-            }),
-        ),
-        Fault::Internal => CommandError::Internal(error.to_string()),
-    }
+    report::output_failure(&dir, &source, ctx.output_dir_field)
 }

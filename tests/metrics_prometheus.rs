@@ -177,15 +177,15 @@ async fn node_snapshot_is_finite_without_warnings() {
     let node = snapshot.value;
     let cores = f64::from(cpus_in_proc_stat());
     assert!(
-        node.cpu.is_finite() && node.cpu >= 0.0 && node.cpu <= cores * 100.0 + 1.0,
+        node.cpu_pct.is_finite() && node.cpu_pct >= 0.0 && node.cpu_pct <= cores * 100.0 + 1.0,
         "{node:?}"
     );
-    assert!(node.ram.is_finite() && node.ram > 0.0, "{node:?}");
+    assert!(node.ram_bytes.is_finite() && node.ram_bytes > 0.0, "{node:?}");
     assert!(
         node.ram_pct.is_finite() && node.ram_pct > 0.0 && node.ram_pct <= 100.0,
         "{node:?}"
     );
-    assert!(node.power.is_nan(), "power needs Scaphandre: {node:?}");
+    assert!(node.power_uw.is_nan(), "power needs Scaphandre: {node:?}");
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn range_queries_sum_series_and_average_over_time() {
     );
     assert!(metrics.ram_usage_node_pct.is_finite(), "{metrics:?}");
     assert!(metrics.power_usage_node.is_nan());
-    let f = metrics.functions["figlet"];
+    let f = metrics.functions[&FunctionName::parse("figlet").unwrap()];
     assert!(
         f.cpu.is_nan() && f.ram.is_nan() && f.power.is_nan(),
         "{f:?}"
@@ -296,7 +296,7 @@ async fn stopped_prometheus_gives_nan_and_warnings_quickly() {
         .await
         .expect("a snapshot from a stopped Prometheus must end within its budget");
     let node = snapshot.value;
-    assert!(node.cpu.is_nan() && node.ram.is_nan() && node.ram_pct.is_nan());
+    assert!(node.cpu_pct.is_nan() && node.ram_bytes.is_nan() && node.ram_pct.is_nan());
     assert_eq!(snapshot.warnings.len(), 3, "{:?}", snapshot.warnings);
 
     let cores = tokio::time::timeout(bounded, meter.node_cores())
@@ -359,11 +359,11 @@ async fn one_second_iteration_is_measured_over_two_scrapes_not_nan() {
     assert!(measured.warnings.is_empty(), "{:?}", measured.warnings);
     let m = measured.value;
     assert!(m.cpu_usage_node.is_finite(), "{m:?}");
-    assert_eq!(m.window.time_span, "2s");
-    assert_eq!(m.window.scrape_interval_seconds, Some(1.0));
+    assert_eq!(m.window.as_ref().unwrap().time_span, "2s");
+    assert_eq!(m.window.as_ref().unwrap().scrape_interval_seconds, Some(1.0));
     let snapshot = fitted.node_snapshot().await;
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
-    assert!(snapshot.value.cpu.is_finite());
+    assert!(snapshot.value.cpu_pct.is_finite());
     // What the window fixes: `rate(...[1s])` of a 1 s scrape holds one
     // sample (reported, not asserted: an evaluation instant exactly on a
     // sample's millisecond would hold two).
@@ -403,7 +403,7 @@ async fn empty_answer_of_a_finished_window_is_not_retried_for_the_budget() {
     )
     .await
     .expect("an empty answer over a finished window must not be retried for the 120 s budget");
-    let f = measured.value.functions["figlet"];
+    let f = measured.value.functions[&FunctionName::parse("figlet").unwrap()];
     assert!(f.cpu.is_nan() && f.ram.is_nan());
     let figlet_warnings = measured
         .warnings

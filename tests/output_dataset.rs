@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lb_dfaas::config::FunctionName;
+use lb_dfaas::metrics::readings::{FunctionMetrics, IterationMetrics, QueryWindow};
 use lb_dfaas::output::artifact::{self, write_atomic};
 use lb_dfaas::output::index::{parse_index, read_index};
 use lb_dfaas::output::resume::{
@@ -15,8 +16,7 @@ use lb_dfaas::output::resume::{
 use lb_dfaas::output::row::{index_entry, index_line, skipped_line, skipped_to_protocol};
 use lb_dfaas::output::table::Table;
 use lb_dfaas::output::{
-    Dataset, Fault, FunctionCells, FunctionMetrics, IterationRecord, MetricsRow, NodeCells,
-    OutputError, ResultRow,
+    Dataset, Fault, FunctionCells, IterationRecord, NodeCells, OutputError, ResultRow,
 };
 use lb_dfaas::plan::{ConfigId, ConfigKey, Configuration};
 use serde_json::json;
@@ -622,7 +622,7 @@ fn artifacts_are_written_whole_under_legacy_names() {
     let back: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert_eq!(back, summary);
 
-    let metrics = MetricsRow {
+    let metrics = IterationMetrics {
         window: None,
         cpu_usage_node: 95.0625,
         ram_usage_node: 3.75e9,
@@ -632,17 +632,17 @@ fn artifacts_are_written_whole_under_legacy_names() {
             (
                 name("env"),
                 FunctionMetrics {
-                    cpu_usage: 0.5,
-                    ram_usage: 2048.0,
-                    power_usage: f64::NAN,
+                    cpu: 0.5,
+                    ram: 2048.0,
+                    power: f64::NAN,
                 },
             ),
             (
                 name("figlet"),
                 FunctionMetrics {
-                    cpu_usage: 1e-5,
-                    ram_usage: 1.5e16,
-                    power_usage: f64::INFINITY,
+                    cpu: 1e-5,
+                    ram: 1.5e16,
+                    power: f64::INFINITY,
                 },
             ),
         ]),
@@ -717,14 +717,21 @@ fn a_legacy_crlf_results_file_is_continued_with_crlf() {
 #[path = "support/small_fs.rs"]
 mod small_fs;
 
-fn empty_metrics() -> MetricsRow {
-    MetricsRow {
+fn empty_metrics() -> IterationMetrics {
+    IterationMetrics {
         cpu_usage_node: 1.0,
         ram_usage_node: 2.0,
         ram_usage_node_pct: 3.0,
         power_usage_node: f64::NAN,
         functions: BTreeMap::new(),
-        window: Some(json!({"time_span": "2s"})),
+        window: Some(QueryWindow {
+            time_span: "2s".into(),
+            seconds: 2.0,
+            k6_seconds: 2.0,
+            scrape_interval_seconds: None,
+            scrape_interval_source: None,
+            end_unix_seconds: 2.0,
+        }),
     }
 }
 

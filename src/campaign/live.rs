@@ -5,49 +5,43 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, FunctionName};
+use crate::context::RunContext;
 use crate::k6::runner::{K6Job, K6Runner, RunnerError};
 use crate::k6::script::DEFAULT_REQUEST_TIMEOUT;
 use crate::metrics::gateway::GatewayClient;
-use crate::metrics::meter::{IterationMetrics, Meter};
+use crate::metrics::meter::Meter;
+use crate::metrics::readings::IterationMetrics;
 use crate::metrics::prometheus::Measured;
 
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
 use super::stop::Stop;
-use super::verdict::NodeReading;
+use crate::metrics::readings::NodeReading;
 
 /// Time k6 may take beyond its scenario duration before it is stopped:
 /// start-up, the graceful stop (request timeout + 1 s) and the summary.
 const RUNTIME_MARGIN: Duration = Duration::from_secs(60);
 
 /// k6 on the remote host.
-pub struct RemoteK6 {
+pub struct RemoteK6<'a> {
     runner: K6Runner,
-    host: String,
-    run_id: String,
-    outputs: Vec<String>,
+    ctx: &'a RunContext,
+    outputs: &'a [String],
     tags: BTreeMap<String, String>,
 }
 
-impl RemoteK6 {
-    /// `host` and `run_id` name the workspace; the standard tags (run_id,
-    /// component, workload, repetition) are merged over `k6_tags`.
-    pub fn new(
-        runner: K6Runner,
-        config: &Config,
-        host: &str,
-        run_id: &str,
-        repetition: u32,
-    ) -> Self {
+impl<'a> RemoteK6<'a> {
+    /// The context's host and run id name the workspace; the standard tags
+    /// (run_id, component, workload, repetition) are merged over `k6_tags`.
+    pub fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
         let mut tags = config.k6.tags.clone();
-        tags.insert("run_id".into(), run_id.into());
+        tags.insert("run_id".into(), ctx.run_id.clone());
         tags.insert("component".into(), "k6".into());
         tags.insert("workload".into(), "dfaas".into());
-        tags.insert("repetition".into(), repetition.to_string());
+        tags.insert("repetition".into(), ctx.repetition.to_string());
         RemoteK6 {
             runner,
-            host: host.to_string(),
-            run_id: run_id.to_string(),
-            outputs: config.k6.outputs.clone(),
+            ctx,
+            outputs: &config.k6.outputs,
             tags,
         }
     }
@@ -58,7 +52,7 @@ impl RemoteK6 {
     }
 }
 
-impl LoadGenerator for RemoteK6 {
+impl LoadGenerator for RemoteK6<'_> {
     async fn run(
         &mut self,
         job: LoadJob<'_>,
@@ -66,11 +60,11 @@ impl LoadGenerator for RemoteK6 {
         stop: &Stop,
     ) -> Result<LoadRun, LoadError> {
         let k6_job = K6Job {
-            host: &self.host,
-            run_id: &self.run_id,
+            host: &self.ctx.host,
+            run_id: &self.ctx.run_id,
             config_id: job.config_id,
             script: job.script,
-            outputs: &self.outputs,
+            outputs: self.outputs,
             tags: &self.tags,
             max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
         };
@@ -98,17 +92,7 @@ pub struct LiveMeasurements {
 
 impl Measurements for LiveMeasurements {
     async fn node_snapshot(&self) -> Measured<NodeReading> {
-        let measured = self.meter.node_snapshot().await;
-        let s = measured.value;
-        Measured {
-            value: NodeReading {
-                cpu_pct: s.cpu,
-                ram_bytes: s.ram,
-                ram_pct: s.ram_pct,
-                power_uw: s.power,
-            },
-            warnings: measured.warnings,
-        }
+        self.meter.node_snapshot().await
     }
 
     async fn iteration_metrics(

@@ -23,37 +23,28 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::config::{Config, FunctionName};
+use crate::context::RunContext;
 use crate::k6::{script, summary};
-use crate::metrics::meter::IterationMetrics;
+use crate::metrics::readings::{IterationMetrics, NodeReading};
 use crate::output::resume::CompletedIterations;
 use crate::output::row::{index_entry, skipped_to_protocol};
-use crate::output::{self, artifact, Dataset, IterationRecord, MetricsRow, OutputError};
+use crate::output::{self, artifact, Dataset, IterationRecord, OutputError};
 use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
-use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
+use crate::protocol::{MetricsEntry, RunData, ScriptEntry, SummaryEntry};
 
 use cooldown::CooldownEnd;
 use progress::{Observer, Progress};
 use services::{LoadError, LoadGenerator, LoadJob, Measurements};
 use stop::Stop;
-use verdict::NodeReading;
 
-/// Where and as what this run happens (from the request context).
-#[derive(Debug, Clone)]
-pub struct RunContext {
-    pub host: String,
-    pub run_id: String,
-    pub repetition: u32,
-    pub output_dir: PathBuf,
-}
-
-/// Why a campaign could not run, or stopped before its end.
+/// Why a campaign could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
     /// The output directory cannot be used or written: files this campaign
     /// must not touch (another header, an unreadable index, a special
     /// file), or the system refused (read-only, full). [`OutputError::fault`]
     /// says which.
-    #[error("output directory {dir}: {source}")]
+    #[error("output directory {}: {source}", dir.display())]
     Dataset {
         dir: PathBuf,
         #[source]
@@ -61,33 +52,59 @@ pub enum CampaignError {
     },
 }
 
-/// What a campaign did; the caller turns it into the protocol result.
+/// What a campaign did: what it recorded and how it ended.
+/// [`crate::report::run_report`] turns it into `run`'s result document.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub result: RunResult,
-    /// Configurations that failed operationally (cooldown timeout, k6/SSH
-    /// error, missing summary metrics).
-    pub failed_configs: u32,
-    pub interrupted: bool,
-    /// The k6 host stopped answering beyond its reconnect bound: why.
-    pub generator_lost: Option<String>,
-    /// The output failure that stopped the campaign part-way (a full disk):
-    /// what finished before it is on disk and in `result`.
-    pub stopped_by: Option<CampaignError>,
+    pub data: RunData,
+    pub end: RunEnd,
+}
+
+/// How a campaign ended.
+#[derive(Debug, Default)]
+pub enum RunEnd {
+    /// Every configuration ran or was skipped.
+    #[default]
+    Completed,
+    /// The run went on to the end, but this many configurations failed
+    /// operationally (cooldown timeout, k6/SSH error, missing summary
+    /// metrics) and are in skipped.csv.
+    ConfigurationsFailed(u32),
+    /// Stopped by a signal or the stop file; what finished is on disk.
+    Interrupted { output_dir: PathBuf },
+    /// The k6 host stopped answering beyond its reconnect bound.
+    GeneratorLost {
+        reason: String,
+        k6_host: String,
+        output_dir: PathBuf,
+    },
+    /// An output failure stopped the campaign part-way (a full disk);
+    /// what finished before it is on disk and in the data. `field` names
+    /// where the output directory came from.
+    OutputFailed {
+        dir: PathBuf,
+        source: OutputError,
+        field: &'static str,
+    },
+}
+
+/// What the campaign uses from the outside world.
+pub struct Services<'s, L, M> {
+    pub load: &'s mut L,
+    pub meter: &'s M,
+    pub stop: &'s Stop,
 }
 
 /// Runs the whole campaign: [`Campaign::open`], then [`Campaign::execute`].
 pub async fn run<L: LoadGenerator, M: Measurements>(
     config: &Config,
     ctx: &RunContext,
-    load: &mut L,
-    meter: &M,
-    cores: f64,
     observer: &dyn Observer,
-    stop: &Stop,
+    services: Services<'_, L, M>,
+    cores: f64,
 ) -> Result<Outcome, CampaignError> {
     Ok(Campaign::open(config, ctx, observer)?
-        .execute(load, meter, cores, stop)
+        .execute(services, cores)
         .await)
 }
 
@@ -96,7 +113,6 @@ pub struct Campaign<'a> {
     config: &'a Config,
     ctx: &'a RunContext,
     observer: &'a dyn Observer,
-    cores: f64,
     names: Vec<FunctionName>,
     dataset: Dataset,
     indexed: HashSet<ConfigKey>,
@@ -105,7 +121,19 @@ pub struct Campaign<'a> {
     partial: HashMap<ConfigKey, CompletedIterations>,
     skipped_before: HashSet<ConfigKey>,
     memory: OverloadMemory,
-    outcome: Outcome,
+    data: RunData,
+    failed_configs: u32,
+}
+
+/// A campaign at work: the open campaign with its services, the node's
+/// size and the idle baseline.
+struct Running<'a, 's, L, M> {
+    campaign: Campaign<'a>,
+    load: &'s mut L,
+    meter: &'s M,
+    stop: &'s Stop,
+    cores: f64,
+    baseline: NodeReading,
 }
 
 /// How one configuration ended.
@@ -161,80 +189,54 @@ impl<'a> Campaign<'a> {
                 partial.insert(key, done);
             }
         }
-        let mut outcome = Outcome::default();
-        outcome.result.dfaas_functions = names.iter().map(|n| n.to_string()).collect();
+        let data = RunData {
+            dfaas_functions: names.iter().map(|n| n.to_string()).collect(),
+            ..RunData::default()
+        };
         Ok(Campaign {
             config,
             ctx,
             observer,
-            cores: f64::NAN,
             names,
             dataset,
             indexed,
             partial,
             skipped_before,
             memory,
-            outcome,
+            data,
+            failed_configs: 0,
         })
     }
 
     /// Runs the plan on a node of `cores` cores. An output failure on the
-    /// way (a full disk) stops the campaign: it is in
-    /// [`Outcome::stopped_by`], with everything finished before it.
+    /// way (a full disk) stops the campaign: the outcome ends in
+    /// [`RunEnd::OutputFailed`], with everything finished before it.
     pub async fn execute<L: LoadGenerator, M: Measurements>(
-        mut self,
-        load: &mut L,
-        meter: &M,
+        self,
+        services: Services<'_, L, M>,
         cores: f64,
-        stop: &Stop,
     ) -> Outcome {
-        self.cores = cores;
-        let baseline = meter.node_snapshot().await;
-        if stop.is_stopped() {
-            self.outcome.interrupted = true;
-            self.finish();
-            return self.outcome;
+        let baseline = services.meter.node_snapshot().await;
+        if services.stop.is_stopped() {
+            let output_dir = self.ctx.output_dir.clone();
+            return self.finish(RunEnd::Interrupted { output_dir });
         }
         self.warn_all(baseline.warnings);
         let baseline = baseline.value;
         self.observer.observe(&Progress::Baseline {
             reading: &baseline,
-            cores: self.cores,
+            cores,
         });
-        let plan = Plan::new(self.config);
-        for configuration in plan.iter() {
-            if stop.is_stopped() {
-                self.outcome.interrupted = true;
-                break;
-            }
-            let step = match self.skip_reason(&configuration) {
-                Some(reason) => self.skip(&configuration, reason).map(|()| ConfigEnd::Done),
-                None => {
-                    self.run_configuration(&configuration, &baseline, load, meter, stop)
-                        .await
-                }
-            };
-            match step {
-                Ok(ConfigEnd::Done) => {}
-                Ok(ConfigEnd::Failed) => self.outcome.failed_configs += 1,
-                Ok(ConfigEnd::Interrupted) => {
-                    self.outcome.interrupted = true;
-                    break;
-                }
-                Ok(ConfigEnd::GeneratorLost(reason)) => {
-                    self.outcome.generator_lost = Some(reason);
-                    break;
-                }
-                Err(error) => {
-                    self.observer
-                        .observe(&Progress::OutputFailed(&error.to_string()));
-                    self.outcome.stopped_by = Some(error);
-                    break;
-                }
-            }
-        }
-        self.finish();
-        self.outcome
+        let mut running = Running {
+            campaign: self,
+            load: services.load,
+            meter: services.meter,
+            stop: services.stop,
+            cores,
+            baseline,
+        };
+        let end = running.run_plan().await;
+        running.campaign.finish(end)
     }
 
     fn skip_reason(&self, configuration: &Configuration) -> Option<SkipReason> {
@@ -281,86 +283,24 @@ impl<'a> Campaign<'a> {
 
     fn push_skipped_row(&mut self, configuration: &Configuration) {
         if let Ok(row) = skipped_to_protocol(configuration, &self.names) {
-            self.outcome.result.dfaas_skipped.push(row);
+            self.data.dfaas_skipped.push(row);
         }
     }
 
-    async fn run_configuration<L: LoadGenerator, M: Measurements>(
+    /// A configuration whose iterations all finished: its index row, out
+    /// of skipped.csv if an earlier run failed it, and remembered when
+    /// overloaded in most iterations.
+    fn configuration_done(
         &mut self,
         configuration: &Configuration,
-        baseline: &NodeReading,
-        load: &mut L,
-        meter: &M,
-        stop: &Stop,
-    ) -> Result<ConfigEnd, CampaignError> {
-        let id = configuration.config_id();
+        id: &ConfigId,
+        overloaded: u32,
+    ) -> Result<(), CampaignError> {
         let key = configuration.key();
-        let done = self.partial.remove(&key).unwrap_or_default();
-        let pairs: Vec<(FunctionName, u64)> =
-            configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
-        let script = script::render(&script::ScriptInput {
-            gateway_url: &self.config.gateway_url,
-            duration_text: &self.config.duration_text,
-            duration: self.config.duration,
-            functions: &self.config.functions,
-            pairs: &pairs,
-            request_timeout: script::DEFAULT_REQUEST_TIMEOUT,
-        });
-        let script_path = artifact::write_script(self.dataset.dir(), &id, &script)
-            .map_err(|source| self.dataset_error(source))?;
-        self.artifact(script_path);
-        self.outcome.result.dfaas_scripts.push(ScriptEntry {
-            config_id: id.to_string(),
-            script: script.clone(),
-        });
-        self.observer.observe(&Progress::ConfigStarted {
-            id: &id,
-            configuration,
-            resumed_after: done.rows,
-        });
-        let iterations = self.config.iterations;
-        let mut overloaded = done.overloaded;
-        for iteration in (done.rows + 1)..=iterations {
-            let step = self
-                .run_iteration(
-                    configuration,
-                    &id,
-                    iteration,
-                    &pairs,
-                    &script,
-                    baseline,
-                    load,
-                    meter,
-                    stop,
-                )
-                .await?;
-            match step {
-                IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
-                IterationEnd::Failed(reason) => {
-                    self.observer.observe(&Progress::ConfigFailed {
-                        id: &id,
-                        configuration,
-                        iteration,
-                        reason: &reason,
-                    });
-                    self.append_skipped(configuration)?;
-                    return Ok(ConfigEnd::Failed);
-                }
-                IterationEnd::Interrupted => return Ok(ConfigEnd::Interrupted),
-                IterationEnd::GeneratorLost(reason) => {
-                    self.observer.observe(&Progress::GeneratorLost {
-                        id: &id,
-                        iteration,
-                        reason: &reason,
-                    });
-                    return Ok(ConfigEnd::GeneratorLost(reason));
-                }
-            }
-        }
         self.dataset
             .append_index(&key)
             .map_err(|source| self.dataset_error(source))?;
-        self.outcome.result.dfaas_index.push(index_entry(&key));
+        self.data.dfaas_index.push(index_entry(&key));
         if self.skipped_before.remove(&key) {
             // Failed in an earlier run, complete now: no longer skipped.
             self.dataset
@@ -368,146 +308,34 @@ impl<'a> Campaign<'a> {
                 .map_err(|source| self.dataset_error(source))?;
         }
         self.indexed.insert(key);
-        if verdict::config_overloaded(overloaded, iterations) {
+        if verdict::config_overloaded(overloaded, self.config.iterations) {
             self.memory.remember(configuration);
             self.observer.observe(&Progress::ConfigOverloaded {
-                id: &id,
+                id,
                 overloaded,
-                iterations,
+                iterations: self.config.iterations,
             });
         }
-        self.observer.observe(&Progress::ConfigFinished { id: &id });
-        Ok(ConfigEnd::Done)
+        self.observer.observe(&Progress::ConfigFinished { id });
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_iteration<L: LoadGenerator, M: Measurements>(
+
+    /// Renders a configuration's k6 script and keeps it as an artifact.
+    fn write_script(
         &mut self,
-        configuration: &Configuration,
         id: &ConfigId,
-        iteration: u32,
         pairs: &[(FunctionName, u64)],
-        script: &str,
-        baseline: &NodeReading,
-        load: &mut L,
-        meter: &M,
-        stop: &Stop,
-    ) -> Result<IterationEnd, CampaignError> {
-        let mut warnings = Vec::new();
-        let end = cooldown::wait_for_idle(
-            meter,
-            baseline,
-            &self.names,
-            &self.config.cooldown,
-            stop,
-            &mut |w| warnings.push(w),
-        )
-        .await;
-        self.warn_all(warnings);
-        let (idle, rest_seconds) = match end {
-            CooldownEnd::Idle { snapshot, rest_seconds } => (snapshot, rest_seconds),
-            CooldownEnd::Interrupted => return Ok(IterationEnd::Interrupted),
-            CooldownEnd::TimedOut { waited_seconds, last, replicas } => {
-                return Ok(IterationEnd::Failed(format!(
-                    "cooldown timeout after {waited_seconds} s (max {} s): cpu {:.3} vs baseline {:.3}, ram {:.0} vs {:.0}, replicas {:?}",
-                    self.config.cooldown.max_wait.as_secs(),
-                    last.cpu_pct,
-                    baseline.cpu_pct,
-                    last.ram_bytes,
-                    baseline.ram_bytes,
-                    replicas
-                )))
-            }
-        };
-        self.observer.observe(&Progress::IterationStarted {
-            id,
-            iteration,
-            iterations: self.config.iterations,
-            rest_seconds,
+    ) -> Result<String, CampaignError> {
+        let script = script::for_campaign(self.config, pairs);
+        let script_path = artifact::write_script(self.dataset.dir(), id, &script)
+            .map_err(|source| self.dataset_error(source))?;
+        self.artifact(script_path);
+        self.data.dfaas_scripts.push(ScriptEntry {
+            config_id: id.to_string(),
+            script: script.clone(),
         });
-        let job = LoadJob {
-            config_id: id.as_str(),
-            iteration,
-            script,
-            duration: self.config.duration,
-        };
-        let observer = self.observer;
-        let mut on_line = move |line: &str| observer.observe(&Progress::K6Line(line));
-        let run = match load.run(job, &mut on_line, stop).await {
-            Ok(run) => run,
-            Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
-            Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
-            Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
-        };
-        self.warn_all(run.warnings.clone());
-        let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
-            Ok(outcomes) => outcomes,
-            Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
-        };
-        let replicas = match meter.replicas().await {
-            Ok(replicas) => {
-                let unlisted: Vec<&str> = configuration
-                    .functions()
-                    .iter()
-                    .map(FunctionName::as_str)
-                    .filter(|f| !replicas.contains_key(*f))
-                    .collect();
-                if !unlisted.is_empty() {
-                    self.observer.observe(&Progress::Warning(&format!(
-                        "config {id} iteration {iteration}: the gateway does not list {}: replicas recorded as nan",
-                        unlisted.join(", ")
-                    )));
-                }
-                replicas
-            }
-            Err(_) if stop.is_stopped() => return Ok(IterationEnd::Interrupted),
-            Err(reason) => {
-                self.observer.observe(&Progress::Warning(&format!(
-                    "config {id} iteration {iteration}: replicas unknown, recorded as nan: {reason}"
-                )));
-                BTreeMap::new()
-            }
-        };
-        let metrics = meter
-            .iteration_metrics(configuration.functions(), run.started_at, run.ended_at)
-            .await;
-        // A stop cut the queries short: this iteration writes no row (a
-        // rerun measures it again) rather than one with readings missing.
-        if stop.is_stopped() {
-            return Ok(IterationEnd::Interrupted);
-        }
-        self.warn_all(metrics.warnings);
-        let metrics = metrics.value;
-        let row = row::build_row(
-            &row::IterationMeasures {
-                outcomes: &outcomes,
-                replicas: &replicas,
-                metrics: &metrics,
-                idle: &idle,
-                rest_seconds,
-                cores: self.cores,
-            },
-            &self.config.overload,
-        );
-        let node_overloaded = row.node.overloaded;
-        self.record_iteration(id, iteration, &row, run.summary, &metrics)?;
-        if let Some(entry) = self.outcome.result.dfaas_summaries.last() {
-            self.observer.observe(&Progress::IterationFinished {
-                id,
-                configuration,
-                iteration,
-                row: &row,
-                metrics: &metrics,
-                summary: &entry.summary,
-            });
-        }
-        if node_overloaded {
-            self.observer
-                .observe(&Progress::IterationOverloaded { id, iteration });
-        }
-        Ok(IterationEnd::Row {
-            overloaded: node_overloaded,
-        })
+        Ok(script)
     }
 
     /// Writes a finished iteration, files and row together or not at all
@@ -521,29 +349,6 @@ impl<'a> Campaign<'a> {
         metrics: &IterationMetrics,
     ) -> Result<(), CampaignError> {
         let repetition = self.ctx.repetition;
-        let metrics_row = MetricsRow {
-            cpu_usage_node: metrics.cpu_usage_node,
-            ram_usage_node: metrics.ram_usage_node,
-            ram_usage_node_pct: metrics.ram_usage_node_pct,
-            power_usage_node: metrics.power_usage_node,
-            functions: metrics
-                .functions
-                .iter()
-                .filter_map(|(name, m)| {
-                    FunctionName::parse(name).ok().map(|n| {
-                        (
-                            n,
-                            output::FunctionMetrics {
-                                cpu_usage: m.cpu,
-                                ram_usage: m.ram,
-                                power_usage: m.power,
-                            },
-                        )
-                    })
-                })
-                .collect(),
-            window: serde_json::to_value(&metrics.window).ok(),
-        };
         let files = self
             .dataset
             .append_iteration(&IterationRecord {
@@ -551,7 +356,7 @@ impl<'a> Campaign<'a> {
                 iteration,
                 repetition,
                 summary: &summary,
-                metrics: &metrics_row,
+                metrics,
                 row,
             })
             .map_err(|source| self.dataset_error(source))?;
@@ -561,25 +366,25 @@ impl<'a> Campaign<'a> {
             self.artifact(window);
         }
         if let Ok(json) = row.to_protocol(&self.names) {
-            self.outcome.result.dfaas_results.push(json);
+            self.data.dfaas_results.push(json);
         }
-        self.outcome.result.dfaas_summaries.push(SummaryEntry {
+        self.data.dfaas_summaries.push(SummaryEntry {
             config_id: id.to_string(),
             iteration,
             summary,
         });
-        self.outcome.result.dfaas_metrics.push(MetricsEntry {
+        self.data.dfaas_metrics.push(MetricsEntry {
             config_id: id.to_string(),
             iteration,
-            metrics: metrics_row.to_json(),
+            metrics: metrics.to_json(),
         });
         Ok(())
     }
 
     fn artifact(&mut self, path: PathBuf) {
         let text = path.display().to_string();
-        if !self.outcome.result.artifacts.contains(&text) {
-            self.outcome.result.artifacts.push(text);
+        if !self.data.artifacts.contains(&text) {
+            self.data.artifacts.push(text);
         }
     }
 
@@ -597,7 +402,9 @@ impl<'a> Campaign<'a> {
         }
     }
 
-    fn finish(&mut self) {
+    /// The outcome: the data with the dataset's tables listed, and how the
+    /// run ended (`end`, or the configurations that failed on the way).
+    fn finish(mut self, end: RunEnd) -> Outcome {
         for path in [
             self.dataset.results_path().to_path_buf(),
             self.dataset.skipped_path().to_path_buf(),
@@ -605,25 +412,268 @@ impl<'a> Campaign<'a> {
         ] {
             self.artifact(path);
         }
-        let result = &mut self.outcome.result;
-        result.interrupted = self.outcome.interrupted;
-        let code = if let Some(CampaignError::Dataset { source, .. }) = &self.outcome.stopped_by {
-            match source.fault() {
-                output::Fault::Location => protocol::exit::INVALID_INPUT,
-                output::Fault::Environment => protocol::exit::ENVIRONMENT,
-                output::Fault::Internal => protocol::exit::CONFIG_FAILED,
+        let end = match end {
+            RunEnd::Completed if self.failed_configs > 0 => {
+                RunEnd::ConfigurationsFailed(self.failed_configs)
             }
-        } else if self.outcome.interrupted {
-            protocol::exit::INTERRUPTED
-        } else if self.outcome.generator_lost.is_some() {
-            protocol::exit::ENVIRONMENT
-        } else if self.outcome.failed_configs > 0 {
-            protocol::exit::CONFIG_FAILED
-        } else {
-            protocol::exit::OK
+            end => end,
         };
-        result.returncode = i32::from(code);
-        result.success = code == protocol::exit::OK;
+        Outcome {
+            data: self.data,
+            end,
+        }
+    }
+}
+
+impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
+    /// Every configuration of the plan in order, until the end or a stop.
+    async fn run_plan(&mut self) -> RunEnd {
+        let plan = Plan::new(self.campaign.config);
+        for configuration in plan.iter() {
+            if self.stop.is_stopped() {
+                return self.interrupted();
+            }
+            let step = match self.campaign.skip_reason(&configuration) {
+                Some(reason) => self
+                    .campaign
+                    .skip(&configuration, reason)
+                    .map(|()| ConfigEnd::Done),
+                None => self.run_configuration(&configuration).await,
+            };
+            match step {
+                Ok(ConfigEnd::Done) => {}
+                Ok(ConfigEnd::Failed) => self.campaign.failed_configs += 1,
+                Ok(ConfigEnd::Interrupted) => return self.interrupted(),
+                Ok(ConfigEnd::GeneratorLost(reason)) => {
+                    return RunEnd::GeneratorLost {
+                        reason,
+                        k6_host: self.campaign.config.k6.host.clone(),
+                        output_dir: self.campaign.ctx.output_dir.clone(),
+                    }
+                }
+                Err(CampaignError::Dataset { dir, source }) => {
+                    let message = format!("output directory {}: {source}", dir.display());
+                    self.campaign
+                        .observer
+                        .observe(&Progress::OutputFailed(&message));
+                    return RunEnd::OutputFailed {
+                        dir,
+                        source,
+                        field: self.campaign.ctx.output_dir_field,
+                    };
+                }
+            }
+        }
+        RunEnd::Completed
+    }
+
+    fn interrupted(&self) -> RunEnd {
+        RunEnd::Interrupted {
+            output_dir: self.campaign.ctx.output_dir.clone(),
+        }
+    }
+
+    /// One configuration's missing iterations, then its index row and
+    /// overload verdict.
+    async fn run_configuration(
+        &mut self,
+        configuration: &Configuration,
+    ) -> Result<ConfigEnd, CampaignError> {
+        let id = configuration.config_id();
+        let key = configuration.key();
+        let done = self.campaign.partial.remove(&key).unwrap_or_default();
+        let pairs: Vec<(FunctionName, u64)> =
+            configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
+        let script = self.campaign.write_script(&id, &pairs)?;
+        let observer = self.campaign.observer;
+        observer.observe(&Progress::ConfigStarted {
+            id: &id,
+            configuration,
+            resumed_after: done.rows,
+        });
+        let mut overloaded = done.overloaded;
+        for iteration in (done.rows + 1)..=self.campaign.config.iterations {
+            let step = self
+                .run_iteration(configuration, &id, iteration, &pairs, &script)
+                .await?;
+            match step {
+                IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
+                IterationEnd::Failed(reason) => {
+                    observer.observe(&Progress::ConfigFailed {
+                        id: &id,
+                        configuration,
+                        iteration,
+                        reason: &reason,
+                    });
+                    self.campaign.append_skipped(configuration)?;
+                    return Ok(ConfigEnd::Failed);
+                }
+                IterationEnd::Interrupted => return Ok(ConfigEnd::Interrupted),
+                IterationEnd::GeneratorLost(reason) => {
+                    observer.observe(&Progress::GeneratorLost {
+                        id: &id,
+                        iteration,
+                        reason: &reason,
+                    });
+                    return Ok(ConfigEnd::GeneratorLost(reason));
+                }
+            }
+        }
+        self.campaign
+            .configuration_done(configuration, &id, overloaded)?;
+        Ok(ConfigEnd::Done)
+    }
+
+    /// One iteration: cooldown, k6, summary, replicas, metrics, row.
+    async fn run_iteration(
+        &mut self,
+        configuration: &Configuration,
+        id: &ConfigId,
+        iteration: u32,
+        pairs: &[(FunctionName, u64)],
+        script: &str,
+    ) -> Result<IterationEnd, CampaignError> {
+        let (idle, rest_seconds) = match self.cool_down().await {
+            Ok(idle) => idle,
+            Err(end) => return Ok(end),
+        };
+        let config = self.campaign.config;
+        let observer = self.campaign.observer;
+        observer.observe(&Progress::IterationStarted {
+            id,
+            iteration,
+            iterations: config.iterations,
+            rest_seconds,
+        });
+        let job = LoadJob {
+            config_id: id.as_str(),
+            iteration,
+            script,
+            duration: config.duration,
+        };
+        let mut on_line = move |line: &str| observer.observe(&Progress::K6Line(line));
+        let run = match self.load.run(job, &mut on_line, self.stop).await {
+            Ok(run) => run,
+            Err(LoadError::Interrupted) => return Ok(IterationEnd::Interrupted),
+            Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
+            Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
+        };
+        self.campaign.warn_all(run.warnings.clone());
+        let outcomes = match summary::parse(&run.summary, pairs, config.duration) {
+            Ok(outcomes) => outcomes,
+            Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
+        };
+        let Some(replicas) = self.replicas(configuration, id, iteration).await else {
+            return Ok(IterationEnd::Interrupted);
+        };
+        let metrics = self
+            .meter
+            .iteration_metrics(configuration.functions(), run.started_at, run.ended_at)
+            .await;
+        // A stop cut the queries short: this iteration writes no row (a
+        // rerun measures it again) rather than one with readings missing.
+        if self.stop.is_stopped() {
+            return Ok(IterationEnd::Interrupted);
+        }
+        self.campaign.warn_all(metrics.warnings);
+        let metrics = metrics.value;
+        let row = row::build_row(
+            &row::IterationMeasures {
+                outcomes: &outcomes,
+                replicas: &replicas,
+                metrics: &metrics,
+                idle: &idle,
+                rest_seconds,
+                cores: self.cores,
+            },
+            &config.overload,
+        );
+        let node_overloaded = row.node.overloaded;
+        self.campaign
+            .record_iteration(id, iteration, &row, run.summary, &metrics)?;
+        if let Some(entry) = self.campaign.data.dfaas_summaries.last() {
+            observer.observe(&Progress::IterationFinished {
+                id,
+                configuration,
+                iteration,
+                row: &row,
+                metrics: &metrics,
+                summary: &entry.summary,
+            });
+        }
+        if node_overloaded {
+            observer.observe(&Progress::IterationOverloaded { id, iteration });
+        }
+        Ok(IterationEnd::Row {
+            overloaded: node_overloaded,
+        })
+    }
+
+    /// Waits for the node to be idle again: its reading and the seconds
+    /// waited, or how the iteration ends instead.
+    async fn cool_down(&mut self) -> Result<(NodeReading, u64), IterationEnd> {
+        let config = self.campaign.config;
+        let mut warnings = Vec::new();
+        let end = cooldown::wait_for_idle(
+            self.meter,
+            &self.baseline,
+            &self.campaign.names,
+            &config.cooldown,
+            self.stop,
+            &mut |w| warnings.push(w),
+        )
+        .await;
+        self.campaign.warn_all(warnings);
+        match end {
+            CooldownEnd::Idle { snapshot, rest_seconds } => Ok((snapshot, rest_seconds)),
+            CooldownEnd::Interrupted => Err(IterationEnd::Interrupted),
+            CooldownEnd::TimedOut { waited_seconds, last, replicas } => {
+                Err(IterationEnd::Failed(format!(
+                    "cooldown timeout after {waited_seconds} s (max {} s): cpu {:.3} vs baseline {:.3}, ram {:.0} vs {:.0}, replicas {:?}",
+                    config.cooldown.max_wait.as_secs(),
+                    last.cpu_pct,
+                    self.baseline.cpu_pct,
+                    last.ram_bytes,
+                    self.baseline.ram_bytes,
+                    replicas
+                )))
+            }
+        }
+    }
+
+    /// Replica counts after the run (unknown ones are NaN in the row, with
+    /// a warning); `None` when a stop cut the request short.
+    async fn replicas(
+        &self,
+        configuration: &Configuration,
+        id: &ConfigId,
+        iteration: u32,
+    ) -> Option<BTreeMap<String, u64>> {
+        let observer = self.campaign.observer;
+        match self.meter.replicas().await {
+            Ok(replicas) => {
+                let unlisted: Vec<&str> = configuration
+                    .functions()
+                    .iter()
+                    .map(FunctionName::as_str)
+                    .filter(|f| !replicas.contains_key(*f))
+                    .collect();
+                if !unlisted.is_empty() {
+                    observer.observe(&Progress::Warning(&format!(
+                        "config {id} iteration {iteration}: the gateway does not list {}: replicas recorded as nan",
+                        unlisted.join(", ")
+                    )));
+                }
+                Some(replicas)
+            }
+            Err(_) if self.stop.is_stopped() => None,
+            Err(reason) => {
+                observer.observe(&Progress::Warning(&format!(
+                    "config {id} iteration {iteration}: replicas unknown, recorded as nan: {reason}"
+                )));
+                Some(BTreeMap::new())
+            }
+        }
     }
 }
 

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::metrics::meter::IterationMetrics;
+use crate::metrics::readings::IterationMetrics;
 use crate::output::ResultRow;
 use crate::plan::{ConfigId, Configuration, SkipReason};
 
-use super::verdict::NodeReading;
+use crate::metrics::readings::NodeReading;
 
 /// The run's settings, once at the start.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{FunctionName, Overload};
 use crate::k6::summary::FunctionOutcome;
-use crate::metrics::meter::IterationMetrics;
+use crate::metrics::readings::IterationMetrics;
 use crate::output::{FunctionCells, NodeCells, ResultRow};
 
 use super::verdict::{self, NodeReading, NodeVerdictInput};
@@ -33,7 +33,7 @@ pub fn build_row(m: &IterationMeasures<'_>, overload: &Overload) -> ResultRow {
         let overloaded = verdict::function_overloaded(outcome.success_rate, replicas, overload);
         any_overloaded |= overloaded;
         success_rates.push(outcome.success_rate);
-        let measured = m.metrics.functions.get(name.as_str());
+        let measured = m.metrics.functions.get(name);
         functions.insert(
             name.clone(),
             FunctionCells {

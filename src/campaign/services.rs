@@ -8,11 +8,11 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::config::FunctionName;
-use crate::metrics::meter::IterationMetrics;
+use crate::metrics::readings::IterationMetrics;
 use crate::metrics::prometheus::Measured;
 
 use super::stop::Stop;
-use super::verdict::NodeReading;
+use crate::metrics::readings::NodeReading;
 
 /// One k6 run to perform.
 #[derive(Debug, Clone, Copy)]

@@ -12,12 +12,15 @@ use serde_json::{json, Map, Value};
 
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
 use super::stop::{Stop, StopHandle};
-use super::verdict::NodeReading;
-use super::{run, Outcome, RunContext};
+use super::{run, Outcome, RunEnd, Services};
 use crate::config::{Config, FunctionName};
-use crate::events::{EventKind, EventOrigin, LbEvents, MemorySink};
+use crate::context::RunContext;
+use crate::events::{EventKind, LbEvents, MemorySink};
 use crate::k6::metric_names;
-use crate::metrics::meter::{FunctionMetrics, IterationMetrics, QueryWindow};
+use crate::metrics::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
+use crate::output::Fault;
+use crate::protocol::RunResult;
+use crate::report::run_report;
 use crate::metrics::prometheus::Measured;
 use crate::protocol::Request;
 
@@ -200,7 +203,7 @@ impl Measurements for FakeMeter {
                     .iter()
                     .map(|f| {
                         (
-                            f.to_string(),
+                            f.clone(),
                             FunctionMetrics {
                                 cpu: 5.0,
                                 ram: 1e8,
@@ -209,14 +212,14 @@ impl Measurements for FakeMeter {
                         )
                     })
                     .collect(),
-                window: QueryWindow {
+                window: Some(QueryWindow {
                     time_span: "2s".into(),
                     seconds: 2.0,
                     k6_seconds: 2.0,
                     scrape_interval_seconds: Some(1.0),
                     scrape_interval_source: Some("targets"),
                     end_unix_seconds: 1002.0,
-                },
+                }),
             },
             warnings: vec!["power_usage_node: no series".into()],
         }
@@ -235,23 +238,51 @@ async fn campaign(
     meter: &FakeMeter,
     em: &LbEvents,
     stop: &Stop,
-) -> Outcome {
-    run(cfg, &ctx(dir), k6, meter, 2.0, em, stop).await.unwrap()
+) -> Ran {
+    let services = Services {
+        load: k6,
+        meter,
+        stop,
+    };
+    ran(run(cfg, &ctx(dir), em, services, 2.0).await.unwrap())
+}
+
+/// An outcome as the tests read it: the result document `run` prints,
+/// and how the campaign ended.
+struct Ran {
+    result: RunResult,
+    failed_configs: u32,
+    interrupted: bool,
+    /// The output failure that stopped the campaign: its fault and text.
+    stopped_by: Option<(Fault, String)>,
+}
+
+fn ran(out: Outcome) -> Ran {
+    let failed_configs = match out.end {
+        RunEnd::ConfigurationsFailed(n) => n,
+        _ => 0,
+    };
+    let interrupted = matches!(out.end, RunEnd::Interrupted { .. });
+    let stopped_by = match &out.end {
+        RunEnd::OutputFailed { source, .. } => Some((source.fault(), source.to_string())),
+        _ => None,
+    };
+    Ran {
+        result: run_report(Ok(out)).0,
+        failed_configs,
+        interrupted,
+        stopped_by,
+    }
 }
 
 fn ctx(dir: &Path) -> RunContext {
-    RunContext {
-        host: "node1".into(),
-        run_id: "run-1".into(),
-        repetition: 1,
-        output_dir: dir.to_path_buf(),
-    }
+    RunContext::local("node1", "run-1", dir.to_path_buf())
 }
 
 fn emitter() -> (LbEvents, MemorySink) {
     let sink = MemorySink::default();
     (
-        LbEvents::new(EventOrigin::default(), Arc::new(sink.clone()), true),
+        LbEvents::new(&ctx(Path::new("")), Arc::new(sink.clone()), true),
         sink,
     )
 }
@@ -277,8 +308,8 @@ async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
     assert_eq!(k6.runs.len(), 6, "{:?}", k6.runs);
     assert_eq!(out.result.returncode, 0);
     assert!(out.result.success);
-    assert_eq!(out.result.dfaas_results.len(), 6);
-    assert_eq!(out.result.dfaas_index.len(), 6);
+    assert_eq!(out.result.data.dfaas_results.len(), 6);
+    assert_eq!(out.result.data.dfaas_index.len(), 6);
     let results = lines(&dir.path().join("results.csv"));
     assert_eq!(results.len(), 7);
     let skipped = lines(&dir.path().join("skipped.csv"));
@@ -315,7 +346,7 @@ async fn overload_skips_dominating_configurations_and_rerun_sends_nothing() {
     assert_eq!(out2.result.returncode, 0);
     assert_eq!(lines(&dir.path().join("results.csv")), results);
     assert_eq!(lines(&dir.path().join("skipped.csv")), skipped);
-    assert_eq!(out2.result.dfaas_skipped.len(), 8);
+    assert_eq!(out2.result.data.dfaas_skipped.len(), 8);
 }
 
 #[tokio::test(start_paused = true)]
@@ -388,6 +419,7 @@ async fn a_rerun_resumes_a_configuration_killed_between_iterations() {
     assert_eq!(lines(&dir.path().join("index.csv")).len(), 2);
     let summaries: Vec<u32> = out
         .result
+        .data
         .dfaas_summaries
         .iter()
         .map(|s| s.iteration)
@@ -404,15 +436,15 @@ async fn cooldown_waits_and_records_rest_seconds() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
-    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(0));
+    assert_eq!(out.result.data.dfaas_results[0]["rest_seconds"], json!(0));
 
     // A quiet baseline, then two busy polls 5 s apart: 10 s of rest.
     let dir = tempfile::tempdir().unwrap();
     let meter = FakeMeter::new(|call| if call == 2 || call == 3 { 150.0 } else { 10.0 });
     let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
-    assert_eq!(out.result.dfaas_results[0]["rest_seconds"], json!(10));
+    assert_eq!(out.result.data.dfaas_results[0]["rest_seconds"], json!(10));
     assert_eq!(
-        out.result.dfaas_results[0]["cpu_usage_idle_node"],
+        out.result.data.dfaas_results[0]["cpu_usage_idle_node"],
         json!("10.000")
     );
 }
@@ -447,7 +479,7 @@ async fn replicas_the_gateway_refused_are_nan_never_zero() {
     let mut meter = FakeMeter::quiet();
     meter.replicas = Err("gateway at http://gw/system/functions answered HTTP 401".into());
     let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
-    let row = &out.result.dfaas_results[0];
+    let row = &out.result.data.dfaas_results[0];
     assert_eq!(row["replica_env"], json!("nan"));
     assert_eq!(row["overloaded_function_env"], json!(0));
     let results = lines(&dir.path().join("results.csv"));
@@ -478,7 +510,7 @@ async fn a_function_the_gateway_does_not_list_has_nan_replicas() {
     let mut meter = FakeMeter::quiet();
     meter.replicas = Ok([("env".to_string(), 1)].into());
     let out = campaign(&cfg, dir.path(), &mut k6, &meter, &em, &stop).await;
-    let rows = &out.result.dfaas_results;
+    let rows = &out.result.data.dfaas_results;
     assert_eq!(rows[0]["replica_env"], json!(1));
     assert_eq!(rows[1]["replica_figlet"], json!("nan"));
     assert!(sink
@@ -500,7 +532,7 @@ async fn a_stop_while_metrics_are_read_writes_no_row() {
     assert!(out.interrupted);
     assert_eq!(out.result.returncode, 130);
     assert_eq!(k6.runs.len(), 1);
-    assert!(out.result.dfaas_results.is_empty());
+    assert!(out.result.data.dfaas_results.is_empty());
     assert_eq!(
         lines(&dir.path().join("results.csv")).len(),
         1,
@@ -516,7 +548,7 @@ async fn the_query_window_is_written_beside_the_metrics_csv() {
     let (_h, stop) = Stop::new();
     let mut k6 = FakeK6::new(100);
     let out = campaign(&cfg, dir.path(), &mut k6, &FakeMeter::quiet(), &em, &stop).await;
-    let id = out.result.dfaas_metrics[0].config_id.clone();
+    let id = out.result.data.dfaas_metrics[0].config_id.clone();
     let window: Value = serde_json::from_str(
         &std::fs::read_to_string(
             dir.path()
@@ -527,7 +559,7 @@ async fn the_query_window_is_written_beside_the_metrics_csv() {
     .unwrap();
     assert_eq!(window["time_span"], "2s");
     assert_eq!(window["scrape_interval_seconds"], 1.0);
-    assert_eq!(out.result.dfaas_metrics[0].metrics["window"], window);
+    assert_eq!(out.result.data.dfaas_metrics[0].metrics["window"], window);
     // The metrics CSV keeps the legacy columns.
     let csv = lines(
         &dir.path()
@@ -556,21 +588,14 @@ async fn a_full_disk_stops_the_campaign_keeping_what_finished() {
     let out = campaign(&cfg, &dir, &mut k6, &FakeMeter::quiet(), &em, &stop).await;
 
     assert_eq!(k6.runs.len(), 2, "the campaign stops at the failed write");
-    let Some(super::CampaignError::Dataset { source, .. }) = &out.stopped_by else {
-        panic!("not stopped by the disk: {:?}", out.stopped_by);
+    let Some((fault, source)) = &out.stopped_by else {
+        panic!("not stopped by the disk: {:?}", out.result.error);
     };
-    assert_eq!(
-        source.fault(),
-        crate::output::Fault::Environment,
-        "{source}"
-    );
-    assert!(
-        source.to_string().contains("No space left on device"),
-        "{source}"
-    );
+    assert_eq!(*fault, crate::output::Fault::Environment, "{source}");
+    assert!(source.contains("No space left on device"), "{source}");
     assert_eq!(lines(&dir.join("results.csv")).len(), 2, "header + env:10");
     assert_eq!(lines(&dir.join("index.csv")).len(), 2);
-    assert_eq!(out.result.dfaas_results.len(), 1);
+    assert_eq!(out.result.data.dfaas_results.len(), 1);
     let files = |sub: &str, prefix: &str| {
         std::fs::read_dir(dir.join(sub))
             .unwrap()

@@ -2,26 +2,7 @@
 //! node overloaded. No I/O, no clock: plain numbers in, booleans out.
 
 use crate::config::Overload;
-
-/// Node-level readings at one instant (idle snapshots) or averaged over an
-/// iteration. NaN means "unknown" (a failed or disabled query).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeReading {
-    /// CPU busy percent summed over cores: `0 ..= cores * 100`.
-    pub cpu_pct: f64,
-    pub ram_bytes: f64,
-    pub ram_pct: f64,
-    pub power_uw: f64,
-}
-
-impl NodeReading {
-    pub const UNKNOWN: NodeReading = NodeReading {
-        cpu_pct: f64::NAN,
-        ram_bytes: f64::NAN,
-        ram_pct: f64::NAN,
-        power_uw: f64::NAN,
-    };
-}
+pub use crate::metrics::readings::NodeReading;
 
 /// `current <= baseline * (1 + threshold_pct / 100)`; a NaN on either side
 /// passes, as in the legacy sampler (an unknown reading must not block the

@@ -10,7 +10,8 @@ const MAX_LEN: usize = 63;
 /// A validated OpenFaaS function name: lowercase ASCII letters, digits,
 /// `-` and `.`, starting and ending with a letter or digit, at most 63
 /// characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct FunctionName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

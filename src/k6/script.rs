@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::{FunctionName, FunctionSpec, HttpMethod};
+use crate::config::{Config, FunctionName, FunctionSpec, HttpMethod};
 
 /// How long k6 waits for one response before counting the request as
 /// failed (k6's own default is 60 s; 30 s is k6's default gracefulStop, so
@@ -78,6 +78,20 @@ pub struct ScriptInput<'a> {
     pub pairs: &'a [(FunctionName, u64)],
     /// Per-request timeout (see [`DEFAULT_REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
+}
+
+/// The script of one configuration of `config`'s campaign, the
+/// (function, rate) `pairs` sorted by name: what `run` sends to k6 and
+/// `script` prints.
+pub fn for_campaign(config: &Config, pairs: &[(FunctionName, u64)]) -> String {
+    render(&ScriptInput {
+        gateway_url: &config.gateway_url,
+        duration_text: &config.duration_text,
+        duration: config.duration,
+        functions: &config.functions,
+        pairs,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+    })
 }
 
 /// The k6 identifiers of one function, derived from its name alone.

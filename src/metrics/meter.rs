@@ -18,11 +18,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use super::prometheus::{
     Deadlines, Measured, PrometheusClient, PrometheusError, PrometheusSettings, QueryRequest,
 };
+use super::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
 use super::queries::{render, Placeholders, QueryDefinition, QueryError, QuerySet, TimeSpan};
 use super::scrape::{self, Sampling};
 use crate::campaign::stop::Stop;
@@ -39,54 +38,6 @@ pub enum MeterError {
 
 /// The query that counts the node's CPUs.
 pub const CORES_QUERY: &str = r#"count(node_cpu_seconds_total{mode="idle"})"#;
-
-/// Node values at one instant. `cpu` runs 0..cores×100, `ram` in bytes,
-/// `ram_pct` 0..100, `power` in microwatts (NaN without Scaphandre).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NodeSnapshot {
-    pub cpu: f64,
-    pub ram: f64,
-    pub ram_pct: f64,
-    pub power: f64,
-}
-
-/// One function's averages over an iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct FunctionMetrics {
-    pub cpu: f64,
-    pub ram: f64,
-    pub power: f64,
-}
-
-/// Averages over one iteration's k6 window, in the shape of lb's
-/// `dfaas_metrics` entries, with the window the queries really used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IterationMetrics {
-    pub cpu_usage_node: f64,
-    pub ram_usage_node: f64,
-    pub ram_usage_node_pct: f64,
-    pub power_usage_node: f64,
-    pub functions: BTreeMap<String, FunctionMetrics>,
-    pub window: QueryWindow,
-}
-
-/// The window an iteration's queries covered: `{time_span}` ending at the
-/// k6 run's end.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QueryWindow {
-    /// `{time_span}` as placed into the queries (`30s`).
-    pub time_span: String,
-    pub seconds: f64,
-    /// The k6 run's own length (the window is longer when that is under
-    /// two scrape intervals).
-    pub k6_seconds: f64,
-    /// The scrape interval the window was fitted to (`None`: unknown).
-    pub scrape_interval_seconds: Option<f64>,
-    /// Where that interval came from (`targets`, `config`, `assumed`).
-    pub scrape_interval_source: Option<&'static str>,
-    /// Unix seconds of the evaluation instant (the k6 run's end).
-    pub end_unix_seconds: f64,
-}
 
 /// Reads measurements from one Prometheus with one query set.
 #[derive(Debug, Clone)]
@@ -210,7 +161,7 @@ impl Meter {
     }
 
     /// The node right now (instant queries), for the baseline and cooldown.
-    pub async fn node_snapshot(&self) -> Measured<NodeSnapshot> {
+    pub async fn node_snapshot(&self) -> Measured<NodeReading> {
         let deadlines = self.deadlines(Window::Now);
         let mut warnings = Vec::new();
         let snapshot = self.node(Window::Now, deadlines, &mut warnings).await;
@@ -268,7 +219,7 @@ impl Meter {
                 }
                 _ => f64::NAN,
             };
-            per_function.insert(function.to_string(), FunctionMetrics { cpu, ram, power });
+            per_function.insert(function.clone(), FunctionMetrics { cpu, ram, power });
         }
         let span = self.iteration_span(start, end);
         let window = QueryWindow {
@@ -286,12 +237,12 @@ impl Meter {
         };
         Measured {
             value: IterationMetrics {
-                cpu_usage_node: node.cpu,
-                ram_usage_node: node.ram,
+                cpu_usage_node: node.cpu_pct,
+                ram_usage_node: node.ram_bytes,
                 ram_usage_node_pct: node.ram_pct,
-                power_usage_node: node.power,
+                power_usage_node: node.power_uw,
                 functions: per_function,
-                window,
+                window: Some(window),
             },
             warnings,
         }
@@ -346,7 +297,7 @@ impl Meter {
         window: Window,
         deadlines: Deadlines,
         warnings: &mut Vec<String>,
-    ) -> NodeSnapshot {
+    ) -> NodeReading {
         let cpu = self
             .measure("cpu_usage_node", None, None, window, deadlines, warnings)
             .await;
@@ -369,11 +320,11 @@ impl Meter {
         } else {
             f64::NAN
         };
-        NodeSnapshot {
-            cpu,
-            ram,
+        NodeReading {
+            cpu_pct: cpu,
+            ram_bytes: ram,
             ram_pct,
-            power,
+            power_uw: power,
         }
     }
 
@@ -590,21 +541,21 @@ mod tests {
             ram_usage_node_pct: 40.0,
             power_usage_node: f64::NAN,
             functions: BTreeMap::from([(
-                "figlet".to_string(),
+                FunctionName::parse("figlet").unwrap(),
                 FunctionMetrics {
                     cpu: 3.0,
                     ram: 2e6,
                     power: f64::NAN,
                 },
             )]),
-            window: QueryWindow {
+            window: Some(QueryWindow {
                 time_span: "2s".into(),
                 seconds: 2.0,
                 k6_seconds: 1.2,
                 scrape_interval_seconds: Some(1.0),
                 scrape_interval_source: Some("targets"),
                 end_unix_seconds: 1.5,
-            },
+            }),
         };
         let json = serde_json::to_value(&metrics).unwrap();
         assert_eq!(

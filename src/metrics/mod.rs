@@ -6,6 +6,8 @@
 //!   number (series summed per timestamp, averaged over time);
 //! - [`scrape`]: the scrape interval of the series queried, which bounds
 //!   query windows and empty-answer retries;
+//! - [`readings`]: the vocabulary every layer uses for what was measured
+//!   (node readings, function metrics, an iteration's metrics and window);
 //! - [`meter`]: node snapshots, per-iteration metrics and the core count,
 //!   with failures turned into NaN plus warnings;
 //! - [`gateway`]: replicas from the OpenFaaS gateway.
@@ -18,4 +20,5 @@ mod http;
 pub mod meter;
 pub mod prometheus;
 pub mod queries;
+pub mod readings;
 pub mod scrape;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{MetricsRow, OutputError};
+use super::OutputError;
+use crate::metrics::readings::{IterationMetrics, QueryWindow};
 use crate::config::FunctionName;
 use crate::plan::ConfigId;
 
@@ -66,7 +67,7 @@ pub fn write_metrics(
     iteration: u32,
     repetition: u32,
     functions: &[FunctionName],
-    metrics: &MetricsRow,
+    metrics: &IterationMetrics,
 ) -> Result<PathBuf, OutputError> {
     let path = metrics_path(dir, id, iteration, repetition);
     write_atomic(&path, &metrics.csv(functions)?)?;
@@ -79,11 +80,16 @@ pub fn write_window(
     id: &ConfigId,
     iteration: u32,
     repetition: u32,
-    window: &Value,
+    window: &QueryWindow,
 ) -> Result<PathBuf, OutputError> {
     let path = window_path(dir, id, iteration, repetition);
-    let mut text = serde_json::to_vec_pretty(window)
-        .unwrap_or_else(|_| unreachable!("a Value always serializes"));
+    let mut text = serde_json::to_vec_pretty(window).map_err(|e| {
+        OutputError::io(
+            "serialise",
+            &path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
     text.push(b'\n');
     write_atomic(&path, &text)?;
     Ok(path)

@@ -11,7 +11,8 @@ use super::resume::{completed_iterations, CompletedIterations};
 use super::row::{index_line, skipped_line};
 use super::table::Table;
 use super::tail::{complete_len, describe, TornLine};
-use super::{artifact, MetricsRow, OutputError, ResultRow};
+use super::{artifact, OutputError, ResultRow};
+use crate::metrics::readings::IterationMetrics;
 use crate::config::FunctionName;
 use crate::plan::{ConfigId, ConfigKey, Configuration};
 use serde_json::Value;
@@ -221,7 +222,7 @@ pub struct IterationRecord<'a> {
     pub repetition: u32,
     /// k6's summary document.
     pub summary: &'a Value,
-    pub metrics: &'a MetricsRow,
+    pub metrics: &'a IterationMetrics,
     pub row: &'a ResultRow,
 }
 

@@ -28,7 +28,7 @@ pub mod table;
 mod tail;
 
 pub use dataset::{Dataset, IterationFiles, IterationRecord};
-pub use row::{FunctionCells, FunctionMetrics, MetricsRow, NodeCells, ResultRow};
+pub use row::{FunctionCells, NodeCells, ResultRow};
 pub use tail::TornLine;
 
 use std::io;

@@ -13,6 +13,7 @@ use super::cell::{python_float_repr, Cell};
 use super::table::{encode_line, Table, RESULTS_FILE};
 use super::OutputError;
 use crate::config::FunctionName;
+use crate::metrics::readings::IterationMetrics;
 use crate::plan::{ConfigKey, Configuration};
 use crate::protocol;
 
@@ -213,31 +214,13 @@ fn python_str_repr(text: &str) -> String {
     out
 }
 
-/// Raw metrics of one iteration, as the legacy sampler stored them per
-/// iteration (`metrics/metrics-<id>-iter<i>-rep<r>.csv`). Units as in
-/// [`FunctionCells`]; NaN when not measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricsRow {
-    pub cpu_usage_node: f64,
-    pub ram_usage_node: f64,
-    pub ram_usage_node_pct: f64,
-    pub power_usage_node: f64,
-    /// Functions that were measured; others get empty cells.
-    pub functions: BTreeMap<FunctionName, FunctionMetrics>,
-    /// The query window actually used (JSON object), kept out of the CSV
-    /// (whose columns are the legacy sampler's) and written beside it
-    /// ([`super::artifact::write_window`]) and into the protocol entry.
-    pub window: Option<Value>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FunctionMetrics {
-    pub cpu_usage: f64,
-    pub ram_usage: f64,
-    pub power_usage: f64,
-}
-
-impl MetricsRow {
+/// Raw metrics of one iteration ([`IterationMetrics`]), as the legacy
+/// sampler stored them per iteration
+/// (`metrics/metrics-<id>-iter<i>-rep<r>.csv`). Units as in
+/// [`FunctionCells`]; NaN when not measured. The query window is kept out
+/// of the CSV (whose columns are the legacy sampler's) and written beside
+/// it ([`super::artifact::write_window`]) and into the protocol entry.
+impl IterationMetrics {
     /// The whole metrics CSV: header and one row. Floats as Python's
     /// `repr` (the legacy file held raw floats), `nan` for NaN.
     pub fn csv(&self, functions: &[FunctionName]) -> Result<Vec<u8>, OutputError> {
@@ -250,9 +233,7 @@ impl MetricsRow {
         ];
         for name in functions {
             match self.functions.get(name) {
-                Some(m) => {
-                    cells.extend([m.cpu_usage, m.ram_usage, m.power_usage].map(python_float_repr))
-                }
+                Some(m) => cells.extend([m.cpu, m.ram, m.power].map(python_float_repr)),
                 None => cells.extend(std::iter::repeat(String::new()).take(3)),
             }
         }
@@ -269,9 +250,9 @@ impl MetricsRow {
         let mut functions = Map::new();
         for (name, m) in &self.functions {
             let mut f = Map::new();
-            f.insert("cpu".into(), json_float(m.cpu_usage));
-            f.insert("ram".into(), json_float(m.ram_usage));
-            f.insert("power".into(), json_float(m.power_usage));
+            f.insert("cpu".into(), json_float(m.cpu));
+            f.insert("ram".into(), json_float(m.ram));
+            f.insert("power".into(), json_float(m.power));
             functions.insert(name.to_string(), Value::Object(f));
         }
         let mut out = Map::new();
@@ -283,8 +264,8 @@ impl MetricsRow {
         );
         out.insert("power_usage_node".into(), json_float(self.power_usage_node));
         out.insert("functions".into(), Value::Object(functions));
-        if let Some(window) = &self.window {
-            out.insert("window".into(), window.clone());
+        if let Some(window) = self.window.as_ref().and_then(|w| serde_json::to_value(w).ok()) {
+            out.insert("window".into(), window);
         }
         Value::Object(out)
     }
@@ -337,6 +318,7 @@ fn json_row(header: Vec<String>, cells: &[Cell]) -> protocol::Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::readings::FunctionMetrics;
 
     fn name(n: &str) -> FunctionName {
         FunctionName::parse(n).unwrap()
@@ -371,7 +353,7 @@ mod tests {
             skipped_cells(&config, &functions),
             Err(OutputError::UnknownFunction(f)) if f == "figlet"
         ));
-        let row = MetricsRow {
+        let row = IterationMetrics {
             cpu_usage_node: 0.0,
             ram_usage_node: 0.0,
             ram_usage_node_pct: 0.0,
@@ -379,9 +361,9 @@ mod tests {
             functions: BTreeMap::from([(
                 name("shasum"),
                 FunctionMetrics {
-                    cpu_usage: 0.0,
-                    ram_usage: 0.0,
-                    power_usage: 0.0,
+                    cpu: 0.0,
+                    ram: 0.0,
+                    power: 0.0,
                 },
             )]),
             window: None,
@@ -437,7 +419,7 @@ mod tests {
 
     #[test]
     fn metrics_json_spells_non_finite_as_text() {
-        let row = MetricsRow {
+        let row = IterationMetrics {
             cpu_usage_node: 12.5,
             ram_usage_node: f64::NAN,
             ram_usage_node_pct: f64::INFINITY,
@@ -445,9 +427,9 @@ mod tests {
             functions: BTreeMap::from([(
                 name("env"),
                 FunctionMetrics {
-                    cpu_usage: 1.0,
-                    ram_usage: f64::NAN,
-                    power_usage: 2.0,
+                    cpu: 1.0,
+                    ram: f64::NAN,
+                    power: 2.0,
                 },
             )]),
             window: None,
