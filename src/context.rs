@@ -34,7 +34,7 @@ pub struct RunContext {
 impl RunContext {
     /// Fills in the context's defaults and checks the values that become
     /// path segments on the k6 host and in file names.
-    pub fn resolve(context: &Context, config: &Config) -> Result<Self, CommandError> {
+    pub(crate) fn resolve(context: &Context, config: &Config) -> Result<Self, CommandError> {
         let host = match &context.host {
             Some(host) => host.clone(),
             None => local_hostname(),
@@ -93,9 +93,10 @@ impl RunContext {
         })
     }
 
+    #[cfg(test)]
     /// A context for tests and library callers: one repetition of `run_id`
     /// on `host`, written to `output_dir`.
-    pub fn local(host: &str, run_id: &str, output_dir: PathBuf) -> Self {
+    pub(crate) fn local(host: &str, run_id: &str, output_dir: PathBuf) -> Self {
         RunContext {
             host: host.to_string(),
             workload: "dfaas".to_string(),
@@ -111,13 +112,13 @@ impl RunContext {
     /// Checks the output location without creating or writing anything
     /// (what `validate` and `plan` can do; `run` prepares it, see
     /// [`crate::output::location::prepare`]).
-    pub fn inspect_output(&self) -> Result<(), CommandError> {
+    pub(crate) fn inspect_output(&self) -> Result<(), CommandError> {
         crate::output::location::inspect(&self.output_dir).map_err(|e| self.output_error(e))
     }
 
     /// An error about the output location as the command's error: a bad
     /// location is invalid input naming [`Self::output_dir_field`].
-    pub fn output_error(&self, source: OutputError) -> CommandError {
+    pub(crate) fn output_error(&self, source: OutputError) -> CommandError {
         report::output_failure(&self.output_dir, &source, self.output_dir_field)
     }
 }

@@ -13,11 +13,11 @@ use crate::campaign::progress::{Observer, Progress};
 use crate::context::RunContext;
 use crate::plan::Configuration;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Who is running: the fields of the [`RunContext`] every event repeats.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct EventOrigin {
+pub(crate) struct EventOrigin {
     pub run_id: String,
     pub host: String,
     pub workload: String,
@@ -39,8 +39,7 @@ impl From<&RunContext> for EventOrigin {
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
-    Debug,
+pub(crate) enum Level {
     Info,
     Warning,
     Error,
@@ -54,14 +53,14 @@ pub enum Level {
 /// [`EventKind`] and the message.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Running,
 }
 
 /// What an event reports: lb's `type`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// The run's settings, once at the start.
     RunStarted,
     /// The idle node reading every cooldown compares against.
@@ -87,7 +86,7 @@ pub enum EventKind {
 
 /// One event in lb's shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     #[serde(flatten)]
     pub origin: EventOrigin,
     pub status: Status,
@@ -100,13 +99,13 @@ pub struct Event {
 }
 
 /// Where events go.
-pub trait EventSink: Send + Sync {
+pub(crate) trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
 }
 
 /// Writes `LB_EVENT {json}` lines to stderr, one write per line.
 #[derive(Debug, Default)]
-pub struct StderrSink;
+pub(crate) struct StderrSink;
 
 impl EventSink for StderrSink {
     fn emit(&self, event: Event) {
@@ -120,14 +119,16 @@ impl EventSink for StderrSink {
     }
 }
 
+#[cfg(test)]
 /// Keeps events in memory (tests, and callers that want to inspect them).
 #[derive(Debug, Default, Clone)]
-pub struct MemorySink {
-    events: Arc<Mutex<Vec<Event>>>,
+pub(crate) struct MemorySink {
+    events: Arc<std::sync::Mutex<Vec<Event>>>,
 }
 
+#[cfg(test)]
 impl MemorySink {
-    pub fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         match self.events.lock() {
             Ok(events) => events.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -135,6 +136,7 @@ impl MemorySink {
     }
 }
 
+#[cfg(test)]
 impl EventSink for MemorySink {
     fn emit(&self, event: Event) {
         match self.events.lock() {
@@ -175,7 +177,7 @@ impl Emitter {
 
 /// The `LB_EVENT` observer: every [`Progress`] value as the event lb reads
 /// (kind, level, message), sent to a sink.
-pub struct LbEvents {
+pub(crate) struct LbEvents {
     emitter: Emitter,
     /// Whether k6's own output lines become `log` events
     /// (`k6_log_stream`).
@@ -183,7 +185,7 @@ pub struct LbEvents {
 }
 
 impl LbEvents {
-    pub fn new(ctx: &RunContext, sink: Arc<dyn EventSink>, k6_lines: bool) -> Self {
+    pub(crate) fn new(ctx: &RunContext, sink: Arc<dyn EventSink>, k6_lines: bool) -> Self {
         LbEvents {
             emitter: Emitter::new(EventOrigin::from(ctx), sink),
             k6_lines,
@@ -200,7 +202,7 @@ impl Observer for LbEvents {
 }
 
 /// The events one progress value becomes (none, one, or a few).
-pub fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKind, Level, String)> {
+pub(crate) fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKind, Level, String)> {
     use EventKind as K;
     let one = |kind, level, message: String| vec![(kind, level, message)];
     match progress {

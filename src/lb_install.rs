@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::report::CommandError;
 
 /// Name of the plugin directory (and of its entry module) under `_user/`.
-pub const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
+pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
 /// The adapter's files, relative to the plugin directory.
 const ADAPTER_FILES: &[(&str, &str)] = &[(
@@ -41,7 +41,7 @@ const ADAPTER_FILES: &[(&str, &str)] = &[(
 
 /// Where to install and how to check it.
 #[derive(Debug, Clone)]
-pub struct InstallOptions {
+pub(crate) struct InstallOptions {
     /// A directory holding lb's `lb_plugins` package (lb's source tree or a
     /// site-packages directory), or the `lb_plugins` directory itself.
     /// `None`: ask `python` where it imports `lb_plugins` from.
@@ -56,7 +56,7 @@ pub struct InstallOptions {
 
 /// What `lb-install` prints.
 #[derive(Debug, Serialize)]
-pub struct InstallReport {
+pub(crate) struct InstallReport {
     pub ok: bool,
     /// The `lb_plugins` package that was installed into.
     pub lb_plugins: PathBuf,
@@ -72,7 +72,7 @@ pub struct InstallReport {
 /// Installs and checks. Errors: bad `--lb-root` → invalid input (2); lb
 /// not importable, a file that cannot be written, or lb resolving `dfaas`
 /// to another plugin → environment (3).
-pub fn install(options: &InstallOptions) -> Result<InstallReport, CommandError> {
+pub(crate) fn install(options: &InstallOptions) -> Result<InstallReport, CommandError> {
     let lb_plugins = match &options.lb_root {
         Some(root) => lb_plugins_under(root)?,
         None => lb_plugins_from_python(&options.python)?,

@@ -38,7 +38,7 @@ pub struct Context {
 }
 
 /// A CSV row as a JSON object: column name → cell text, in header order.
-pub type Row = Map<String, Value>;
+pub(crate) type Row = Map<String, Value>;
 
 /// The one document `run` prints on stdout: how the run ended, what it
 /// recorded, and why it failed when it did.
@@ -129,7 +129,7 @@ impl ErrorKind {
     /// The exit code of SPEC §2. The spec has no code of its own for
     /// internal errors; they exit 1 ("failed"), never 0 or 2, so lb treats
     /// them as a failed run rather than as bad input.
-    pub fn exit_code(self) -> ExitCode {
+    pub(crate) fn exit_code(self) -> ExitCode {
         match self {
             ErrorKind::InvalidInput => ExitCode::InvalidInput,
             ErrorKind::Environment => ExitCode::Environment,
@@ -152,7 +152,7 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         self as u8
     }
 }

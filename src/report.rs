@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use crate::campaign::{Outcome, RunEnd};
 use crate::config::{ConfigError, FieldError};
 use crate::output::{Fault, OutputError};
-pub use crate::protocol::{ErrorKind, ExitCode};
 use crate::protocol::{ErrorInfo, RunResult};
+pub use crate::protocol::{ErrorKind, ExitCode};
 
 /// Why a command failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +42,14 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    pub fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         CommandError::Input {
             field: field.into(),
             reason: reason.into(),
         }
     }
 
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             CommandError::Input { .. } | CommandError::Config(_) => ErrorKind::InvalidInput,
             CommandError::Environment { .. } => ErrorKind::Environment,
@@ -58,13 +58,13 @@ impl CommandError {
         }
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         self.kind().exit_code()
     }
 
     /// The protocol's `error` object. Invalid input always carries
     /// `context.errors: [{field, reason}]`.
-    pub fn to_error_info(&self) -> ErrorInfo {
+    pub(crate) fn to_error_info(&self) -> ErrorInfo {
         let context = match self {
             CommandError::Input { field, reason } => {
                 errors_context(&[FieldError::new(field.clone(), reason.clone())])
@@ -102,14 +102,14 @@ fn errors_context(errors: &[FieldError]) -> Value {
 
 /// `{"ok": false, "error": {...}}`: what `validate`, `plan` and `script`
 /// print on stdout when they fail.
-pub fn failure_document(error: &CommandError) -> Value {
+pub(crate) fn failure_document(error: &CommandError) -> Value {
     json!({ "ok": false, "error": error.to_error_info() })
 }
 
 /// The failure for a person at a terminal (`validate --format text`,
 /// `plan --format table`): invalid input as one line per field with its
 /// reason, anything else as one `error:` line.
-pub fn failure_text(error: &CommandError) -> String {
+pub(crate) fn failure_text(error: &CommandError) -> String {
     let info = error.to_error_info();
     let fields: Vec<(String, String)> = info
         .context
@@ -143,7 +143,7 @@ pub fn failure_text(error: &CommandError) -> String {
 /// (what finished is in the document; the error says why the rest did
 /// not run), or from the error that stopped `run` before or outside the
 /// campaign (empty datasets, `error` set).
-pub fn run_report(ran: Result<Outcome, CommandError>) -> (RunResult, ExitCode) {
+pub(crate) fn run_report(ran: Result<Outcome, CommandError>) -> (RunResult, ExitCode) {
     let outcome = match ran {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -171,7 +171,7 @@ pub fn run_report(ran: Result<Outcome, CommandError>) -> (RunResult, ExitCode) {
 }
 
 /// The exit code a campaign's end gives (what [`run_report`] returns).
-pub fn run_exit_code(end: &RunEnd) -> ExitCode {
+pub(crate) fn run_exit_code(end: &RunEnd) -> ExitCode {
     match end {
         RunEnd::Completed => ExitCode::Ok,
         RunEnd::ConfigurationsFailed(_) => ErrorKind::ConfigurationFailed.exit_code(),
@@ -223,7 +223,7 @@ fn end_error(end: RunEnd) -> Option<ErrorInfo> {
 /// invalid input naming `field` (exit 2), the system refusing to write is
 /// an environment fault (exit 3); either way the message names the path
 /// and the OS error.
-pub fn output_failure(dir: &Path, source: &OutputError, field: &str) -> CommandError {
+pub(crate) fn output_failure(dir: &Path, source: &OutputError, field: &str) -> CommandError {
     let message = format!("output directory {}: {source}", dir.display());
     match source.fault() {
         Fault::Location => CommandError::input(field, message),
@@ -243,7 +243,7 @@ pub fn output_failure(dir: &Path, source: &OutputError, field: &str) -> CommandE
 /// part in the source chain (reqwest's "connection refused", openssh's
 /// copy of ssh's own message); a cause already contained in the text is
 /// not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -180,7 +180,10 @@ async fn node_snapshot_is_finite_without_warnings() {
         node.cpu_pct.is_finite() && node.cpu_pct >= 0.0 && node.cpu_pct <= cores * 100.0 + 1.0,
         "{node:?}"
     );
-    assert!(node.ram_bytes.is_finite() && node.ram_bytes > 0.0, "{node:?}");
+    assert!(
+        node.ram_bytes.is_finite() && node.ram_bytes > 0.0,
+        "{node:?}"
+    );
     assert!(
         node.ram_pct.is_finite() && node.ram_pct > 0.0 && node.ram_pct <= 100.0,
         "{node:?}"
@@ -360,7 +363,10 @@ async fn one_second_iteration_is_measured_over_two_scrapes_not_nan() {
     let m = measured.value;
     assert!(m.cpu_usage_node.is_finite(), "{m:?}");
     assert_eq!(m.window.as_ref().unwrap().time_span, "2s");
-    assert_eq!(m.window.as_ref().unwrap().scrape_interval_seconds, Some(1.0));
+    assert_eq!(
+        m.window.as_ref().unwrap().scrape_interval_seconds,
+        Some(1.0)
+    );
     let snapshot = fitted.node_snapshot().await;
     assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
     assert!(snapshot.value.cpu_pct.is_finite());

@@ -10,8 +10,8 @@ use crate::k6::runner::{K6Job, K6Runner, RunnerError};
 use crate::k6::script::DEFAULT_REQUEST_TIMEOUT;
 use crate::metrics::gateway::GatewayClient;
 use crate::metrics::meter::Meter;
-use crate::metrics::readings::IterationMetrics;
 use crate::metrics::prometheus::Measured;
+use crate::metrics::readings::IterationMetrics;
 
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
 use super::stop::Stop;

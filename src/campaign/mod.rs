@@ -320,7 +320,6 @@ impl<'a> Campaign<'a> {
         Ok(())
     }
 
-
     /// Renders a configuration's k6 script and keeps it as an artifact.
     fn write_script(
         &mut self,

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::config::FunctionName;
-use crate::metrics::readings::IterationMetrics;
 use crate::metrics::prometheus::Measured;
+use crate::metrics::readings::IterationMetrics;
 
 use super::stop::Stop;
 use crate::metrics::readings::NodeReading;

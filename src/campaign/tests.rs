@@ -17,12 +17,12 @@ use crate::config::{Config, FunctionName};
 use crate::context::RunContext;
 use crate::events::{EventKind, LbEvents, MemorySink};
 use crate::k6::metric_names;
+use crate::metrics::prometheus::Measured;
 use crate::metrics::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
 use crate::output::Fault;
+use crate::protocol::Request;
 use crate::protocol::RunResult;
 use crate::report::run_report;
-use crate::metrics::prometheus::Measured;
-use crate::protocol::Request;
 
 fn name(n: &str) -> FunctionName {
     FunctionName::parse(n).unwrap()

@@ -117,7 +117,7 @@ pub enum HttpMethod {
 }
 
 impl HttpMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HttpMethod::Get => "GET",
             HttpMethod::Post => "POST",
@@ -238,7 +238,7 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -273,7 +273,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
             reason: reason.into(),
@@ -318,7 +318,7 @@ impl ConfigError {
 
     /// The problems as field errors (a file error is reported against the
     /// field or flag that named the file).
-    pub fn field_errors(&self) -> Vec<FieldError> {
+    pub(crate) fn field_errors(&self) -> Vec<FieldError> {
         match self {
             ConfigError::Invalid(errors) => errors.clone(),
             ConfigError::File {
@@ -346,7 +346,7 @@ pub fn load_request(request: &Request) -> Result<Loaded, ConfigError> {
 /// request; any other file gives a request with an empty context whose
 /// config is the file's (`common` + `plugins.dfaas` merged, or the whole
 /// mapping).
-pub fn read_request_file(path: &Path) -> Result<Request, ConfigError> {
+pub(crate) fn read_request_file(path: &Path) -> Result<Request, ConfigError> {
     match source::read_config_file(path, "--config")? {
         source::FileContents::Request(request) => Ok(request),
         source::FileContents::Config(config) => Ok(Request {
@@ -356,9 +356,10 @@ pub fn read_request_file(path: &Path) -> Result<Request, ConfigError> {
     }
 }
 
+#[cfg(test)]
 /// Loads and validates a config file (see [`read_request_file`]) against
 /// `context`; a request envelope's own context is replaced by `context`.
-pub fn load_file(path: &Path, context: &Context) -> Result<Loaded, ConfigError> {
+pub(crate) fn load_file(path: &Path, context: &Context) -> Result<Loaded, ConfigError> {
     let mut request = read_request_file(path)?;
     request.context = context.clone();
     load_request(&request)
@@ -383,7 +384,7 @@ fn from_value(value: &serde_json::Value, context: &Context) -> Result<Loaded, Co
 }
 
 /// JSON Schema (draft 2020-12) of the config as received.
-pub fn json_schema() -> serde_json::Value {
+pub(crate) fn json_schema() -> serde_json::Value {
     schemars::schema_for!(RawConfig).to_value()
 }
 

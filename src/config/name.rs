@@ -45,7 +45,7 @@ impl FunctionName {
         Ok(FunctionName(raw.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -99,7 +99,7 @@ pub(crate) fn shown(value: &str) -> String {
 /// `.`, 253 characters in all, an optional final `.`. Anything else (quotes,
 /// `$`, backticks, `@`, whitespace, invisible characters) is refused: the
 /// name reaches ssh's command line and the set-up playbooks' inventory.
-pub fn check_host_name(value: &str) -> Result<(), String> {
+pub(crate) fn check_host_name(value: &str) -> Result<(), String> {
     let refuse = |why: &str| {
         Err(format!(
             "{} is not a host name or IP address: {why}",
@@ -149,7 +149,7 @@ pub fn check_host_name(value: &str) -> Result<(), String> {
 
 /// A user name ssh logs in as: 1-64 ASCII letters, digits, `.`, `_` and
 /// `-`, not starting with `-` (what `useradd` accepts, shell-safe).
-pub fn check_user_name(value: &str) -> Result<(), String> {
+pub(crate) fn check_user_name(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".to_string());
     }

@@ -25,7 +25,7 @@ pub(crate) const LB_DEFAULT_WORKSPACE_ROOT: &str = "/home/ubuntu/.dfaas-k6";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(title = "DfaasConfig")]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Path to a YAML/JSON file with `common` and `plugins.dfaas` sections;
     /// the fields given next to it override the file.
     pub config_path: Option<String>,
@@ -239,7 +239,7 @@ impl Default for RawConfig {
 /// One OpenFaaS function and the request k6 sends to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "DfaasFunctionConfig")]
-pub struct RawFunction {
+pub(crate) struct RawFunction {
     /// OpenFaaS function name: lowercase letters, digits, `-`, `.`.
     pub name: String,
     /// HTTP method (case-insensitive): GET POST PUT DELETE PATCH HEAD OPTIONS.
@@ -264,7 +264,7 @@ fn default_method() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 #[schemars(rename = "RateStrategy")]
-pub enum RawRateStrategy {
+pub(crate) enum RawRateStrategy {
     /// `min_rate, min_rate + step, ...` up to `max_rate` inclusive.
     Linear(RawLinear),
     /// `count` distinct rates drawn from `min_rate..=max_rate` (Python's
@@ -285,7 +285,7 @@ impl Default for RawRateStrategy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "LinearRateStrategy")]
-pub struct RawLinear {
+pub(crate) struct RawLinear {
     /// First rate (requests per second).
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
@@ -311,7 +311,7 @@ impl Default for RawLinear {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "RandomRateStrategy")]
-pub struct RawRandom {
+pub(crate) struct RawRandom {
     /// Smallest rate that may be drawn.
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
@@ -340,7 +340,7 @@ impl Default for RawRandom {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "ExponentialRateStrategy")]
-pub struct RawExponential {
+pub(crate) struct RawExponential {
     /// Growth factor.
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 2))]
@@ -370,7 +370,7 @@ impl Default for RawExponential {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "CustomRateStrategy")]
-pub struct RawCustom {
+pub(crate) struct RawCustom {
     /// Rates to test (requests per second).
     #[schemars(length(min = 1))]
     pub rates: Vec<NonNegative>,
@@ -381,7 +381,7 @@ pub struct RawCustom {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 #[schemars(inline)]
-pub struct NonNegative(pub u64);
+pub(crate) struct NonNegative(pub u64);
 
 impl<'de> Deserialize<'de> for NonNegative {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -393,7 +393,7 @@ impl<'de> Deserialize<'de> for NonNegative {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "DfaasRatesConfig")]
-pub struct RawRates {
+pub(crate) struct RawRates {
     /// First rate (requests per second).
     #[serde(deserialize_with = "non_negative")]
     pub min_rate: u64,
@@ -419,7 +419,7 @@ impl Default for RawRates {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "DfaasCombinationConfig")]
-pub struct RawCombinations {
+pub(crate) struct RawCombinations {
     /// Smallest combination size.
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
@@ -442,7 +442,7 @@ impl Default for RawCombinations {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "DfaasCooldownConfig")]
-pub struct RawCooldown {
+pub(crate) struct RawCooldown {
     /// Give up waiting for idle after this long.
     #[serde(deserialize_with = "non_negative")]
     pub max_wait_seconds: u64,
@@ -468,7 +468,7 @@ impl Default for RawCooldown {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(rename = "DfaasOverloadConfig")]
-pub struct RawOverload {
+pub(crate) struct RawOverload {
     /// Node CPU above this percentage of its capacity (cores x 100) is overload.
     #[schemars(range(min = 0, max = 100))]
     pub cpu_overload_pct_of_capacity: f64,
@@ -502,7 +502,7 @@ impl Default for RawOverload {
 /// A password as received: never printed, never echoed in an error.
 #[derive(Clone, PartialEq, Eq, JsonSchema)]
 #[schemars(transparent, inline)]
-pub struct RawSecret(pub(crate) String);
+pub(crate) struct RawSecret(pub(crate) String);
 
 impl fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -573,7 +573,7 @@ impl<'de> Visitor<'de> for SecretVisitor {
 
 /// A raw config and what was noticed while reading it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub config: RawConfig,
     /// Paths of fields that are not part of the config (`functions[0].foo`).
     pub unknown_fields: Vec<String>,
@@ -584,7 +584,7 @@ impl RawConfig {
     ///
     /// Reports every top-level field that fails, every failing entry of
     /// `functions`, and the rate strategy, each with its path.
-    pub fn from_value(value: &Value) -> Result<Parsed, Vec<FieldError>> {
+    pub(crate) fn from_value(value: &Value) -> Result<Parsed, Vec<FieldError>> {
         let empty = Map::new();
         let map = match value {
             Value::Null => &empty,

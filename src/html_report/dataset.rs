@@ -83,7 +83,7 @@ pub struct LegacyName {
 
 impl LegacyName {
     /// Parses `<prefix>-<date>_<time>-<batch>-<duration>.csv`.
-    pub fn parse(file_name: &str, prefix: &str) -> Option<LegacyName> {
+    pub(crate) fn parse(file_name: &str, prefix: &str) -> Option<LegacyName> {
         let rest = file_name.strip_prefix(prefix)?.strip_prefix('-')?;
         let rest = rest.strip_suffix(".csv")?;
         // date_time is 19 characters: YYYY-MM-DD_HH-MM-SS
@@ -270,7 +270,11 @@ fn list_names(dir: &Path) -> Result<Vec<String>, DatasetError> {
 }
 
 /// `metrics-<id>-iter<i>-rep<r>.csv` / `summary-<id>-iter<i>-rep<r>.json`.
-pub fn parse_artifact_name(file_name: &str, prefix: &str, ext: &str) -> Option<ArtifactName> {
+pub(crate) fn parse_artifact_name(
+    file_name: &str,
+    prefix: &str,
+    ext: &str,
+) -> Option<ArtifactName> {
     let rest = file_name
         .strip_prefix(prefix)?
         .strip_prefix('-')?
@@ -291,7 +295,7 @@ pub fn parse_artifact_name(file_name: &str, prefix: &str, ext: &str) -> Option<A
 }
 
 /// `duration: "30s"` in a k6 script this program rendered.
-pub fn script_duration(script: &str) -> Option<String> {
+pub(crate) fn script_duration(script: &str) -> Option<String> {
     let at = script.find("duration: \"")? + "duration: \"".len();
     let rest = &script[at..];
     let end = rest.find('"')?;

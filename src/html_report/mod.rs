@@ -53,7 +53,7 @@ pub struct ReportSettings {
 
 impl ReportSettings {
     /// Settings from the campaign's config (`path` is shown on the page).
-    pub fn from_config(config: Config, path: PathBuf, cores: Option<u32>) -> Self {
+    pub(crate) fn from_config(config: Config, path: PathBuf, cores: Option<u32>) -> Self {
         ReportSettings {
             overload: config.overload,
             cooldown_max_wait_s: config.cooldown.max_wait.as_secs_f64(),
@@ -65,7 +65,7 @@ impl ReportSettings {
 
     /// Settings from a config's defaults (`defaults` is the config an empty
     /// request validates to).
-    pub fn from_defaults(defaults: &Config, cores: Option<u32>) -> Self {
+    pub(crate) fn from_defaults(defaults: &Config, cores: Option<u32>) -> Self {
         ReportSettings {
             overload: defaults.overload,
             cooldown_max_wait_s: defaults.cooldown.max_wait.as_secs_f64(),
@@ -77,7 +77,7 @@ impl ReportSettings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     #[error("cannot write the report: {0}")]
@@ -93,12 +93,12 @@ pub struct Written {
 }
 
 /// The default report path: `OUTPUT_DIR/report.html`.
-pub fn default_out(output_dir: &Path) -> PathBuf {
+pub(crate) fn default_out(output_dir: &Path) -> PathBuf {
     output_dir.join("report.html")
 }
 
 /// Loads `output_dir`, renders the page and writes it atomically to `out`.
-pub fn write_report(
+pub(crate) fn write_report(
     output_dir: &Path,
     out: &Path,
     settings: &ReportSettings,

@@ -20,7 +20,7 @@ use crate::plan::{key_dominates, ConfigKey};
 
 /// The iterations of one measured configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfigStats {
+pub(crate) struct ConfigStats {
     /// Indices into [`Dataset::rows`].
     pub rows: Vec<usize>,
     pub overloaded_rows: usize,
@@ -28,12 +28,12 @@ pub struct ConfigStats {
 
 impl ConfigStats {
     /// Overloaded in more than half its iterations (the campaign's rule).
-    pub fn overloaded(&self) -> bool {
+    pub(crate) fn overloaded(&self) -> bool {
         self.overloaded_rows * 2 > self.rows.len()
     }
 
     /// Mean of `value` over the rows where it is finite; NaN when none is.
-    pub fn mean(&self, rows: &[ResultRecord], value: impl Fn(&ResultRecord) -> f64) -> f64 {
+    pub(crate) fn mean(&self, rows: &[ResultRecord], value: impl Fn(&ResultRecord) -> f64) -> f64 {
         let finite: Vec<f64> = self
             .rows
             .iter()
@@ -50,7 +50,7 @@ impl ConfigStats {
 }
 
 /// Rows grouped by configuration.
-pub fn config_stats(rows: &[ResultRecord]) -> BTreeMap<ConfigKey, ConfigStats> {
+pub(crate) fn config_stats(rows: &[ResultRecord]) -> BTreeMap<ConfigKey, ConfigStats> {
     let mut stats: BTreeMap<ConfigKey, ConfigStats> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let entry = stats.entry(row.key.clone()).or_insert(ConfigStats {
@@ -65,7 +65,7 @@ pub fn config_stats(rows: &[ResultRecord]) -> BTreeMap<ConfigKey, ConfigStats> {
 
 /// Why a configuration is in skipped.csv.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// It dominates this overloaded configuration.
     Dominated { by: ConfigKey },
     /// A later run measured it (it is in index.csv).
@@ -75,7 +75,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             SkipReason::Dominated { .. } => "dominated",
             SkipReason::CompletedLater => "completed later",
@@ -86,7 +86,7 @@ impl SkipReason {
 
 /// One distinct skipped configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedEntry {
+pub(crate) struct SkippedEntry {
     pub key: ConfigKey,
     pub reason: SkipReason,
     /// How many times skipped.csv lists it.
@@ -94,7 +94,7 @@ pub struct SkippedEntry {
 }
 
 /// The skipped configurations, first-seen order, each with its reason.
-pub fn classify_skipped(
+pub(crate) fn classify_skipped(
     skipped: &[ConfigKey],
     overloaded: &[&ConfigKey],
     indexed: &HashSet<&ConfigKey>,
@@ -123,7 +123,7 @@ pub fn classify_skipped(
 
 /// One function-pair grid, ready to draw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PairGrid {
+pub(crate) struct PairGrid {
     pub x_function: String,
     pub y_function: String,
     pub x_rates: Vec<u64>,
@@ -139,7 +139,7 @@ pub struct PairGrid {
 
 /// The grids of every pair of functions that has a two-function
 /// configuration in the dataset. `rates_of` gives a function's rate axis.
-pub fn pair_grids(
+pub(crate) fn pair_grids(
     dataset: &Dataset,
     stats: &BTreeMap<ConfigKey, ConfigStats>,
     skipped: &[SkippedEntry],
@@ -216,7 +216,7 @@ pub fn pair_grids(
 
 /// Distinct rates each function is loaded at anywhere in the dataset
 /// (results, skipped, index), ascending.
-pub fn rates_seen(dataset: &Dataset) -> BTreeMap<String, BTreeSet<u64>> {
+pub(crate) fn rates_seen(dataset: &Dataset) -> BTreeMap<String, BTreeSet<u64>> {
     let mut rates: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let keys = dataset
         .rows
@@ -233,14 +233,14 @@ pub fn rates_seen(dataset: &Dataset) -> BTreeMap<String, BTreeSet<u64>> {
 }
 
 /// `min..=max` of the rows per configuration, `None` without rows.
-pub fn iterations_range(stats: &BTreeMap<ConfigKey, ConfigStats>) -> Option<(usize, usize)> {
+pub(crate) fn iterations_range(stats: &BTreeMap<ConfigKey, ConfigStats>) -> Option<(usize, usize)> {
     let min = stats.values().map(|s| s.rows.len()).min()?;
     let max = stats.values().map(|s| s.rows.len()).max()?;
     Some((min, max))
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
-pub fn format_utc(unix_s: u64) -> String {
+pub(crate) fn format_utc(unix_s: u64) -> String {
     let days = (unix_s / 86_400) as i64;
     let secs = unix_s % 86_400;
     // Civil date from days since 1970-01-01 (proleptic Gregorian).

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::http::{http_client, ClientSetupError, Credentials};
-use crate::config::{BasicAuth, FunctionName, Tls};
+use crate::config::{BasicAuth, Tls};
 use crate::report::error_chain;
 
 /// Longest part of an error body kept in messages.
@@ -47,7 +47,7 @@ impl From<ClientSetupError> for GatewayError {
 
 /// Timeouts for gateway requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GatewaySettings {
+pub(crate) struct GatewaySettings {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
 }
@@ -71,7 +71,7 @@ struct FunctionStatus {
 /// Replicas by function name from a `/system/functions` body. A function
 /// without a `replicas` field counts 0: OpenFaaS's `FunctionStatus` omits
 /// the field when it is zero (`omitempty`).
-pub fn parse_replicas(body: &str) -> Result<BTreeMap<String, u64>, String> {
+pub(crate) fn parse_replicas(body: &str) -> Result<BTreeMap<String, u64>, String> {
     let functions: Vec<FunctionStatus> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     Ok(functions
         .into_iter()
@@ -94,7 +94,7 @@ impl GatewayClient {
         Self::with_settings(base_url, auth, &Tls::default(), GatewaySettings::default())
     }
 
-    pub fn with_settings(
+    pub(crate) fn with_settings(
         base_url: &str,
         auth: Option<BasicAuth>,
         tls: &Tls,
@@ -114,7 +114,7 @@ impl GatewayClient {
         })
     }
 
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 
@@ -145,19 +145,6 @@ impl GatewayClient {
             });
         }
         parse_replicas(&body).map_err(|reason| GatewayError::Malformed { url, reason })
-    }
-
-    /// Replicas of `functions`; one the gateway does not list is `None`
-    /// (unknown: not deployed, or another gateway than the one k6 loads).
-    pub async fn replicas_of(
-        &self,
-        functions: &[FunctionName],
-    ) -> Result<BTreeMap<FunctionName, Option<u64>>, GatewayError> {
-        let all = self.replicas().await?;
-        Ok(functions
-            .iter()
-            .map(|f| (f.clone(), all.get(f.as_str()).copied()))
-            .collect())
     }
 }
 
@@ -203,15 +190,10 @@ mod tests {
             password: Secret::new("s3cret"),
         };
         let client = GatewayClient::new(&format!("{url}/"), Some(auth)).unwrap();
-        let figlet = FunctionName::parse("figlet").unwrap();
-        let absent = FunctionName::parse("shasum").unwrap();
-        let replicas = client
-            .replicas_of(&[figlet.clone(), absent.clone()])
-            .await
-            .unwrap();
+        let replicas = client.replicas().await.unwrap();
         assert_eq!(
-            replicas,
-            BTreeMap::from([(figlet, Some(3)), (absent, None)])
+            (replicas.get("figlet"), replicas.get("shasum")),
+            (Some(&3), None)
         );
 
         let heads = heads.lock().unwrap().clone();

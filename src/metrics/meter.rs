@@ -21,15 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::prometheus::{
     Deadlines, Measured, PrometheusClient, PrometheusError, PrometheusSettings, QueryRequest,
 };
-use super::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
 use super::queries::{render, Placeholders, QueryDefinition, QueryError, QuerySet, TimeSpan};
+use super::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
 use super::scrape::{self, Sampling};
 use crate::campaign::stop::Stop;
 use crate::config::{Config, FunctionName};
 
 /// Why a [`Meter`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
-pub enum MeterError {
+pub(crate) enum MeterError {
     #[error(transparent)]
     Queries(#[from] QueryError),
     #[error(transparent)]
@@ -37,7 +37,7 @@ pub enum MeterError {
 }
 
 /// The query that counts the node's CPUs.
-pub const CORES_QUERY: &str = r#"count(node_cpu_seconds_total{mode="idle"})"#;
+pub(crate) const CORES_QUERY: &str = r#"count(node_cpu_seconds_total{mode="idle"})"#;
 
 /// Reads measurements from one Prometheus with one query set.
 #[derive(Debug, Clone)]
@@ -88,13 +88,9 @@ impl Meter {
     }
 
     /// Ends queries and their retries as soon as `stop` fires.
-    pub fn with_stop(mut self, stop: Stop) -> Self {
+    pub(crate) fn with_stop(mut self, stop: Stop) -> Self {
         self.client = self.client.with_stop(stop);
         self
-    }
-
-    pub fn sampling(&self) -> Option<&Sampling> {
-        self.sampling.as_ref()
     }
 
     /// The query templates this meter may run (for [`scrape::discover`]).
@@ -108,7 +104,7 @@ impl Meter {
 
     /// `{time_span}` of an idle snapshot: the iteration duration, at least
     /// two scrape intervals.
-    pub fn snapshot_span(&self) -> TimeSpan {
+    pub(crate) fn snapshot_span(&self) -> TimeSpan {
         match &self.sampling {
             Some(sampling) if sampling.min_window() > self.time_span_duration => {
                 TimeSpan::from_duration(sampling.min_window())
@@ -119,7 +115,7 @@ impl Meter {
 
     /// `{time_span}` of an iteration: the k6 window (whole seconds, at
     /// least one), at least two scrape intervals.
-    pub fn iteration_span(&self, start: SystemTime, end: SystemTime) -> TimeSpan {
+    pub(crate) fn iteration_span(&self, start: SystemTime, end: SystemTime) -> TimeSpan {
         let k6 = window_duration(start, end);
         match &self.sampling {
             Some(sampling) if sampling.min_window() > k6 => {
@@ -133,7 +129,10 @@ impl Meter {
     /// TLS settings, the configured (or bundled) queries, `{time_span}` =
     /// the iteration duration as written (`30s`), Scaphandre and PID
     /// regexes as configured.
-    pub fn from_config(config: &Config, settings: PrometheusSettings) -> Result<Self, MeterError> {
+    pub(crate) fn from_config(
+        config: &Config,
+        settings: PrometheusSettings,
+    ) -> Result<Self, MeterError> {
         let client = PrometheusClient::with_access(
             &config.prometheus_url,
             settings,
@@ -150,10 +149,6 @@ impl Meter {
             config.scaphandre_enabled,
             config.function_pid_regexes.clone(),
         ))
-    }
-
-    pub fn time_span(&self) -> &TimeSpan {
-        &self.time_span
     }
 
     pub fn client(&self) -> &PrometheusClient {
@@ -256,7 +251,10 @@ impl Meter {
     }
 
     /// [`Meter::node_cores`] retried within `deadlines`.
-    pub async fn node_cores_until(&self, deadlines: Deadlines) -> Result<u32, PrometheusError> {
+    pub(crate) async fn node_cores_until(
+        &self,
+        deadlines: Deadlines,
+    ) -> Result<u32, PrometheusError> {
         let request = QueryRequest::Instant {
             query: CORES_QUERY.to_string(),
             at: None,

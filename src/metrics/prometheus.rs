@@ -81,7 +81,7 @@ impl PrometheusError {
 
 /// Why a response could not be reduced to a number (pure part).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ReduceError {
+pub(crate) enum ReduceError {
     #[error("no series")]
     Empty,
     #[error("Prometheus error {error_type}: {message}")]
@@ -162,14 +162,14 @@ pub enum QueryRequest {
 }
 
 impl QueryRequest {
-    pub fn query(&self) -> &str {
+    pub(crate) fn query(&self) -> &str {
         match self {
             QueryRequest::Instant { query, .. } | QueryRequest::Range { query, .. } => query,
         }
     }
 
     /// API path and URL parameters.
-    pub fn to_params(&self) -> (&'static str, Vec<(&'static str, String)>) {
+    pub(crate) fn to_params(&self) -> (&'static str, Vec<(&'static str, String)>) {
         match self {
             QueryRequest::Instant { query, at } => {
                 let mut params = vec![("query", query.clone())];
@@ -196,7 +196,7 @@ impl QueryRequest {
     }
 
     /// Reduces an answer to this request to one number.
-    pub fn reduce(&self, body: &Value) -> Result<f64, ReduceError> {
+    pub(crate) fn reduce(&self, body: &Value) -> Result<f64, ReduceError> {
         match self {
             QueryRequest::Instant { .. } => instant_sum(body),
             QueryRequest::Range { .. } => range_average(body),
@@ -270,7 +270,7 @@ fn parse_sample_value(text: &str) -> Option<f64> {
 }
 
 /// An instant vector answer: the sum of its series' values.
-pub fn instant_sum(body: &Value) -> Result<f64, ReduceError> {
+pub(crate) fn instant_sum(body: &Value) -> Result<f64, ReduceError> {
     let mut total = 0.0;
     for series in result_series(body)? {
         let value = series
@@ -283,7 +283,7 @@ pub fn instant_sum(body: &Value) -> Result<f64, ReduceError> {
 
 /// A range (matrix) answer: series summed per timestamp, then the mean of
 /// those sums. A series missing at some timestamp adds nothing there.
-pub fn range_average(body: &Value) -> Result<f64, ReduceError> {
+pub(crate) fn range_average(body: &Value) -> Result<f64, ReduceError> {
     // Keyed by milliseconds: Prometheus timestamps have ms precision.
     let mut per_timestamp: BTreeMap<i64, f64> = BTreeMap::new();
     for series in result_series(body)? {
@@ -356,15 +356,16 @@ impl PrometheusClient {
         self
     }
 
-    pub fn base_url(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 
-    pub fn settings(&self) -> &PrometheusSettings {
+    pub(crate) fn settings(&self) -> &PrometheusSettings {
         &self.settings
     }
 
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.stop.as_ref().is_some_and(Stop::is_stopped)
     }
 
@@ -455,7 +456,7 @@ impl PrometheusClient {
 
     /// One GET of an API path answering `{"status":"success","data":...}`:
     /// the `data` value.
-    pub async fn try_api(
+    pub(crate) async fn try_api(
         &self,
         path: &str,
         params: &[(&str, String)],
@@ -487,7 +488,7 @@ impl PrometheusClient {
     /// passes: failures retried until `deadlines.failure`, empty answers
     /// until `deadlines.empty` (at least one attempt; one more at the
     /// deadline itself). A stop ends it at once.
-    pub async fn retry<T, F, Fut>(
+    pub(crate) async fn retry<T, F, Fut>(
         &self,
         deadlines: Deadlines,
         mut attempt: F,
@@ -538,7 +539,7 @@ impl PrometheusClient {
 
     /// Retries within `deadlines`, then NaN with a warning naming `label`.
     /// A stop gives NaN without a warning: the caller drops the reading.
-    pub async fn measure_until(
+    pub(crate) async fn measure_until(
         &self,
         label: &str,
         request: &QueryRequest,

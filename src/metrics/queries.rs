@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::config::FunctionName;
 
 /// lb's default query file, bundled.
-pub const BUNDLED_QUERIES: &str = include_str!("queries.yml");
+pub(crate) const BUNDLED_QUERIES: &str = include_str!("queries.yml");
 
 /// Name under which the bundled file appears in error messages.
 const BUNDLED_SOURCE: &str = "<bundled queries.yml>";
@@ -27,7 +27,7 @@ const BUNDLED_SOURCE: &str = "<bundled queries.yml>";
 const DEFAULT_STEP: &str = "10s";
 
 /// Queries every campaign needs.
-pub const REQUIRED: [&str; 5] = [
+pub(crate) const REQUIRED: [&str; 5] = [
     "cpu_usage_node",
     "ram_usage_node",
     "ram_usage_node_pct",
@@ -36,7 +36,7 @@ pub const REQUIRED: [&str; 5] = [
 ];
 
 /// Queries needed on top of [`REQUIRED`] when Scaphandre is enabled.
-pub const REQUIRED_SCAPHANDRE: [&str; 2] = ["power_usage_node", "power_usage_function"];
+pub(crate) const REQUIRED_SCAPHANDRE: [&str; 2] = ["power_usage_node", "power_usage_function"];
 
 /// The value of `enabled_if` that ties a query to Scaphandre.
 const SCAPHANDRE: &str = "scaphandre";
@@ -87,7 +87,7 @@ impl TimeSpan {
 
     /// The shortest exact PromQL form of a duration (milliseconds
     /// precision; at least `1ms`).
-    pub fn from_duration(duration: Duration) -> Self {
+    pub(crate) fn from_duration(duration: Duration) -> Self {
         let total_ms = duration.as_millis().max(1);
         if total_ms % 1000 == 0 {
             TimeSpan(format!("{}s", total_ms / 1000))
@@ -96,7 +96,7 @@ impl TimeSpan {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -145,7 +145,7 @@ fn is_promql_duration(text: &str) -> bool {
 
 /// One entry of the query file.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueryDefinition {
+pub(crate) struct QueryDefinition {
     pub name: String,
     /// The PromQL template with placeholders.
     pub query: String,
@@ -199,7 +199,7 @@ impl QuerySet {
     }
 
     /// Parses a query file's text; `source_name` names it in errors.
-    pub fn parse(
+    pub(crate) fn parse(
         text: &str,
         source_name: &str,
         scaphandre_enabled: bool,
@@ -246,11 +246,11 @@ impl QuerySet {
         Ok(QuerySet { queries })
     }
 
-    pub fn get(&self, name: &str) -> Option<&QueryDefinition> {
+    pub(crate) fn get(&self, name: &str) -> Option<&QueryDefinition> {
         self.queries.get(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.queries.keys().map(String::as_str)
     }
 }
@@ -317,7 +317,7 @@ pub fn render(template: &str, values: Placeholders<'_>) -> String {
 }
 
 /// Escapes text for the inside of a double-quoted PromQL string literal.
-pub fn escape_promql_string(text: &str) -> String {
+pub(crate) fn escape_promql_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

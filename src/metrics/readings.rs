@@ -21,7 +21,8 @@ pub struct NodeReading {
 }
 
 impl NodeReading {
-    pub const UNKNOWN: NodeReading = NodeReading {
+    #[cfg(test)]
+    pub(crate) const UNKNOWN: NodeReading = NodeReading {
         cpu_pct: f64::NAN,
         ram_bytes: f64::NAN,
         ram_pct: f64::NAN,
@@ -52,17 +53,7 @@ pub struct IterationMetrics {
     pub window: Option<QueryWindow>,
 }
 
-impl IterationMetrics {
-    /// The node part, as an instant reading's vocabulary.
-    pub fn node(&self) -> NodeReading {
-        NodeReading {
-            cpu_pct: self.cpu_usage_node,
-            ram_bytes: self.ram_usage_node,
-            ram_pct: self.ram_usage_node_pct,
-            power_uw: self.power_usage_node,
-        }
-    }
-}
+impl IterationMetrics {}
 
 /// The window an iteration's queries covered: `{time_span}` ending at the
 /// k6 run's end.

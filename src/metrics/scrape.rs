@@ -20,7 +20,7 @@ use super::prometheus::{Deadlines, Measured, PrometheusClient, PrometheusError};
 
 /// Assumed when Prometheus does not say (the interval of Prometheus's
 /// example configuration and of most installations).
-pub const ASSUMED_INTERVAL: Duration = Duration::from_secs(15);
+pub(crate) const ASSUMED_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Prometheus's default `scrape_timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ pub enum SamplingSource {
 }
 
 impl SamplingSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SamplingSource::Targets => "targets",
             SamplingSource::Config => "config",
@@ -61,7 +61,7 @@ pub struct Sampling {
 }
 
 impl Sampling {
-    pub fn assumed() -> Self {
+    pub(crate) fn assumed() -> Self {
         Sampling {
             interval: ASSUMED_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
@@ -81,7 +81,7 @@ impl Sampling {
     /// arrive: a scrape started just before it ends within the scrape
     /// timeout (at most the interval), plus ingestion. Past that, the data
     /// of a window ending at that instant cannot change.
-    pub fn settle(&self) -> Duration {
+    pub(crate) fn settle(&self) -> Duration {
         self.interval + self.timeout.min(self.interval) + INGEST_SLACK
     }
 }
@@ -111,7 +111,7 @@ fn round_up_to_seconds(d: Duration) -> Duration {
 }
 
 /// A Prometheus duration (`15s`, `1m30s`, `500ms`, `1d`) as a [`Duration`].
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     const UNITS: [(&str, u64); 7] = [
         ("ms", 1),
         ("s", 1_000),
@@ -161,7 +161,7 @@ const KEYWORDS: [&str; 6] = ["and", "or", "unless", "bool", "offset", "atan2"];
 /// matchers (`{...}`), ranges (`[...]`) and strings that are not
 /// functions, aggregations or keywords. Placeholders (`{time_span}`) sit
 /// inside brackets or braces and are skipped with them.
-pub fn metric_names(template: &str) -> Vec<String> {
+pub(crate) fn metric_names(template: &str) -> Vec<String> {
     let chars: Vec<char> = template.chars().collect();
     let mut names = Vec::new();
     let mut i = 0;
@@ -251,12 +251,12 @@ fn skip_group(chars: &[char], start: usize, open: char, close: char) -> usize {
 }
 
 /// Interval and timeout per job.
-pub type JobSampling = BTreeMap<String, (Duration, Duration)>;
+pub(crate) type JobSampling = BTreeMap<String, (Duration, Duration)>;
 
 /// Per-job values from a `/api/v1/targets` `data` object (the slowest
 /// target of each job). Targets without `scrapeInterval` (Prometheus
 /// before 2.3x) are left out.
-pub fn from_targets(data: &Value) -> JobSampling {
+pub(crate) fn from_targets(data: &Value) -> JobSampling {
     let mut jobs = JobSampling::new();
     let targets = data
         .get("activeTargets")
@@ -307,7 +307,7 @@ struct ScrapeConfig {
 
 /// Per-job values from the YAML of `/api/v1/status/config` (a job's own
 /// values, else the global ones, else Prometheus's defaults of 1m / 10s).
-pub fn from_config(yaml: &str) -> Result<JobSampling, String> {
+pub(crate) fn from_config(yaml: &str) -> Result<JobSampling, String> {
     let config: PromConfig = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
     let parse = |text: &Option<String>, what: &str| -> Result<Option<Duration>, String> {
         text.as_deref()
@@ -329,7 +329,7 @@ pub fn from_config(yaml: &str) -> Result<JobSampling, String> {
 
 /// The slowest of the `queried` jobs; of every job when none of them is
 /// known. `None` when `known` is empty.
-pub fn choose(
+pub(crate) fn choose(
     queried: &BTreeSet<String>,
     known: &JobSampling,
     source: SamplingSource,

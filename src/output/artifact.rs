@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::OutputError;
-use crate::metrics::readings::{IterationMetrics, QueryWindow};
 use crate::config::FunctionName;
+use crate::metrics::readings::{IterationMetrics, QueryWindow};
 use crate::plan::ConfigId;
 
 pub const SUMMARIES_DIR: &str = "summaries";

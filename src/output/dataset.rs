@@ -12,8 +12,8 @@ use super::row::{index_line, skipped_line};
 use super::table::Table;
 use super::tail::{complete_len, describe, TornLine};
 use super::{artifact, OutputError, ResultRow};
-use crate::metrics::readings::IterationMetrics;
 use crate::config::FunctionName;
+use crate::metrics::readings::IterationMetrics;
 use crate::plan::{ConfigId, ConfigKey, Configuration};
 use serde_json::Value;
 

@@ -264,7 +264,11 @@ impl IterationMetrics {
         );
         out.insert("power_usage_node".into(), json_float(self.power_usage_node));
         out.insert("functions".into(), Value::Object(functions));
-        if let Some(window) = self.window.as_ref().and_then(|w| serde_json::to_value(w).ok()) {
+        if let Some(window) = self
+            .window
+            .as_ref()
+            .and_then(|w| serde_json::to_value(w).ok())
+        {
             out.insert("window".into(), window);
         }
         Value::Object(out)

@@ -46,7 +46,7 @@ impl Configuration {
     }
 
     /// Function names, sorted.
-    pub fn functions(&self) -> &[FunctionName] {
+    pub(crate) fn functions(&self) -> &[FunctionName] {
         &self.functions
     }
 
@@ -56,12 +56,12 @@ impl Configuration {
     }
 
     /// `(function, rate)` pairs sorted by name.
-    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&FunctionName, u64)> + '_ {
+    pub(crate) fn pairs(&self) -> impl ExactSizeIterator<Item = (&FunctionName, u64)> + '_ {
         self.functions.iter().zip(self.rates.iter().copied())
     }
 
     /// The rate of `function`, if it is part of this configuration.
-    pub fn rate_of(&self, function: &FunctionName) -> Option<u64> {
+    pub(crate) fn rate_of(&self, function: &FunctionName) -> Option<u64> {
         self.functions
             .binary_search(function)
             .ok()
@@ -105,7 +105,7 @@ impl fmt::Display for Configuration {
 pub struct ConfigId(String);
 
 impl ConfigId {
-    pub const LEN: usize = 12;
+    pub(crate) const LEN: usize = 12;
 
     /// Accepts exactly 12 lowercase hex digits (what `--config-id` takes).
     pub fn parse(raw: &str) -> Result<Self, PlanError> {
@@ -225,19 +225,12 @@ impl IndexedConfigs {
         self.keys.contains(&config.key())
     }
 
-    pub fn contains_key(&self, key: &ConfigKey) -> bool {
-        self.keys.contains(key)
-    }
-
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &ConfigKey> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ConfigKey> + '_ {
         self.keys.iter()
     }
 }

@@ -37,7 +37,11 @@ pub struct PlanCounts {
 impl PlanCounts {
     /// Exact counts without enumerating the plan: each index entry is looked
     /// up in the plan instead.
-    pub fn new(config: &Config, plan: &Plan, indexed: &IndexedConfigs) -> Result<Self, PlanError> {
+    pub(crate) fn new(
+        config: &Config,
+        plan: &Plan,
+        indexed: &IndexedConfigs,
+    ) -> Result<Self, PlanError> {
         let count = plan.count()?;
         let already_indexed = indexed.iter().filter(|k| plan.contains_key(k)).count() as u128;
         let to_run = count - already_indexed;

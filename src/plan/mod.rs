@@ -48,7 +48,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::DominatedByOverload => "dominated_by_overload",
             SkipReason::AlreadyIndexed => "already_indexed",
@@ -146,11 +146,6 @@ impl Plan {
         })
     }
 
-    /// All functions of the campaign, sorted, with their rate lists.
-    pub fn functions(&self) -> &[PlanFunction] {
-        &self.functions
-    }
-
     /// The configurations in plan order, built one at a time.
     pub fn iter(&self) -> PlanIter<'_> {
         PlanIter::new(self)
@@ -168,7 +163,7 @@ impl Plan {
 
     /// Whether the plan contains the configuration `key` names. Cost:
     /// `O(k log n)`; used to count index entries that belong to the plan.
-    pub fn contains_key(&self, key: &ConfigKey) -> bool {
+    pub(crate) fn contains_key(&self, key: &ConfigKey) -> bool {
         let k = key.functions().len();
         if k < self.min_size || k >= self.max_size {
             return false;
@@ -236,7 +231,10 @@ impl<'a> IntoIterator for &'a Plan {
 /// `rate_counts` rates each (functions without rates count 0), over the
 /// combination sizes of `combinations`; `None` when it does not fit in
 /// 128 bits. What [`Plan::count`] computes, before a plan exists.
-pub fn count_configurations(rate_counts: &[u128], combinations: Combinations) -> Option<u128> {
+pub(crate) fn count_configurations(
+    rate_counts: &[u128],
+    combinations: Combinations,
+) -> Option<u128> {
     let active: Vec<u128> = rate_counts.iter().copied().filter(|&n| n > 0).collect();
     sum_of_subset_products(
         &active,
@@ -249,7 +247,11 @@ pub fn count_configurations(rate_counts: &[u128], combinations: Combinations) ->
 /// rounded up: `duration × iterations × configurations`, as lb estimates.
 /// Cooldown, setup and transfer time are not included (cooldown alone can
 /// add up to `max_wait` per iteration). Saturates instead of overflowing.
-pub fn estimated_runtime_s(configurations: u128, duration: Duration, iterations: u32) -> u128 {
+pub(crate) fn estimated_runtime_s(
+    configurations: u128,
+    duration: Duration,
+    iterations: u32,
+) -> u128 {
     duration
         .as_millis()
         .saturating_mul(u128::from(iterations))

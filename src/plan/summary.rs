@@ -31,7 +31,7 @@ pub struct SizeCounts {
 impl Plan {
     /// Combinations and configurations per combination size, ascending,
     /// sizes without any configuration left out.
-    pub fn counts_by_size(&self) -> Result<Vec<(usize, u128, u128)>, PlanError> {
+    pub(crate) fn counts_by_size(&self) -> Result<Vec<(usize, u128, u128)>, PlanError> {
         let rates: Vec<u128> = self
             .active
             .iter()
