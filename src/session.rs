@@ -68,8 +68,62 @@ async fn run_async(config: &Config, ctx: &RunContext) -> Result<Outcome, Command
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
     // Every output problem is found before connecting, let alone loading.
     let campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
-    // The start-up checks' own meter: requests bounded like their retries,
-    // so a Prometheus that accepts and never answers fails as fast.
+    let Ready {
+        runner,
+        cores,
+        sampling,
+    } = start_up(config, &gateway, &stop, observer).await?;
+    let meter = meter.with_sampling(sampling);
+
+    let mut load = RemoteK6::new(runner, config, ctx);
+    let services = LiveMeasurements {
+        meter,
+        gateway,
+        stop: stop.clone(),
+    };
+    let outcome = campaign
+        .execute(
+            Services {
+                load: &mut load,
+                meter: &services,
+                stop: &stop,
+            },
+            f64::from(cores),
+        )
+        .await;
+    if let Err(e) = load.close().await {
+        observer.observe(&Progress::Warning(&format!(
+            "closing the SSH connection: {e}"
+        )));
+    }
+    observer.observe(&Progress::RunFinished(RunTotals {
+        rows: outcome.data.dfaas_results.len(),
+        skipped: outcome.data.dfaas_skipped.len(),
+        indexed: outcome.data.dfaas_index.len(),
+        output_dir: &ctx.output_dir,
+        exit_code: report::run_exit_code(&outcome.end).code(),
+    }));
+    Ok(outcome)
+}
+
+/// What the start-up checks found.
+struct Ready {
+    runner: K6Runner,
+    cores: u32,
+    sampling: Sampling,
+}
+
+/// The start-up checks, side by side: the k6 host over SSH, Prometheus
+/// (core count, scrape interval) and the gateway. Any failure is the
+/// run's error (the SSH connection closed again); a stop ends them at once.
+async fn start_up(
+    config: &Config,
+    gateway: &GatewayClient,
+    stop: &Stop,
+    observer: &dyn Observer,
+) -> Result<Ready, CommandError> {
+    // The checks' own meter: requests bounded like their retries, so a
+    // Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
         .map_err(|e| CommandError::input("queries_path", e.to_string()))?
         .with_stop(stop.clone());
@@ -77,7 +131,7 @@ async fn run_async(config: &Config, ctx: &RunContext) -> Result<Outcome, Command
         tokio::join!(
             connect_k6(config),
             check_prometheus(&startup_meter, config),
-            check_gateway(&gateway, config),
+            check_gateway(gateway, config),
         )
     };
     // A stop during the checks ends them at once (an SSH connect in
@@ -121,37 +175,11 @@ async fn run_async(config: &Config, ctx: &RunContext) -> Result<Outcome, Command
             unlisted.join(", ")
         )));
     }
-    let meter = meter.with_sampling(sampling);
-
-    let mut load = RemoteK6::new(runner, config, ctx);
-    let services = LiveMeasurements {
-        meter,
-        gateway,
-        stop: stop.clone(),
-    };
-    let outcome = campaign
-        .execute(
-            Services {
-                load: &mut load,
-                meter: &services,
-                stop: &stop,
-            },
-            f64::from(cores),
-        )
-        .await;
-    if let Err(e) = load.close().await {
-        observer.observe(&Progress::Warning(&format!(
-            "closing the SSH connection: {e}"
-        )));
-    }
-    observer.observe(&Progress::RunFinished(RunTotals {
-        rows: outcome.data.dfaas_results.len(),
-        skipped: outcome.data.dfaas_skipped.len(),
-        indexed: outcome.data.dfaas_index.len(),
-        output_dir: &ctx.output_dir,
-        exit_code: report::run_exit_code(&outcome.end).code(),
-    }));
-    Ok(outcome)
+    Ok(Ready {
+        runner,
+        cores,
+        sampling,
+    })
 }
 
 /// How long start-up retries an unreachable or failing Prometheus: the run

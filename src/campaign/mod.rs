@@ -8,8 +8,12 @@
 //! the index row only after a configuration's last iteration, so a run
 //! killed at any instant loses at most the iteration in flight and a rerun
 //! resumes where it stopped. It does no I/O of its own beyond the output
-//! directory: k6 and measurements come in through the [`services`] traits,
-//! progress goes out as events.
+//! directory: k6 and measurements come in through the [`services`] traits
+//! ([`Services`], owned by the campaign while it runs), progress goes out
+//! as typed [`progress::Progress`] values to the observers it is given
+//! (the `LB_EVENT` stream is one). It returns an [`Outcome`] — what it
+//! recorded and how it ended ([`RunEnd`]) — and leaves the result
+//! document and the exit code to [`crate::report::run_report`].
 
 pub mod cooldown;
 pub mod live;
