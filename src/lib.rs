@@ -23,3 +23,4 @@ pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod session;
+pub mod terminal_progress;

@@ -29,6 +29,7 @@ use crate::metrics::scrape::{self, Sampling};
 use crate::output::{Fault, OutputError};
 use crate::protocol::{exit, Context, ErrorInfo, RunResult};
 use crate::report::{CommandError, ErrorKind};
+use crate::terminal_progress::RunDisplay;
 
 /// Where output goes when neither the context nor the config says.
 const DEFAULT_OUTPUT_DIR: &str = "benchmark_results/dfaas";
@@ -152,18 +153,27 @@ fn local_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Runs the campaign described by `config` in `context`.
-pub fn run(config: &Config, context: &Context) -> Result<RunResult, CommandError> {
+/// Runs the campaign described by `config` in `context`, showing its
+/// progress as `display` says.
+pub fn run(
+    config: &Config,
+    context: &Context,
+    display: RunDisplay,
+) -> Result<RunResult, CommandError> {
     let ctx = resolve_context(context, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, ctx))
+    runtime.block_on(run_async(config, ctx, display))
 }
 
-async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, CommandError> {
+async fn run_async(
+    config: &Config,
+    ctx: ResolvedContext,
+    display: RunDisplay,
+) -> Result<RunResult, CommandError> {
     let lb_events = LbEvents::new(
         EventOrigin {
             run_id: ctx.run_id.clone(),
@@ -175,7 +185,8 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         Arc::new(StderrSink),
         config.k6.log_stream,
     );
-    let observer: &dyn Observer = &lb_events;
+    let observers = display.observers(lb_events);
+    let observer: &dyn Observer = &observers;
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
     observer.observe(&Progress::RunStarted(RunStarted {

@@ -202,6 +202,12 @@ impl<'a> Campaign<'a> {
             cores: self.cores,
         });
         let plan = Plan::new(self.config);
+        self.observer.observe(&Progress::PlanCounted {
+            configurations: plan.count().ok(),
+            already_indexed: self.indexed.iter().filter(|k| plan.contains_key(k)).count() as u128,
+            iterations: self.config.iterations,
+            duration: self.config.duration,
+        });
         for configuration in plan.iter() {
             if stop.is_stopped() {
                 self.outcome.interrupted = true;
@@ -393,6 +399,8 @@ impl<'a> Campaign<'a> {
         meter: &M,
         stop: &Stop,
     ) -> Result<IterationEnd, CampaignError> {
+        self.observer
+            .observe(&Progress::CooldownStarted { id, iteration });
         let mut warnings = Vec::new();
         let end = cooldown::wait_for_idle(
             meter,
@@ -439,6 +447,8 @@ impl<'a> Campaign<'a> {
             Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
             Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
         };
+        self.observer
+            .observe(&Progress::LoadFinished { id, iteration });
         self.warn_all(run.warnings.clone());
         let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
             Ok(outcomes) => outcomes,
