@@ -775,8 +775,8 @@ fn absolute(path: PathBuf) -> PathBuf {
 /// [`RunDisplay::log_filter`]), above the progress view when it is drawn.
 fn init_logging(format: LogFormat, display: RunDisplay) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(display.log_filter()));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(display.log_filter()));
     // Colours only for a person at a terminal; lb reads stderr line by line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

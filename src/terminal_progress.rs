@@ -5,9 +5,9 @@
 //! at a terminal gets, at the bottom of stderr, a view redrawn in place:
 //!
 //! ```text
-//! | [===============>              ] 5/14 configurations · 00:03:12 elapsed · ~00:02:40 left
+//! | [=========>           ] 5/14 configurations, 00:03:12 elapsed, ~00:02:40 left
 //!   config 8c1e0b0f3d2a (fast=5, slow=100): iteration 2/3, load (k6)
-//!   iterations 11 done · overloaded 1 · skipped 2 · failed 0
+//!   iterations 11 done, overloaded 1, skipped 2, failed 0
 //! ```
 //!
 //! — configurations done (executed, skipped or failed) out of the plan's,
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::campaign::progress::{Observer, Observers, Progress};
-use crate::events::{describe, label, EventKind, Level, LbEvents};
+use crate::events::{describe, label, EventKind, LbEvents, Level};
 use crate::plan::SkipReason;
 
 /// `run --progress`: when the live view is drawn.
@@ -115,7 +115,9 @@ impl RunDisplay {
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 fn active() -> MutexGuard<'static, Option<ProgressBar>> {
-    ACTIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes `bytes` to stderr (one write, then a flush), above the view when
@@ -158,10 +160,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrAboveView {
     }
 }
 
-/// Three lines: the bar and its times, the configuration in flight, the
-/// counts. Only ASCII, no colours.
+/// Three lines: the bar (as wide as the terminal leaves it) and the times,
+/// the configuration in flight, the counts. ASCII only (any terminal, any
+/// locale), no colours.
 const TEMPLATE: &str =
-    "{spinner} [{bar:30}] {done} configurations · {elapsed_precise} elapsed · {left} left\n  {now}\n  {counts}";
+    "{spinner} [{wide_bar}] {done} configurations, {elapsed_precise} elapsed, {left} left\n  {now}\n  {counts}";
 
 /// How often the view is redrawn while nothing happens (elapsed and time
 /// left move on).
@@ -180,7 +183,7 @@ impl TerminalProgress {
         let term = console::Term::buffered_stderr();
         let target = ProgressDrawTarget::term_like_with_hz(Box::new(term), 10);
         let tally = Arc::new(Mutex::new(Tally::default()));
-        let bar = ProgressBar::with_draw_target(Some(0), target).with_style(style(&tally));
+        let bar = ProgressBar::with_draw_target(None, target).with_style(style(&tally));
         bar.enable_steady_tick(TICK);
         *active() = Some(bar.clone());
         TerminalProgress { bar, tally }
@@ -192,7 +195,9 @@ impl TerminalProgress {
 }
 
 fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
-    tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    tally
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The template with its keys reading `tally` at each redraw.
@@ -225,7 +230,8 @@ impl Observer for TerminalProgress {
             self.bar
                 .set_length(u64::try_from(total).unwrap_or(u64::MAX));
         }
-        self.bar.set_position(u64::try_from(done).unwrap_or(u64::MAX));
+        self.bar
+            .set_position(u64::try_from(done).unwrap_or(u64::MAX));
         if let Some(line) = above_line(progress) {
             self.bar.println(line);
         }
@@ -461,7 +467,9 @@ impl Tally {
         let per = self.iteration_s();
         let in_flight = self
             .iteration_began
-            .map_or(0.0, |began| now.saturating_duration_since(began).as_secs_f64())
+            .map_or(0.0, |began| {
+                now.saturating_duration_since(began).as_secs_f64()
+            })
             .min(per);
         // u128 → f64 rounds a huge plan; it is an estimate.
         let left = (iterations_left as f64 * per - in_flight).max(0.0);
@@ -494,7 +502,11 @@ impl Tally {
         if let Some(current) = &self.current {
             let mut text = format!("config {} ({})", current.id, shorten(&current.label, 60));
             if current.iteration > 0 {
-                let _ = write!(text, ": iteration {}/{}", current.iteration, self.iterations);
+                let _ = write!(
+                    text,
+                    ": iteration {}/{}",
+                    current.iteration, self.iterations
+                );
             }
             let _ = write!(text, ", {}", current.phase.as_str());
             return text;
@@ -508,10 +520,10 @@ impl Tally {
         .to_string()
     }
 
-    /// `iterations 11 done · overloaded 1 · skipped 2 · failed 0`.
+    /// `iterations 11 done, overloaded 1, skipped 2, failed 0`.
     pub(crate) fn counts_text(&self) -> String {
         format!(
-            "iterations {} done · overloaded {} · skipped {} · failed {}",
+            "iterations {} done, overloaded {}, skipped {}, failed {}",
             self.iterations_done, self.overloaded, self.skipped, self.failed
         )
     }
@@ -672,10 +684,15 @@ mod tests {
             },
             at(0),
         );
-        assert_eq!(tally.now_text(), format!("config {ida} (fast=5), preparing"));
+        assert_eq!(
+            tally.now_text(),
+            format!("config {ida} (fast=5), preparing")
+        );
         let iteration = |tally: &mut Tally, id: &ConfigId, i: u32, start: u64| {
             tally.apply(&Progress::CooldownStarted { id, iteration: i }, at(start));
-            assert!(tally.now_text().ends_with(&format!("iteration {i}/2, cooldown")));
+            assert!(tally
+                .now_text()
+                .ends_with(&format!("iteration {i}/2, cooldown")));
             tally.apply(
                 &Progress::IterationStarted {
                     id,
@@ -685,9 +702,13 @@ mod tests {
                 },
                 at(start + 3),
             );
-            assert!(tally.now_text().ends_with(&format!("iteration {i}/2, load (k6)")));
+            assert!(tally
+                .now_text()
+                .ends_with(&format!("iteration {i}/2, load (k6)")));
             tally.apply(&Progress::LoadFinished { id, iteration: i }, at(start + 13));
-            assert!(tally.now_text().ends_with(&format!("iteration {i}/2, measuring")));
+            assert!(tally
+                .now_text()
+                .ends_with(&format!("iteration {i}/2, measuring")));
         };
         iteration(&mut tally, &ida, 1, 0);
         // One iteration in flight for 13 s: 3 configurations x 2
@@ -757,7 +778,7 @@ mod tests {
         assert_eq!(tally.done_text(), "4/4");
         assert_eq!(
             tally.counts_text(),
-            "iterations 3 done · overloaded 1 · skipped 2 · failed 0"
+            "iterations 3 done, overloaded 1, skipped 2, failed 0"
         );
         assert_eq!(tally.seconds_left(at(45)), Some(0));
         tally.apply(
@@ -789,7 +810,13 @@ mod tests {
             },
             t0,
         );
-        tally.apply(&Progress::CooldownStarted { id: &id, iteration: 1 }, t0);
+        tally.apply(
+            &Progress::CooldownStarted {
+                id: &id,
+                iteration: 1,
+            },
+            t0,
+        );
         tally.apply(
             &Progress::ConfigFailed {
                 id: &id,
@@ -802,7 +829,7 @@ mod tests {
         assert_eq!(tally.done_text(), "1/2");
         assert_eq!(
             tally.counts_text(),
-            "iterations 0 done · overloaded 0 · skipped 0 · failed 1"
+            "iterations 0 done, overloaded 0, skipped 0, failed 1"
         );
         // The failure's 120 s is what an iteration took so far.
         assert_eq!(tally.seconds_left(t0 + Duration::from_secs(120)), Some(240));
@@ -832,7 +859,9 @@ mod tests {
                 iteration: 2,
                 reason: "k6 exited 107",
             }),
-            Some(format!("error: config {id} failed at iteration 2: k6 exited 107"))
+            Some(format!(
+                "error: config {id} failed at iteration 2: k6 exited 107"
+            ))
         );
         let finished = above_line(&Progress::RunFinished(RunTotals {
             rows: 3,
