@@ -2,9 +2,10 @@
 //! observers.
 //!
 //! The loop does not know who listens: the `LB_EVENT` lines lb reads
-//! ([`crate::events`]), a test's recorder, a memory store, a control API's
-//! WebSocket each implement [`Observer`] and get every [`Progress`] value
-//! as it happens. Observers must be quick (they run on the campaign's
+//! ([`crate::events`]), the live view on a terminal
+//! ([`crate::terminal_progress`]), a test's recorder, a memory store, a
+//! control API's WebSocket each implement [`Observer`] and get every
+//! [`Progress`] value as it happens. Observers must be quick (they run on the campaign's
 //! task) and must not fail the campaign: an observer that cannot do its
 //! work reports that itself.
 //!
