@@ -57,10 +57,17 @@ YAML
 
 echo "== lb-dfaas run --config $out/demo.yaml (progress below, result in $out/result.json)" >&2
 set +e
-target/debug/lb-dfaas run --config "$out/demo.yaml" > "$out/result.json" 2> >(grep --line-buffered -v '"type":"log"' | sed -u 's/^LB_EVENT .*"message":"\([^"]*\)".*/  \1/' >&2)
-code=$?
+if [ -t 2 ]; then
+  # A terminal: the binary's live progress view.
+  target/debug/lb-dfaas run --config "$out/demo.yaml" > "$out/result.json"
+  code=$?
+else
+  # Piped (a CI log): the LB_EVENT lines, their messages only.
+  target/debug/lb-dfaas run --config "$out/demo.yaml" > "$out/result.json" 2> >(grep --line-buffered -v '"type":"log"' | sed -u 's/^LB_EVENT .*"message":"\([^"]*\)".*/  \1/' >&2)
+  code=$?
+  sleep 0.2
+fi
 set -e
-sleep 0.2
 python3 - "$out" "$code" <<'PY'
 import csv, json, sys
 out, code = sys.argv[1], sys.argv[2]

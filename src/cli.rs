@@ -31,6 +31,7 @@ use crate::lb_install;
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
 use crate::protocol::{Context, ExitCode as Code, Request, RunResult};
 use crate::report::{self, CommandError};
+use crate::terminal_progress::{ProgressMode, RunDisplay, StderrAboveView};
 
 /// How many configurations `script --config-id` hashes, in plan order,
 /// before giving up with a pointer to `--pairs`: about 15 ms in a release
@@ -102,7 +103,7 @@ pub enum Command {
         selector: SelectorArgs,
     },
     /// Execute the campaign and print one result document.
-    Run(InputArgs),
+    Run(RunArgs),
     /// Write a self-contained HTML report of an output directory and print
     /// its path.
     Report(ReportArgs),
@@ -196,6 +197,27 @@ pub struct InputArgs {
     /// Read the request from this YAML/JSON file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The live progress view on stderr: `auto` when stderr is a terminal.
+    /// Without it stderr carries the `LB_EVENT` lines lb reads.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// With the view, also print the `LB_EVENT` lines (and k6's own output
+    /// when `k6_log_stream` is on) above it.
+    #[arg(short = 'v', long)]
+    pub events: bool,
+}
+
+impl RunArgs {
+    /// What `run` shows on stderr, whose being a terminal is given.
+    pub fn display(&self, stderr_is_terminal: bool) -> RunDisplay {
+        RunDisplay::choose(self.progress, self.events, stderr_is_terminal)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -355,8 +377,8 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
 }
 
 /// `run`: the result document and its exit code.
-pub fn run_cmd(input: &Input) -> (RunResult, Code) {
-    report::run_report(crate::session::run(&input.config, &input.context))
+pub fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
+    report::run_report(crate::session::run(&input.config, &input.context, display))
 }
 
 /// The binary's entry point.
@@ -367,7 +389,11 @@ pub fn main() -> ExitCode {
         Err(error) => return usage_error(error, &args),
     };
     cli.default_formats(std::io::stdout().is_terminal());
-    init_logging(cli.log_format);
+    let display = match &cli.command {
+        Command::Run(args) => args.display(std::io::stderr().is_terminal()),
+        _ => RunDisplay::PROTOCOL,
+    };
+    init_logging(cli.log_format, display);
     let stdin = std::io::stdin();
     let stdin_is_terminal = stdin.is_terminal();
     let mut stdin = stdin.lock();
@@ -481,8 +507,9 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
             })
         }
         Command::Run(args) => {
-            let input = load_input(args, stdin)?;
-            let (result, exit_code) = run_cmd(&input);
+            let input = load_input(&args.input, stdin)?;
+            let (result, exit_code) =
+                run_cmd(&input, args.display(std::io::stderr().is_terminal()));
             Ok(document(&result, exit_code))
         }
     }
@@ -723,15 +750,17 @@ fn absolute(path: PathBuf) -> PathBuf {
         .unwrap_or(path)
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, see
+/// [`RunDisplay::log_filter`]), above the progress view when it is drawn.
+fn init_logging(format: LogFormat, display: RunDisplay) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(display.log_filter()));
     // Colours only for a person at a terminal; lb reads stderr line by line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(StderrAboveView);
     // An error only means a subscriber is already installed.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::campaign::progress::{Observer, Progress};
 use crate::context::RunContext;
 use crate::plan::Configuration;
-use std::io::Write;
 use std::sync::Arc;
 
 /// Who is running: the fields of the [`RunContext`] every event repeats.
@@ -111,10 +110,9 @@ impl EventSink for StderrSink {
     fn emit(&self, event: Event) {
         if let Ok(json) = serde_json::to_string(&event) {
             let line = format!("LB_EVENT {json}\n");
-            let mut err = std::io::stderr().lock();
-            // Nothing sensible can be done if stderr is gone.
-            let _ = err.write_all(line.as_bytes());
-            let _ = err.flush();
+            // Above the terminal view when it is up, else straight to
+            // stderr (nothing sensible can be done if stderr is gone).
+            crate::terminal_progress::write_stderr(line.as_bytes());
         }
     }
 }
@@ -295,6 +293,10 @@ pub(crate) fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKin
                 "config {id} iteration {iteration}/{iterations} started after {rest_seconds} s of cooldown"
             ),
         ),
+        // What only the terminal view shows.
+        Progress::PlanCounted { .. }
+        | Progress::CooldownStarted { .. }
+        | Progress::LoadFinished { .. } => Vec::new(),
         Progress::IterationFinished { .. } => Vec::new(),
         Progress::IterationOverloaded { id, iteration } => one(
             K::IterationOverloaded,
@@ -340,7 +342,7 @@ pub(crate) fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKin
 }
 
 /// `figlet=10, env=20`: a configuration as the events name it.
-fn label(configuration: &Configuration) -> String {
+pub(crate) fn label(configuration: &Configuration) -> String {
     configuration
         .pairs()
         .map(|(f, r)| format!("{f}={r}"))

@@ -24,3 +24,4 @@ pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod session;
+pub mod terminal_progress;

@@ -28,23 +28,33 @@ use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, Prometheu
 use crate::metrics::scrape::{self, Sampling};
 use crate::protocol::Context;
 use crate::report::{self, CommandError};
+use crate::terminal_progress::RunDisplay;
 
-/// Runs the campaign described by `config` in `context`: what it did,
-/// or why it could not start ([`report::run_report`] makes either the
-/// result document).
-pub fn run(config: &Config, context: &Context) -> Result<Outcome, CommandError> {
+/// Runs the campaign described by `config` in `context`, showing its
+/// progress as `display` says: what it did, or why it could not start
+/// ([`report::run_report`] makes either the result document).
+pub fn run(
+    config: &Config,
+    context: &Context,
+    display: RunDisplay,
+) -> Result<Outcome, CommandError> {
     let ctx = RunContext::resolve(context, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, &ctx))
+    runtime.block_on(run_async(config, &ctx, display))
 }
 
-async fn run_async(config: &Config, ctx: &RunContext) -> Result<Outcome, CommandError> {
+async fn run_async(
+    config: &Config,
+    ctx: &RunContext,
+    display: RunDisplay,
+) -> Result<Outcome, CommandError> {
     let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
-    let observer: &dyn Observer = &lb_events;
+    let observers = display.observers(lb_events);
+    let observer: &dyn Observer = &observers;
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
     observer.observe(&Progress::RunStarted(RunStarted {

@@ -17,7 +17,9 @@
 //! - `injection`: hostile function names, bodies, headers and k6 tags;
 //! - `endpoints`: a gateway refusing the credentials, Prometheus
 //!   unreachable or failing at start, stops while Prometheus hangs, 1 s
-//!   iterations on a 1 s scrape, Prometheus behind TLS and basic auth.
+//!   iterations on a 1 s scrape, Prometheus behind TLS and basic auth;
+//! - `terminal`: piped, stderr is the protocol whatever `--progress` says;
+//!   on a pseudo-terminal, the live progress view and its counts.
 
 mod support;
 
@@ -34,3 +36,5 @@ mod environment;
 mod injection;
 #[path = "e2e/interrupt.rs"]
 mod interrupt;
+#[path = "e2e/terminal.rs"]
+mod terminal;

@@ -431,7 +431,18 @@ impl<'a> Campaign<'a> {
 impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
     /// Every configuration of the plan in order, until the end or a stop.
     async fn run_plan(&mut self) -> RunEnd {
-        let plan = Plan::new(self.campaign.config);
+        let campaign = &self.campaign;
+        let plan = Plan::new(campaign.config);
+        campaign.observer.observe(&Progress::PlanCounted {
+            configurations: plan.count().ok(),
+            already_indexed: campaign
+                .indexed
+                .iter()
+                .filter(|k| plan.contains_key(k))
+                .count() as u128,
+            iterations: campaign.config.iterations,
+            duration: campaign.config.duration,
+        });
         for configuration in plan.iter() {
             if self.stop.is_stopped() {
                 return self.interrupted();
@@ -536,12 +547,13 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         pairs: &[(FunctionName, u64)],
         script: &str,
     ) -> Result<IterationEnd, CampaignError> {
+        let observer = self.campaign.observer;
+        observer.observe(&Progress::CooldownStarted { id, iteration });
         let (idle, rest_seconds) = match self.cool_down().await {
             Ok(idle) => idle,
             Err(end) => return Ok(end),
         };
         let config = self.campaign.config;
-        let observer = self.campaign.observer;
         observer.observe(&Progress::IterationStarted {
             id,
             iteration,
@@ -561,6 +573,7 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
             Err(LoadError::Failed(reason)) => return Ok(IterationEnd::Failed(reason)),
             Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
         };
+        observer.observe(&Progress::LoadFinished { id, iteration });
         self.campaign.warn_all(run.warnings.clone());
         let outcomes = match summary::parse(&run.summary, pairs, config.duration) {
             Ok(outcomes) => outcomes,

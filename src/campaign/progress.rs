@@ -2,9 +2,10 @@
 //! observers.
 //!
 //! The loop does not know who listens: the `LB_EVENT` lines lb reads
-//! ([`crate::events`]), a test's recorder, a memory store, a control API's
-//! WebSocket each implement [`Observer`] and get every [`Progress`] value
-//! as it happens. Observers must be quick (they run on the campaign's
+//! ([`crate::events`]), the live view on a terminal
+//! ([`crate::terminal_progress`]), a test's recorder, a memory store, a
+//! control API's WebSocket each implement [`Observer`] and get every
+//! [`Progress`] value as it happens. Observers must be quick (they run on the campaign's
 //! task) and must not fail the campaign: an observer that cannot do its
 //! work reports that itself.
 //!
@@ -53,6 +54,16 @@ pub enum Progress<'a> {
         reading: &'a NodeReading,
         cores: f64,
     },
+    /// The plan, once before its first configuration: how many
+    /// configurations it holds (`None`: more than 2^128) and how many of
+    /// them index.csv already records (they will be skipped).
+    PlanCounted {
+        configurations: Option<u128>,
+        already_indexed: u128,
+        iterations: u32,
+        /// k6's time per iteration.
+        duration: std::time::Duration,
+    },
     /// A configuration begins; `resumed_after` iterations were already in
     /// results.csv (a rerun after a kill).
     ConfigStarted {
@@ -82,12 +93,23 @@ pub enum Progress<'a> {
     ConfigFinished {
         id: &'a ConfigId,
     },
+    /// An iteration begins: the cooldown that waits for an idle node.
+    CooldownStarted {
+        id: &'a ConfigId,
+        iteration: u32,
+    },
     /// k6 is about to start, after `rest_seconds` of cooldown.
     IterationStarted {
         id: &'a ConfigId,
         iteration: u32,
         iterations: u32,
         rest_seconds: u64,
+    },
+    /// k6 finished; the replicas and metrics of the iteration are read
+    /// next.
+    LoadFinished {
+        id: &'a ConfigId,
+        iteration: u32,
     },
     /// The iteration's row is on disk.
     IterationFinished {

@@ -241,10 +241,16 @@ pub struct Running {
 impl Running {
     /// Starts `lb-dfaas run` with `request` on stdin.
     pub fn spawn(request: &Value) -> Running {
+        Running::spawn_with(request, &[])
+    }
+
+    /// Starts `lb-dfaas run <args>` with `request` on stdin.
+    pub fn spawn_with(request: &Value, args: &[&str]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lb-dfaas"))
             .arg("run")
             .arg("--log-format")
             .arg("text")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -383,6 +389,11 @@ impl Drop for Running {
 /// Runs `lb-dfaas run` to its end.
 pub fn run(request: &Value) -> Finished {
     Running::spawn(request).wait(RUN_LIMIT)
+}
+
+/// Runs `lb-dfaas run <args>` to its end.
+pub fn run_with(request: &Value, args: &[&str]) -> Finished {
+    Running::spawn_with(request, args).wait(RUN_LIMIT)
 }
 
 pub fn send_signal(pid: u32, signal: &str) {
