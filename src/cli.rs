@@ -378,7 +378,11 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
 
 /// `run`: the result document and its exit code.
 pub fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
-    report::run_report(crate::session::run(&input.config, &input.context, display))
+    let ran = crate::session::run(&input.config, &input.context, display);
+    if let Err(error) = &ran {
+        tracing::error!("{error}");
+    }
+    report::run_report(ran)
 }
 
 /// The binary's entry point.
