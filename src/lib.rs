@@ -24,4 +24,5 @@ pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod session;
+pub mod stop;
 pub mod terminal_progress;

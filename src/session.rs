@@ -16,7 +16,6 @@ use serde_json::json;
 
 use crate::campaign::live::{LiveMeasurements, RemoteK6};
 use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
-use crate::campaign::stop::Stop;
 use crate::campaign::{Campaign, CampaignError, Outcome, Services};
 use crate::config::Config;
 use crate::context::RunContext;
@@ -28,6 +27,7 @@ use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, Prometheu
 use crate::metrics::scrape::{self, Sampling};
 use crate::protocol::Context;
 use crate::report::{self, CommandError};
+use crate::stop::Stop;
 use crate::terminal_progress::RunDisplay;
 
 /// Runs the campaign described by `config` in `context`, showing its

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use lb_dfaas::campaign::stop::Stop;
 use lb_dfaas::config::{BasicAuth, CaBundle, FunctionName, PrometheusAuth, Secret, Tls};
 use lb_dfaas::metrics::meter::Meter;
 use lb_dfaas::metrics::prometheus::{
@@ -16,6 +15,7 @@ use lb_dfaas::metrics::prometheus::{
 };
 use lb_dfaas::metrics::queries::{QuerySet, TimeSpan};
 use lb_dfaas::metrics::scrape::{self, SamplingSource};
+use lb_dfaas::stop::Stop;
 
 #[path = "support/tls_prometheus.rs"]
 mod tls_prometheus;

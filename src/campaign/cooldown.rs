@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::config::{Cooldown, FunctionName};
 
 use super::services::Measurements;
-use super::stop::Stop;
 use super::verdict::{self, NodeReading};
+use crate::stop::Stop;
 
 /// How a cooldown ended.
 #[derive(Debug, Clone, PartialEq)]

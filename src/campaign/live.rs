@@ -14,8 +14,8 @@ use crate::metrics::prometheus::Measured;
 use crate::metrics::readings::IterationMetrics;
 
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
-use super::stop::Stop;
 use crate::metrics::readings::NodeReading;
+use crate::stop::Stop;
 
 /// Time k6 may take beyond its scenario duration before it is stopped:
 /// start-up, the graceful stop (request timeout + 1 s) and the summary.

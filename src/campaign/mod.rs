@@ -20,7 +20,6 @@ pub mod live;
 pub mod progress;
 pub mod row;
 pub mod services;
-pub mod stop;
 pub mod verdict;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,10 +35,10 @@ use crate::output::{self, artifact, Dataset, IterationRecord, OutputError};
 use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
 use crate::protocol::{MetricsEntry, RunData, ScriptEntry, SummaryEntry};
 
+use crate::stop::Stop;
 use cooldown::CooldownEnd;
 use progress::{Observer, Progress};
 use services::{LoadError, LoadGenerator, LoadJob, Measurements};
-use stop::Stop;
 
 /// Why a campaign could not start.
 #[derive(Debug, thiserror::Error)]

@@ -11,8 +11,8 @@ use crate::config::FunctionName;
 use crate::metrics::prometheus::Measured;
 use crate::metrics::readings::IterationMetrics;
 
-use super::stop::Stop;
 use crate::metrics::readings::NodeReading;
+use crate::stop::Stop;
 
 /// One k6 run to perform.
 #[derive(Debug, Clone, Copy)]

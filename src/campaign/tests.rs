@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value};
 
 use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
-use super::stop::{Stop, StopHandle};
 use super::{run, Outcome, RunEnd, Services};
 use crate::config::{Config, FunctionName};
 use crate::context::RunContext;
@@ -23,6 +22,7 @@ use crate::output::Fault;
 use crate::protocol::Request;
 use crate::protocol::RunResult;
 use crate::report::run_report;
+use crate::stop::{Stop, StopHandle};
 
 fn name(n: &str) -> FunctionName {
     FunctionName::parse(n).unwrap()

@@ -24,8 +24,8 @@ use super::prometheus::{
 use super::queries::{render, Placeholders, QueryDefinition, QueryError, QuerySet, TimeSpan};
 use super::readings::{FunctionMetrics, IterationMetrics, NodeReading, QueryWindow};
 use super::scrape::{self, Sampling};
-use crate::campaign::stop::Stop;
 use crate::config::{Config, FunctionName};
+use crate::stop::Stop;
 
 /// Why a [`Meter`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]

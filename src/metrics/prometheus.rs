@@ -14,9 +14,9 @@
 //! This module neither prints nor decides what a number means.
 
 use super::http::{http_client, ClientSetupError, Credentials};
-use crate::campaign::stop::Stop;
 use crate::config::{PrometheusAuth, Tls};
 use crate::report::error_chain;
+use crate::stop::Stop;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,6 +1,11 @@
 //! The stop request: SIGINT/SIGTERM or the stop file appearing. Cloned
-//! into every place that waits, so a stop interrupts sleeps and k6 runs
-//! alike.
+//! into every place that waits, so a stop interrupts sleeps, Prometheus
+//! queries and k6 runs alike.
+//!
+//! It sits at the crate root, not in the campaign, so that the layers the
+//! campaign drives (the k6 runner, the metrics clients) wait on the same
+//! [`Stop`] without depending on the campaign. It only carries the
+//! request; what a stop means is for each waiter to decide.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +31,12 @@ impl Stop {
     pub fn new() -> (StopHandle, Stop) {
         let (tx, rx) = watch::channel(false);
         (StopHandle { tx }, Stop { rx })
+    }
+
+    /// A stop nobody can request (its handle is gone at once): for work
+    /// that runs to its end.
+    pub fn never() -> Stop {
+        Stop::new().1
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -120,6 +131,13 @@ mod tests {
     async fn sleep_completes_without_stop() {
         let (_handle, stop) = Stop::new();
         assert!(stop.sleep(Duration::from_secs(5)).await);
+        assert!(!stop.is_stopped());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_is_never_stopped() {
+        let stop = Stop::never();
+        assert!(stop.sleep(Duration::from_secs(3600)).await);
         assert!(!stop.is_stopped());
     }
 
