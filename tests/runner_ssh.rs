@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use lb_dfaas::config::K6Host;
 use lb_dfaas::k6::runner::{HostKeyCheck, K6Job, K6Runner, RunnerError, RunnerOptions};
+use lb_dfaas::stop::Stop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -130,11 +131,6 @@ fn job<'a>(
     }
 }
 
-/// Never resolves: a run nobody cancels.
-async fn never() {
-    std::future::pending::<()>().await
-}
-
 /// A process with this pid exists (a zombie counts).
 fn pid_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -203,7 +199,7 @@ export default function () {{ http.get("{url}/function/figlet"); sleep(0.1); }}
         .run(
             &job("run-a", "0123456789ab", &script, &tags),
             &mut on_line,
-            never(),
+            &Stop::never(),
         )
         .await
         .unwrap();
@@ -275,7 +271,11 @@ async fn reconnects_when_the_master_is_gone() {
     let script = idle_script("1s");
     let tags = BTreeMap::new();
     let run = runner
-        .run(&job("run-r", "cfg", &script, &tags), &mut |_| {}, never())
+        .run(
+            &job("run-r", "cfg", &script, &tags),
+            &mut |_| {},
+            &Stop::never(),
+        )
         .await
         .unwrap();
     assert_eq!(run.exit_code, 0);
@@ -308,7 +308,7 @@ async fn workspace_values_are_quoted_not_run() {
         .run(
             &job(&run_id, &config_id, &script, &tags),
             &mut |_| {},
-            never(),
+            &Stop::never(),
         )
         .await
         .unwrap();
@@ -381,7 +381,7 @@ async fn cancel_stops_k6_within_seconds() {
         .unwrap();
     let script = idle_script("60s");
     let tags = BTreeMap::new();
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (handle, stop) = Stop::new();
     let cancelled_at = Arc::new(Mutex::new(None));
     let mark = cancelled_at.clone();
     let mut lines = 0;
@@ -390,16 +390,12 @@ async fn cancel_stops_k6_within_seconds() {
         // Once k6 is reporting progress, ask it to stop.
         if lines == 3 {
             *mark.lock().unwrap() = Some(Instant::now());
-            let _ = stop.send(true);
+            handle.stop();
         }
     };
     let result = tokio::time::timeout(
         Duration::from_secs(40),
-        runner.run(
-            &job("run-c", "cfg", &script, &tags),
-            &mut on_line,
-            lb_dfaas::k6::runner::stop_requested(stop_rx),
-        ),
+        runner.run(&job("run-c", "cfg", &script, &tags), &mut on_line, &stop),
     )
     .await
     .expect("a cancelled run must end");
@@ -449,7 +445,7 @@ async fn overlong_run_is_stopped_and_reported() {
     long.max_runtime = Duration::from_secs(3);
     let result = tokio::time::timeout(
         Duration::from_secs(40),
-        runner.run(&long, &mut |_| {}, never()),
+        runner.run(&long, &mut |_| {}, &Stop::never()),
     )
     .await
     .expect("an overlong run must end");
@@ -471,7 +467,11 @@ async fn failing_script_reports_exit_code_and_log() {
     let script = "export default function () {}\nthrow new Error(\"broken-on-purpose\");\n";
     let tags = BTreeMap::new();
     let result = runner
-        .run(&job("run-f", "cfg", script, &tags), &mut |_| {}, never())
+        .run(
+            &job("run-f", "cfg", script, &tags),
+            &mut |_| {},
+            &Stop::never(),
+        )
         .await;
     match result {
         Err(RunnerError::K6Failed { code, log_tail }) => {
@@ -529,8 +529,10 @@ async fn stop_asked_before_start_starts_nothing() {
         .unwrap();
     let script = idle_script("60s");
     let tags = BTreeMap::new();
+    let (handle, stop) = Stop::new();
+    handle.stop();
     let result = runner
-        .run(&job("run-s", "cfg", &script, &tags), &mut |_| {}, async {})
+        .run(&job("run-s", "cfg", &script, &tags), &mut |_| {}, &stop)
         .await;
     assert!(
         matches!(result, Err(RunnerError::Interrupted { summary: None, .. })),
@@ -553,7 +555,11 @@ async fn close_stops_a_k6_whose_run_was_dropped() {
     let tags = BTreeMap::new();
     let dropped = tokio::time::timeout(
         Duration::from_secs(4),
-        runner.run(&job("run-d", "cfg", &script, &tags), &mut |_| {}, never()),
+        runner.run(
+            &job("run-d", "cfg", &script, &tags),
+            &mut |_| {},
+            &Stop::never(),
+        ),
     )
     .await;
     assert!(dropped.is_err(), "the 60 s run cannot have finished");

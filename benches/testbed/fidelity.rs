@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use lb_dfaas::k6::runner::{K6Job, K6Runner};
 use lb_dfaas::k6::script::DEFAULT_REQUEST_TIMEOUT;
 use lb_dfaas::k6::summary::{self, FunctionOutcome};
+use lb_dfaas::stop::Stop;
 
 use crate::env::{Testbed, Truth};
 use crate::load::{script, test_run_ms};
@@ -217,9 +218,7 @@ async fn observe(
         max_runtime: script.duration + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(60),
     };
     testbed.reset_truth().await?;
-    let run = runner
-        .run(&job, &mut |_| {}, std::future::pending::<()>())
-        .await?;
+    let run = runner.run(&job, &mut |_| {}, &Stop::never()).await?;
     tokio::time::sleep(SETTLE).await;
     let truth = testbed.truth(function).await?;
     let outcomes = summary::parse(&run.summary, &script.pairs, script.duration)?;

@@ -29,6 +29,7 @@ use lb_dfaas::metrics::gateway::GatewayClient;
 use lb_dfaas::metrics::meter::Meter;
 use lb_dfaas::metrics::prometheus::{PrometheusClient, PrometheusSettings};
 use lb_dfaas::metrics::queries::{QuerySet, TimeSpan};
+use lb_dfaas::stop::Stop;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -400,10 +401,7 @@ impl Ours {
         };
         let functions: Vec<_> = script.pairs.iter().map(|(f, _)| f.clone()).collect();
         let started = Instant::now();
-        let run = self
-            .runner
-            .run(&job, &mut |_| {}, std::future::pending::<()>())
-            .await?;
+        let run = self.runner.run(&job, &mut |_| {}, &Stop::never()).await?;
         let runner_done = Instant::now();
         let outcomes = summary::parse(&run.summary, &script.pairs, script.duration)?;
         let replicas = self.gateway.replicas().await;

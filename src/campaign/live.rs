@@ -68,7 +68,7 @@ impl LoadGenerator for RemoteK6<'_> {
             tags: &self.tags,
             max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
         };
-        match self.runner.run(&k6_job, on_line, stop.stopped()).await {
+        match self.runner.run(&k6_job, on_line, stop).await {
             Ok(run) => Ok(LoadRun {
                 summary: run.summary,
                 started_at: run.started_at,

@@ -6,7 +6,6 @@
 //! through [`metric_names`], so the two always agree without passing a
 //! side table between them.
 
-mod control_dir;
 pub mod merge;
 pub mod runner;
 pub mod saturation;
