@@ -296,17 +296,33 @@ async fn workspace_values_are_quoted_not_run() {
             .to_string_lossy()
             .trim_start_matches('.')
     );
-    let run_id = format!("$(touch {marker})`touch {marker}`;touch {marker};'\"");
-    let config_id = format!("c&&touch {marker}|x>y");
+    let odd_run_id = format!("$(touch {marker})`touch {marker}`;touch {marker};'\"");
+    let odd_config_id = format!("c&&touch {marker}|x>y");
     let script = idle_script("1s");
     let tags = BTreeMap::from([("note".to_string(), format!("$(touch {marker})"))]);
+    // Shell syntax reaches the remote programs through the workspace root
+    // and the tags; the path segments below the root are plain names.
+    let odd_root = root.path().join(&odd_run_id).join(&odd_config_id);
 
-    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+    let mut runner = K6Runner::connect(&testbed.k6_host(&odd_root), testbed.options())
         .await
         .unwrap();
+    for (run_id, config_id) in [(odd_run_id.as_str(), "cfg"), ("run-q", &odd_config_id)] {
+        let refused = runner
+            .run(
+                &job(run_id, config_id, &script, &tags),
+                &mut |_| {},
+                &Stop::never(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(RunnerError::InvalidWorkspace { .. })),
+            "{refused:?}"
+        );
+    }
     let run = runner
         .run(
-            &job(&run_id, &config_id, &script, &tags),
+            &job("run-q", "cfg", &script, &tags),
             &mut |_| {},
             &Stop::never(),
         )
@@ -316,7 +332,7 @@ async fn workspace_values_are_quoted_not_run() {
     assert_eq!(run.exit_code, 0);
 
     // The workspace carries the names literally ...
-    let workspace = root.path().join("node1").join(&run_id).join(&config_id);
+    let workspace = odd_root.join("node1/run-q/cfg");
     assert!(workspace.join("script.js").is_file());
     assert!(workspace.join("summary.json").is_file());
     // ... and nothing ran: no marker file in the remote home (the remote

@@ -20,7 +20,7 @@ pub mod raw;
 mod source;
 mod validate;
 
-pub use name::{is_path_segment, FunctionName, NameError};
+pub use name::{is_path_segment, FunctionName, NameError, PATH_SEGMENT_RULE};
 
 use std::collections::BTreeMap;
 use std::fmt;

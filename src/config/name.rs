@@ -65,6 +65,13 @@ impl AsRef<str> for FunctionName {
 /// A value that becomes one directory name on the k6 host and in local
 /// file names (run ids, host names): 1-128 characters of `[A-Za-z0-9._-]`,
 /// and neither `.` nor `..`.
+///
+/// The one rule for such names: the request's run id and host are checked
+/// with it when they come in, and the k6 runner checks each segment of its
+/// workspace path (`<root>/<host>/<run_id>/<config_id>`) with it again, so
+/// the runner is safe on its own (benches and tests call it directly). The
+/// runner still shell-quotes every value; the rule keeps a segment one
+/// plain directory name, never shell syntax or a path.
 pub fn is_path_segment(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
@@ -74,6 +81,10 @@ pub fn is_path_segment(value: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
+
+/// What [`is_path_segment`] requires, as error messages say it.
+pub const PATH_SEGMENT_RULE: &str =
+    "must be 1-128 characters of [A-Za-z0-9._-], and not '.' or '..'";
 
 /// Longest host name accepted (DNS: 253 characters).
 const MAX_HOST_LEN: usize = 253;

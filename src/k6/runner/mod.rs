@@ -115,7 +115,9 @@ impl Default for RunnerOptions {
 /// One k6 execution.
 #[derive(Debug, Clone, Copy)]
 pub struct K6Job<'a> {
-    /// The target host's name: a workspace path segment.
+    /// The target host's name: a workspace path segment (as are the next
+    /// two: [`crate::config::is_path_segment`], else
+    /// [`RunnerError::InvalidWorkspace`]).
     pub host: &'a str,
     /// A workspace path segment.
     pub run_id: &'a str,

@@ -9,7 +9,7 @@
 //! ([`read_summary`]), stop k6 by pid ([`stop`]); [`k6_version`] is the
 //! preflight. Every value placed in a program is shell-quoted (a NUL byte,
 //! which no quoting can carry, is refused), and the workspace's path
-//! segments are checked not to leave their directory.
+//! segments are plain directory names ([`is_path_segment`]).
 //!
 //! Nothing here runs a command or touches the network: the runner passes
 //! the text to the SSH session.
@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{K6Job, RunnerError};
+use crate::config::{is_path_segment, PATH_SEGMENT_RULE};
 
 /// How long the remote start program waits for k6's pid file, in 10 ms
 /// steps (5 s).
@@ -40,8 +41,9 @@ pub(super) const SUMMARY_ABSENT: i32 = 3;
 pub(super) struct Workspace(String);
 
 impl Workspace {
-    /// `<root>/<host>/<run_id>/<config_id>`: `root` absolute, each segment
-    /// checked.
+    /// `<root>/<host>/<run_id>/<config_id>`: `root` absolute without NUL
+    /// (it is quoted, not interpreted), each segment a plain directory
+    /// name by the crate's one rule for them ([`is_path_segment`]).
     pub(super) fn new(root: &str, job: &K6Job<'_>) -> Result<Workspace, RunnerError> {
         if !root.starts_with('/') {
             return Err(RunnerError::InvalidWorkspace {
@@ -62,7 +64,13 @@ impl Workspace {
             ("run id", job.run_id),
             ("config id", job.config_id),
         ] {
-            check_segment(what, value)?;
+            if !is_path_segment(value) {
+                return Err(RunnerError::InvalidWorkspace {
+                    what,
+                    value: value.to_string(),
+                    reason: PATH_SEGMENT_RULE,
+                });
+            }
         }
         Ok(Workspace(format!(
             "{}/{}/{}/{}",
@@ -80,26 +88,6 @@ impl Workspace {
     fn quoted(&self) -> Result<Cow<'_, str>, RunnerError> {
         quote(&self.0, "workspace")
     }
-}
-
-/// A single directory name: not empty, not `.`/`..`, no `/`, no control
-/// characters.
-fn check_segment(what: &'static str, value: &str) -> Result<(), RunnerError> {
-    let invalid = |reason| RunnerError::InvalidWorkspace {
-        what,
-        value: value.to_string(),
-        reason,
-    };
-    if value.is_empty() || value == "." || value == ".." {
-        return Err(invalid("must be a directory name"));
-    }
-    if value.contains('/') {
-        return Err(invalid("must not contain '/'"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid("must not contain control characters"));
-    }
-    Ok(())
 }
 
 /// Prints the remote k6's version line.
@@ -322,8 +310,20 @@ mod tests {
             );
         }
         assert!(Workspace::new("relative", &job("r", &tags, &[])).is_err());
-        // Shell metacharacters are allowed: they are quoted, not interpreted.
-        assert!(Workspace::new("/w", &job("$(x);`y`'z\"", &tags, &[])).is_ok());
+        // Segments follow the one rule for names that become directories:
+        // shell syntax is refused there, as the request's run id is.
+        for bad in ["$(x);`y`'z\"", "a b", "ä", &"x".repeat(129)] {
+            assert!(
+                matches!(
+                    Workspace::new("/w", &job(bad, &tags, &[])),
+                    Err(RunnerError::InvalidWorkspace { what: "run id", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        // The root may hold shell metacharacters: it is quoted, not
+        // interpreted.
+        assert!(Workspace::new("/w/a b/$(c);`d`'e\"", &job("r", &tags, &[])).is_ok());
     }
 
     #[test]
