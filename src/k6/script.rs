@@ -29,7 +29,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// so one scenario at the ceiling costs ≈ 650 MB on the k6 host. Iterations
 /// k6 drops because the ceiling is reached count as failures, which is what
 /// an overloaded function deserves anyway.
-pub const MAX_VUS: u64 = 5000;
+pub(crate) const MAX_VUS: u64 = 5000;
 
 /// Iteration time the pre-allocated VU pool covers at the full rate.
 ///
@@ -43,17 +43,18 @@ pub const MAX_VUS: u64 = 5000;
 /// from being charged k6's own drops, at ≈ 130 kB and ≈ 0.5 ms of start-up
 /// per VU (1000 VUs at 200/s). Never more than the request timeout: no
 /// iteration outlasts it.
-pub const PREALLOCATED_WINDOW: Duration = Duration::from_secs(5);
+pub(crate) const PREALLOCATED_WINDOW: Duration = Duration::from_secs(5);
 
 /// The statistics k6 reports for every Trend. `count` is there so that
 /// means of several runs can be merged exactly (weighted by count).
-pub const SUMMARY_TREND_STATS: [&str; 7] = ["avg", "min", "med", "max", "p(90)", "p(95)", "count"];
+pub(crate) const SUMMARY_TREND_STATS: [&str; 7] =
+    ["avg", "min", "med", "max", "p(90)", "p(95)", "count"];
 
 /// How much longer than the request timeout k6 lets iterations in flight
 /// at the end of a scenario finish (`gracefulStop`), so that a request
 /// started at the very end still records its response or its timeout
 /// (with exactly the timeout, k6 cut such iterations off: seen with 1 s).
-pub const GRACEFUL_STOP_MARGIN: Duration = Duration::from_secs(1);
+pub(crate) const GRACEFUL_STOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// Name of the scenario (and exported function) of an all-idle script.
 const IDLE_SCENARIO: &str = "idle";
@@ -147,7 +148,7 @@ pub fn metric_names(name: &FunctionName) -> MetricNames {
 /// VUs k6 allocates before the scenario starts:
 /// `clamp(ceil(rate × min(PREALLOCATED_WINDOW, request_timeout)), 1,
 /// MAX_VUS)`.
-pub fn preallocated_vus(rate: u64, request_timeout: Duration) -> u64 {
+pub(crate) fn preallocated_vus(rate: u64, request_timeout: Duration) -> u64 {
     vus_for(rate, PREALLOCATED_WINDOW.min(request_timeout))
 }
 
@@ -159,7 +160,7 @@ pub fn preallocated_vus(rate: u64, request_timeout: Duration) -> u64 {
 /// grows the pool beyond the pre-allocated VUs, or, for a function whose
 /// every request times out, when an iteration outlasts the timeout by that
 /// instant — failures either way.
-pub fn max_vus(rate: u64, request_timeout: Duration) -> u64 {
+pub(crate) fn max_vus(rate: u64, request_timeout: Duration) -> u64 {
     vus_for(rate, request_timeout).max(preallocated_vus(rate, request_timeout))
 }
 

@@ -37,7 +37,7 @@ pub struct FunctionOutcome {
     /// k6 schedules one arrival more than this when the end of the
     /// duration falls on a tick (20/s for 2 s starts 41 iterations).
     pub expected: u64,
-    /// `ok ÷ (requests + dropped)`, in `[0, 1]`; see [`success_rate`].
+    /// `ok ÷ (requests + dropped)`, in `[0, 1]`; see `success_rate` in this module.
     pub success_rate: f64,
     /// Mean of the latency Trend in ms; NaN when a loaded function sent no
     /// request (k6 then reports an average of 0, which was not measured).
@@ -112,7 +112,7 @@ pub fn parse(
 /// 1: k6 schedules one arrival more than rate × duration, or, when its
 /// ticker falls behind at the very end, one fewer — hence the one-arrival
 /// allowance.
-pub fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) -> f64 {
+pub(crate) fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) -> f64 {
     let scheduled = requests.saturating_add(dropped);
     let denominator = scheduled.max(expected.saturating_sub(1));
     if denominator == 0 {
@@ -122,7 +122,7 @@ pub fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) -> f64 
 }
 
 /// `ceil(rate × duration)` requests.
-pub fn expected_requests(rate: u64, duration: Duration) -> u64 {
+pub(crate) fn expected_requests(rate: u64, duration: Duration) -> u64 {
     let total = u128::from(rate).saturating_mul(duration.as_nanos());
     u64::try_from(total.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
 }

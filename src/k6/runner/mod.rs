@@ -43,10 +43,8 @@ use log_lines::LogLines;
 use remote::{parse_poll, K6Status, Workspace};
 use ssh::SshSession;
 
-/// k6's exit code after an external stop (first SIGINT/SIGTERM).
-pub const EXIT_ABORTED: i32 = 105;
 /// k6's exit code when thresholds failed.
-pub const EXIT_THRESHOLDS_FAILED: i32 = 99;
+const EXIT_THRESHOLDS_FAILED: i32 = 99;
 
 /// Polls in a row that may fail on the transport before the run fails.
 const MAX_POLL_FAILURES: u32 = 3;
@@ -213,11 +211,6 @@ impl K6Runner {
         })
     }
 
-    /// `host:port`, as errors name it.
-    pub fn destination(&self) -> String {
-        self.ssh.destination()
-    }
-
     /// Control directories (and their SSH masters) that killed runs of
     /// this program had left, removed when this runner started.
     pub fn leftovers_removed(&self) -> &[PathBuf] {
@@ -234,11 +227,6 @@ impl K6Runner {
         self.ssh.control_socket()
     }
 
-    /// Makes sure the master answers; starts a new one (once) if it does not.
-    pub async fn ensure_connected(&mut self) -> Result<(), RunnerError> {
-        self.ssh.ensure_connected().await
-    }
-
     /// The remote k6 version line (a preflight check that k6 is there).
     pub async fn k6_version(&mut self) -> Result<String, RunnerError> {
         self.ssh.ensure_connected().await?;
@@ -252,7 +240,7 @@ impl K6Runner {
     /// `stop_grace`) and [`RunnerError::Interrupted`] is returned.
     ///
     /// Dropping the returned future instead leaves k6 running remotely
-    /// until [`K6Runner::stop_active`] or [`K6Runner::close`].
+    /// until [`K6Runner::close`] stops it.
     pub async fn run(
         &mut self,
         job: &K6Job<'_>,
@@ -299,7 +287,7 @@ impl K6Runner {
     }
 
     /// Stops a k6 left running by a dropped [`K6Runner::run`] future.
-    pub async fn stop_active(&mut self) -> Result<(), RunnerError> {
+    async fn stop_active(&mut self) -> Result<(), RunnerError> {
         if let Some(active) = self.active.clone() {
             self.ssh.ensure_connected().await?;
             self.stop_k6(&active).await?;
