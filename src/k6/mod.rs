@@ -5,6 +5,12 @@
 //! that script. Both derive every k6 identifier from the function name
 //! through [`metric_names`], so the two always agree without passing a
 //! side table between them.
+//!
+//! [`runner`] runs a script on the k6 host over SSH; inside it, the SSH
+//! session, the remote shell programs (pure) and the framing of k6's log
+//! are separate modules. [`merge`] and [`saturation`] (pure) are the
+//! pieces for splitting one configuration's load over several generators
+//! (SPEC, "Several generators").
 
 pub mod merge;
 pub mod runner;
