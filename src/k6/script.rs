@@ -84,7 +84,7 @@ pub struct ScriptInput<'a> {
 /// The script of one configuration of `config`'s campaign, the
 /// (function, rate) `pairs` sorted by name: what `run` sends to k6 and
 /// `script` prints.
-pub fn for_campaign(config: &Config, pairs: &[(FunctionName, u64)]) -> String {
+pub(crate) fn for_campaign(config: &Config, pairs: &[(FunctionName, u64)]) -> String {
     render(&ScriptInput {
         gateway_url: &config.gateway_url,
         duration_text: &config.duration_text,
