@@ -13,6 +13,8 @@
 //! table` (the default when stdout is a terminal) prints a summary, and
 //! errors one line per field. Piped, as lb calls them, they print the JSON
 //! documents, unchanged. `report` writes an HTML page and prints its path.
+//! `export` reads lb's result entries instead of a request and writes the
+//! dataset files ([`crate::output::export`]).
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
@@ -107,6 +109,16 @@ pub enum Command {
     /// Write a self-contained HTML report of an output directory and print
     /// its path.
     Report(ReportArgs),
+    /// Write results.csv, skipped.csv, index.csv, summaries/, metrics/ and
+    /// k6_scripts/ from the result documents lb collected (lb's entries as
+    /// JSON, on stdin or in FILEs); print what was written.
+    Export {
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+    },
     /// Install the lb plugin, this binary and the playbooks into an lb's
     /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
     LbInstall {
@@ -503,6 +515,10 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
             })?;
             Ok(document(&report, Code::Ok))
         }
+        Command::Export { out, inputs } => Ok(document(
+            &crate::output::export::export_cmd(out, inputs, stdin)?,
+            Code::Ok,
+        )),
         Command::Report(args) => {
             let written = report_cmd(args)?;
             Ok(Outcome {

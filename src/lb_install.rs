@@ -1,14 +1,17 @@
-//! `lb-dfaas lb-install`: puts the lb plugin, this binary and the bundled
-//! playbooks into the user plugin directory of an lb installation, then
-//! asks that lb which plugin it resolves `dfaas` to.
+//! `lb-dfaas lb-install`: puts the lb plugin package, this binary and the
+//! bundled playbooks into the user plugin directory of an lb installation,
+//! then asks that lb which plugin it resolves each of the package's
+//! workload names ([`REGISTERED_NAMES`]) to.
 //!
 //! lb loads user plugins from `<lb_plugins>/plugins/_user/` and its set-up
 //! playbook ships that whole package to every target, so one install on
 //! the controller reaches every target. The plugin directory is
-//! `_user/lb_dfaas_plugin/` (lb resolves `<dir>/<dir name>.py`):
+//! `_user/lb_dfaas_plugin/`; lb's loader finds the package's `plugin.py`
+//! in it and imports it as `lb_dfaas_plugin.plugin`:
 //!
 //! ```text
-//! lb_dfaas_plugin/lb_dfaas_plugin.py   the adapter (embedded in this binary)
+//! lb_dfaas_plugin/lb_dfaas_plugin/     the package (embedded in this binary):
+//!                                      __init__, binary, context, generator, plugin
 //! lb_dfaas_plugin/bin/lb-dfaas         a copy of this binary
 //! lb_dfaas_plugin/ansible/             the bundled playbooks
 //! ```
@@ -21,6 +24,7 @@
 //! It must not touch anything outside that plugin directory, and never
 //! runs a shell: Python is started with an argument vector.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,14 +34,36 @@ use serde_json::Value;
 
 use crate::report::CommandError;
 
-/// Name of the plugin directory (and of its entry module) under `_user/`.
-pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
+/// Name of the plugin directory under `_user/`, and of the package in it.
+pub const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
-/// The adapter's files, relative to the plugin directory.
-const ADAPTER_FILES: &[(&str, &str)] = &[(
-    "lb_dfaas_plugin.py",
-    include_str!("../integrations/lb/lb_dfaas_plugin.py"),
-)];
+/// The workload names the package registers (its `PLUGINS`), each checked
+/// to resolve to it after the install; `dfaas` first.
+pub const REGISTERED_NAMES: &[&str] = &["dfaas"];
+
+/// The package's modules, relative to the plugin directory.
+const PACKAGE_FILES: &[(&str, &str)] = &[
+    (
+        "lb_dfaas_plugin/__init__.py",
+        include_str!("../integrations/lb/lb_dfaas_plugin/__init__.py"),
+    ),
+    (
+        "lb_dfaas_plugin/binary.py",
+        include_str!("../integrations/lb/lb_dfaas_plugin/binary.py"),
+    ),
+    (
+        "lb_dfaas_plugin/context.py",
+        include_str!("../integrations/lb/lb_dfaas_plugin/context.py"),
+    ),
+    (
+        "lb_dfaas_plugin/generator.py",
+        include_str!("../integrations/lb/lb_dfaas_plugin/generator.py"),
+    ),
+    (
+        "lb_dfaas_plugin/plugin.py",
+        include_str!("../integrations/lb/lb_dfaas_plugin/plugin.py"),
+    ),
+];
 
 /// Where to install and how to check it.
 #[derive(Debug, Clone)]
@@ -65,6 +91,8 @@ pub(crate) struct InstallReport {
     pub changed: bool,
     /// The file lb loads its `dfaas` plugin from, after the install.
     pub dfaas_resolves_to: PathBuf,
+    /// The same for every name in [`REGISTERED_NAMES`].
+    pub resolves_to: BTreeMap<String, PathBuf>,
     pub version: &'static str,
     pub warnings: Vec<String>,
 }
@@ -93,25 +121,29 @@ pub(crate) fn install(options: &InstallOptions) -> Result<InstallReport, Command
                 .to_string(),
         );
     }
-    let dfaas_resolves_to = resolved_plugin_file(&options.python, &lb_plugins)?;
-    let expected = plugin_dir.join("lb_dfaas_plugin.py");
-    if !same_file(&dfaas_resolves_to, &expected) {
-        return Err(environment(
-            format!(
-                "lb at {} resolves `dfaas` to {}, not to the installed {}",
-                lb_plugins.display(),
-                dfaas_resolves_to.display(),
-                expected.display()
-            ),
-            serde_json::json!({"lb_plugins": lb_plugins, "resolved": dfaas_resolves_to}),
-        ));
+    let resolves_to = resolved_plugin_files(&options.python, &lb_plugins)?;
+    let package = plugin_dir.join(PLUGIN_DIR_NAME);
+    for (name, file) in &resolves_to {
+        if !is_inside(file, &package) {
+            return Err(environment(
+                format!(
+                    "lb at {} resolves `{name}` to {}, not to the installed package {}",
+                    lb_plugins.display(),
+                    file.display(),
+                    package.display()
+                ),
+                serde_json::json!({"lb_plugins": lb_plugins, "name": name, "resolved": file}),
+            ));
+        }
     }
+    let dfaas_resolves_to = resolves_to.get("dfaas").cloned().unwrap_or_default();
     Ok(InstallReport {
         ok: true,
         lb_plugins,
         plugin_dir,
         changed,
         dfaas_resolves_to,
+        resolves_to,
         version: env!("CARGO_PKG_VERSION"),
         warnings,
     })
@@ -140,7 +172,7 @@ const FIND_LB: &str =
     "import os, lb_plugins\nprint(os.path.dirname(os.path.abspath(lb_plugins.__file__)))";
 
 fn lb_plugins_from_python(python: &Path) -> Result<PathBuf, CommandError> {
-    let stdout = run_python(python, FIND_LB, None).map_err(|reason| {
+    let stdout = run_python(python, FIND_LB, &[], None).map_err(|reason| {
         environment(
             format!(
                 "cannot find lb: {} cannot import lb_plugins ({reason}); give --python (lb's \
@@ -164,45 +196,79 @@ fn lb_plugins_from_python(python: &Path) -> Result<PathBuf, CommandError> {
 }
 
 /// Asks lb's registry (as lb builds it, with the default user plugin
-/// directory) which file its `dfaas` plugin comes from.
-const RESOLVE_DFAAS: &str = r#"
-import json, os, sys
+/// directory) which file each name given as an argument comes from:
+/// `{"files": {name: path or null}}`.
+const RESOLVE_NAMES: &str = r#"
+import inspect, json, os, sys
 os.environ.pop("LB_USER_PLUGIN_DIR", None)
 from lb_plugins.api import create_registry
-plugin = create_registry().get("dfaas")
-module = sys.modules.get(type(plugin).__module__)
-path = getattr(module, "__file__", None) or getattr(plugin, "__file__", None)
-if path is None:
-    import inspect
-    path = inspect.getfile(type(plugin))
-print(json.dumps({"file": os.path.abspath(path)}))
+registry = create_registry()
+files = {}
+for name in sys.argv[1:]:
+    try:
+        plugin = registry.get(name)
+    except KeyError:
+        files[name] = None
+        continue
+    module = sys.modules.get(type(plugin).__module__)
+    path = getattr(module, "__file__", None) or inspect.getfile(type(plugin))
+    files[name] = os.path.abspath(path)
+print(json.dumps({"files": files}))
 "#;
 
-fn resolved_plugin_file(python: &Path, lb_plugins: &Path) -> Result<PathBuf, CommandError> {
+/// The file lb loads each of [`REGISTERED_NAMES`] from; a name lb does not
+/// know is an error.
+fn resolved_plugin_files(
+    python: &Path,
+    lb_plugins: &Path,
+) -> Result<BTreeMap<String, PathBuf>, CommandError> {
     let search_root = lb_plugins.parent().unwrap_or(lb_plugins);
-    let stdout = run_python(python, RESOLVE_DFAAS, Some(search_root)).map_err(|reason| {
-        environment(
-            format!("installed, but lb could not be asked which dfaas plugin it loads: {reason}"),
-            serde_json::json!({"python": python, "lb_plugins": lb_plugins}),
-        )
-    })?;
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str::<Value>(last)
-        .ok()
-        .and_then(|v| v.get("file").and_then(Value::as_str).map(PathBuf::from))
-        .ok_or_else(|| {
+    let stdout = run_python(python, RESOLVE_NAMES, REGISTERED_NAMES, Some(search_root)).map_err(
+        |reason| {
             environment(
-                format!("unexpected answer from lb's registry: {last:?}"),
-                serde_json::json!({"python": python}),
+                format!("installed, but lb could not be asked which plugins it loads: {reason}"),
+                serde_json::json!({"python": python, "lb_plugins": lb_plugins}),
             )
-        })
+        },
+    )?;
+    let last = stdout.lines().last().unwrap_or_default();
+    let unexpected = || {
+        environment(
+            format!("unexpected answer from lb's registry: {last:?}"),
+            serde_json::json!({"python": python}),
+        )
+    };
+    let answer: Value = serde_json::from_str(last).map_err(|_| unexpected())?;
+    let files = answer
+        .get("files")
+        .and_then(Value::as_object)
+        .ok_or_else(unexpected)?;
+    let mut resolved = BTreeMap::new();
+    for name in REGISTERED_NAMES {
+        let file = files.get(*name).and_then(Value::as_str).ok_or_else(|| {
+            environment(
+                format!(
+                    "lb at {} has no plugin named `{name}` after the install",
+                    lb_plugins.display()
+                ),
+                serde_json::json!({"lb_plugins": lb_plugins, "name": name}),
+            )
+        })?;
+        resolved.insert((*name).to_string(), PathBuf::from(file));
+    }
+    Ok(resolved)
 }
 
-/// Runs `python -c code`, with `path` first on PYTHONPATH; stdout on
-/// success, else a reason with the last stderr line.
-fn run_python(python: &Path, code: &str, path: Option<&Path>) -> Result<String, String> {
+/// Runs `python -c code args...`, with `path` first on PYTHONPATH; stdout
+/// on success, else a reason with the last stderr line.
+fn run_python(
+    python: &Path,
+    code: &str,
+    args: &[&str],
+    path: Option<&Path>,
+) -> Result<String, String> {
     let mut command = Command::new(python);
-    command.arg("-c").arg(code);
+    command.arg("-c").arg(code).args(args);
     if let Some(path) = path {
         let mut paths = vec![path.to_path_buf()];
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
@@ -236,7 +302,7 @@ struct TreeFile {
 }
 
 fn wanted_tree(options: &InstallOptions) -> Result<Vec<TreeFile>, CommandError> {
-    let mut files: Vec<TreeFile> = ADAPTER_FILES
+    let mut files: Vec<TreeFile> = PACKAGE_FILES
         .iter()
         .map(|(name, text)| TreeFile {
             relative: PathBuf::from(name),
@@ -349,9 +415,10 @@ fn replace_tree(
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (fs::canonicalize(a), fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
+/// Whether `file` exists under `dir` (both resolved).
+fn is_inside(file: &Path, dir: &Path) -> bool {
+    match (fs::canonicalize(file), fs::canonicalize(dir)) {
+        (Ok(file), Ok(dir)) => file.starts_with(dir),
         _ => false,
     }
 }
@@ -389,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_holds_the_adapter_the_binary_and_the_playbooks() {
+    fn the_tree_holds_the_package_the_binary_and_the_playbooks() {
         let dir = tempfile::tempdir().unwrap();
         let files = wanted_tree(&options(dir.path())).unwrap();
         let names: Vec<String> = files
@@ -402,7 +469,11 @@ mod tests {
                 "ansible/collect/post.yml",
                 "ansible/setup_global.yml",
                 "bin/lb-dfaas",
-                "lb_dfaas_plugin.py"
+                "lb_dfaas_plugin/__init__.py",
+                "lb_dfaas_plugin/binary.py",
+                "lb_dfaas_plugin/context.py",
+                "lb_dfaas_plugin/generator.py",
+                "lb_dfaas_plugin/plugin.py",
             ]
         );
         assert!(
@@ -412,6 +483,27 @@ mod tests {
                 .unwrap()
                 .executable
         );
+    }
+
+    #[test]
+    fn every_module_of_the_package_is_embedded_as_it_is() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("integrations/lb");
+        let mut modules: Vec<String> = fs::read_dir(source.join(PLUGIN_DIR_NAME))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".py"))
+            .map(|name| format!("{PLUGIN_DIR_NAME}/{name}"))
+            .collect();
+        modules.sort();
+        let embedded: Vec<&str> = PACKAGE_FILES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(embedded, modules);
+        for (name, text) in PACKAGE_FILES {
+            assert_eq!(
+                fs::read_to_string(source.join(name)).unwrap(),
+                *text,
+                "{name}"
+            );
+        }
     }
 
     #[test]

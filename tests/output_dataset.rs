@@ -1,6 +1,7 @@
 //! The CSV datasets against checked-in golden files (produced by Python's
 //! csv module in the legacy layout), durability and resume behaviour on
-//! real files.
+//! real files, and `export` against the files the lb plugin's former Python
+//! exporter wrote from the same result entries.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use lb_dfaas::config::FunctionName;
 use lb_dfaas::metrics::readings::{FunctionMetrics, IterationMetrics, QueryWindow};
 use lb_dfaas::output::artifact::{self, write_atomic};
+use lb_dfaas::output::export::{export, read_entries};
 use lb_dfaas::output::index::{parse_index, read_index};
 use lb_dfaas::output::resume::{
     completed_iterations, parse_completed_iterations, CompletedIterations,
@@ -932,5 +934,68 @@ fn errors_quote_no_file_content_beyond_the_header() {
     ] {
         let err = parse_completed_iterations(bad.as_bytes(), "r.csv").unwrap_err();
         assert!(!err.to_string().contains(secret), "{err}");
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// tests/fixtures/export/<name>.json exported: the same files as
+/// tests/golden/export/<name>/ (tests/fixtures/export/generate.py), the
+/// CSVs and k6 scripts byte for byte, the JSON files (summaries, query
+/// windows) as the same JSON (the former exporter left out the final
+/// newline the binary writes).
+#[test]
+fn export_writes_the_files_of_the_former_python_exporter() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for fixture in ["synthetic", "campaign", "edge"] {
+        let input = root.join(format!("tests/fixtures/export/{fixture}.json"));
+        let golden = root.join(format!("tests/golden/export/{fixture}"));
+        let entries = read_entries(fs::File::open(&input).unwrap(), fixture).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dfaas");
+        let report = export(&entries, &out).unwrap();
+
+        let files = files_under(&golden);
+        assert_eq!(files_under(&out), files, "{fixture}");
+        let mut written: Vec<PathBuf> = report
+            .written
+            .iter()
+            .map(|p| p.strip_prefix(&out).unwrap().to_path_buf())
+            .collect();
+        written.sort();
+        assert_eq!(
+            written, files,
+            "{fixture}: the report lists what was written"
+        );
+        assert!(report.kept.is_empty(), "{fixture}: {:?}", report.kept);
+        for file in &files {
+            let (got, want) = (
+                fs::read(out.join(file)).unwrap(),
+                fs::read(golden.join(file)).unwrap(),
+            );
+            let what = format!("{fixture}/{}", file.display());
+            if file.extension().is_some_and(|e| e == "json") {
+                let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+                assert_eq!(parse(&got), parse(&want), "{what}");
+            } else {
+                assert_bytes(&got, &want, &what);
+            }
+        }
     }
 }

@@ -400,6 +400,8 @@ fn plan_document_lists_everything_with_exact_counts() {
             "to_run": 3,
             "already_indexed": 1,
             "estimated_runtime_seconds": 270,
+            // 270 s of k6, 3 x 3 iterations x (180 s cooldown + 30 s), 120 s.
+            "runtime_upper_bound_seconds": 270 + 9 * 210 + 120,
             "configurations": [
                 {"index": 0, "config_id": Configuration::from_pairs([(name("env"), 0)]).unwrap().config_id().as_str(),
                  "pairs": [{"function": "env", "rate": 0}], "skip": null},
@@ -431,6 +433,7 @@ fn plan_document_lists_everything_with_exact_counts() {
             "to_run",
             "already_indexed",
             "estimated_runtime_seconds",
+            "runtime_upper_bound_seconds",
             "configurations",
             "truncated"
         ]

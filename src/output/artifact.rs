@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::OutputError;
 use crate::config::FunctionName;
-use crate::metrics::readings::{IterationMetrics, QueryWindow};
+use crate::metrics::readings::IterationMetrics;
 use crate::plan::ConfigId;
 
 pub const SUMMARIES_DIR: &str = "summaries";
@@ -80,7 +80,7 @@ pub fn write_window(
     id: &ConfigId,
     iteration: u32,
     repetition: u32,
-    window: &QueryWindow,
+    window: &impl serde::Serialize,
 ) -> Result<PathBuf, OutputError> {
     let path = window_path(dir, id, iteration, repetition);
     let mut text = serde_json::to_vec_pretty(window).map_err(|e| {

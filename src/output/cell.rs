@@ -42,6 +42,25 @@ impl Cell {
             other => Value::String(other.text().into_owned()),
         }
     }
+
+    /// A cell from a JSON value of a protocol row, as lb hands rows back to
+    /// `export`: text as it is (the rows [`Cell::to_json`] makes hold floats
+    /// as text already), whole numbers plain, other numbers as floats
+    /// (`%.3f`), `true`/`false` as the flags `1`/`0`, `null` empty. An array
+    /// or object, which no row holds, is kept as its JSON text.
+    pub fn from_json(value: &Value) -> Cell {
+        match value {
+            Value::Null => Cell::Empty,
+            Value::Bool(flag) => Cell::flag(*flag),
+            Value::String(text) => Cell::Text(text.clone()),
+            Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+                (Some(whole), _) => Cell::Int(whole),
+                (None, Some(negative)) => Cell::Text(negative.to_string()),
+                _ => Cell::Float(number.as_f64().unwrap_or(f64::NAN)),
+            },
+            other => Cell::Text(other.to_string()),
+        }
+    }
 }
 
 /// `%.3f` as the legacy sampler writes it; see the module docs.
@@ -135,6 +154,42 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(python_float_repr(v), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn cells_from_json() {
+        let texts: Vec<String> = [
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(3),
+            serde_json::json!(-3),
+            serde_json::json!(0.1236),
+            serde_json::json!(-0.0001),
+            serde_json::json!(20.0),
+            serde_json::json!("nan"),
+            serde_json::json!("0.950"),
+            serde_json::json!([1, 2]),
+        ]
+        .iter()
+        .map(|v| Cell::from_json(v).text().into_owned())
+        .collect();
+        assert_eq!(
+            texts,
+            ["", "1", "0", "3", "-3", "0.124", "0.000", "20.000", "nan", "0.950", "[1,2]"]
+        );
+        for cell in [
+            Cell::Int(7),
+            Cell::Float(0.95),
+            Cell::Empty,
+            Cell::flag(true),
+        ] {
+            assert_eq!(
+                Cell::from_json(&cell.to_json()).text(),
+                cell.text(),
+                "{cell:?}"
+            );
         }
     }
 

@@ -7,8 +7,9 @@
 //! rows) — all pure. [`Dataset`] appends lines durably to the three files,
 //! [`index`] reads index.csv back, [`records`] results and skipped rows
 //! (for [`resume`] and the campaign report), [`artifact`] writes the
-//! per-iteration files atomically. Decisions about what to write (overload,
-//! skips) belong to the campaign, not here.
+//! per-iteration files atomically. [`export`] writes the same files from
+//! the result documents lb collected (`lb-dfaas export`). Decisions about
+//! what to write (overload, skips) belong to the campaign, not here.
 //!
 //! A line counts only once its terminating `\n` is on disk: every line is
 //! written with one `write_all` and synced before the caller goes on, so a
@@ -19,6 +20,7 @@ pub mod artifact;
 pub mod cell;
 mod crlf;
 mod dataset;
+pub mod export;
 pub mod index;
 pub mod location;
 pub mod records;

@@ -13,7 +13,7 @@ use super::cell::{python_float_repr, Cell};
 use super::table::{encode_line, Table, RESULTS_FILE};
 use super::OutputError;
 use crate::config::FunctionName;
-use crate::metrics::readings::IterationMetrics;
+use crate::metrics::readings::{FunctionMetrics, IterationMetrics};
 use crate::plan::{ConfigKey, Configuration};
 use crate::protocol;
 
@@ -273,6 +273,65 @@ impl IterationMetrics {
         }
         Value::Object(out)
     }
+
+    /// The inverse of [`IterationMetrics::to_json`], for `export`, which gets the
+    /// protocol entries back from lb: numbers and the texts `"nan"`, `"inf"`,
+    /// `"-inf"` (or any float text) as floats; a missing or `null` value is
+    /// not a measurement and reads as NaN. Functions outside `functions`
+    /// are left out. The query window is not read back (`export` copies
+    /// the entry's `window` object as it is). Returns the metrics and what
+    /// was left out or unreadable.
+    pub fn from_json(value: &Value, functions: &[FunctionName]) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let node =
+            |key: &str, warnings: &mut Vec<String>| metric_value(value.get(key), key, warnings);
+        let mut row = IterationMetrics {
+            cpu_usage_node: node("cpu_usage_node", &mut warnings),
+            ram_usage_node: node("ram_usage_node", &mut warnings),
+            ram_usage_node_pct: node("ram_usage_node_pct", &mut warnings),
+            power_usage_node: node("power_usage_node", &mut warnings),
+            functions: BTreeMap::new(),
+            window: None,
+        };
+        let measured = value.get("functions").and_then(Value::as_object);
+        for (raw, values) in measured.into_iter().flatten() {
+            let known = FunctionName::parse(raw)
+                .ok()
+                .filter(|name| functions.binary_search(name).is_ok());
+            let Some(name) = known else {
+                warnings.push(format!(
+                    "functions.{raw}: not one of the campaign's functions, left out"
+                ));
+                continue;
+            };
+            let value = |key: &str, warnings: &mut Vec<String>| {
+                metric_value(values.get(key), &format!("functions.{raw}.{key}"), warnings)
+            };
+            let metrics = FunctionMetrics {
+                cpu: value("cpu", &mut warnings),
+                ram: value("ram", &mut warnings),
+                power: value("power", &mut warnings),
+            };
+            row.functions.insert(name, metrics);
+        }
+        (row, warnings)
+    }
+}
+
+/// One value of a metrics entry (see [`IterationMetrics::from_json`]).
+fn metric_value(value: Option<&Value>, field: &str, warnings: &mut Vec<String>) -> f64 {
+    match value {
+        None | Some(Value::Null) => f64::NAN,
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(Value::String(text)) => text.trim().parse().unwrap_or_else(|_| {
+            warnings.push(format!("{field}: {text:?} is not a number, written nan"));
+            f64::NAN
+        }),
+        Some(other) => {
+            warnings.push(format!("{field}: {other} is not a number, written nan"));
+            f64::NAN
+        }
+    }
 }
 
 fn json_float(v: f64) -> Value {
@@ -322,7 +381,6 @@ fn json_row(header: Vec<String>, cells: &[Cell]) -> protocol::Row {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::readings::FunctionMetrics;
 
     fn name(n: &str) -> FunctionName {
         FunctionName::parse(n).unwrap()
@@ -419,6 +477,51 @@ mod tests {
         let json = row.to_protocol(&functions).unwrap();
         assert_eq!(json["replica_env"], serde_json::json!("nan"));
         assert_eq!(json["replica_figlet"], serde_json::json!(0));
+    }
+
+    #[test]
+    fn metrics_json_reads_back_to_the_same_csv() {
+        let functions = vec![name("env"), name("figlet")];
+        let row = IterationMetrics {
+            cpu_usage_node: 60.49999999997908,
+            ram_usage_node: 1e-5,
+            ram_usage_node_pct: f64::INFINITY,
+            power_usage_node: f64::NAN,
+            functions: BTreeMap::from([(
+                name("env"),
+                FunctionMetrics {
+                    cpu: 0.708732085,
+                    ram: 25165824.0,
+                    power: f64::NAN,
+                },
+            )]),
+            window: None,
+        };
+        let (back, warnings) = IterationMetrics::from_json(&row.to_json(), &functions);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(back.csv(&functions).unwrap(), row.csv(&functions).unwrap());
+
+        let (partial, warnings) = IterationMetrics::from_json(
+            &serde_json::json!({
+                "cpu_usage_node": "12.5", "ram_usage_node": null, "ram_usage_node_pct": true,
+                "functions": {"env": {"cpu": 1}, "shasum": {"cpu": 2.0}}
+            }),
+            &functions,
+        );
+        assert_eq!(
+            String::from_utf8(partial.csv(&functions).unwrap())
+                .unwrap()
+                .lines()
+                .nth(1),
+            Some("12.5,nan,nan,nan,1.0,nan,nan,,,")
+        );
+        assert_eq!(
+            warnings,
+            [
+                "ram_usage_node_pct: true is not a number, written nan",
+                "functions.shasum: not one of the campaign's functions, left out"
+            ]
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::io::{self, BufWriter, Write};
 
 use serde::Serialize;
 
-use super::{estimated_runtime_s, IndexedConfigs, Plan, PlanError, SkipReason};
+use super::{
+    estimated_runtime_s, runtime_upper_bound_s, IndexedConfigs, Plan, PlanError, SkipReason,
+};
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,8 @@ pub struct PlanCounts {
     pub to_run: u128,
     /// [`estimated_runtime_s`] of `to_run` configurations.
     pub estimated_runtime_s: u128,
+    /// [`runtime_upper_bound_s`] of `to_run` configurations.
+    pub runtime_upper_bound_s: u128,
 }
 
 impl PlanCounts {
@@ -50,6 +54,7 @@ impl PlanCounts {
             already_indexed,
             to_run,
             estimated_runtime_s: estimated_runtime_s(to_run, config.duration, config.iterations),
+            runtime_upper_bound_s: runtime_upper_bound_s(to_run, config),
         })
     }
 }
@@ -65,6 +70,7 @@ struct Head<'a> {
     to_run: u128,
     already_indexed: u128,
     estimated_runtime_seconds: u128,
+    runtime_upper_bound_seconds: u128,
 }
 
 #[derive(Serialize)]
@@ -91,7 +97,8 @@ struct Pair<'a> {
 ///
 /// `{"functions":[..],"rates":[..],"combinations":{..},"iterations":N,
 /// "duration":"30s","count":N,"to_run":N,"already_indexed":N,
-/// "estimated_runtime_seconds":N,"configurations":[{"index":0,
+/// "estimated_runtime_seconds":N,"runtime_upper_bound_seconds":N,
+/// "configurations":[{"index":0,
 /// "config_id":"…","pairs":[{"function":"env","rate":0}],"skip":null}, …],
 /// "truncated":false}`
 ///
@@ -120,6 +127,7 @@ pub fn write_plan_json<W: Write>(
         to_run: counts.to_run,
         already_indexed: counts.already_indexed,
         estimated_runtime_seconds: counts.estimated_runtime_s,
+        runtime_upper_bound_seconds: counts.runtime_upper_bound_s,
     };
     let head = serde_json::to_string(&head).map_err(io::Error::from)?;
     // Reopen the object to append the streamed array.

@@ -259,6 +259,30 @@ pub(crate) fn estimated_runtime_s(
         .div_ceil(1000)
 }
 
+/// What an iteration may spend besides k6 and the cooldown wait: SSH round
+/// trips, the summary transfer, Prometheus queries, the gateway.
+pub const ITERATION_OVERHEAD: Duration = Duration::from_secs(30);
+
+/// What a run spends once: start-up checks, the baseline, the result.
+pub const RUN_OVERHEAD: Duration = Duration::from_secs(120);
+
+/// Upper bound of the wall time of a run executing `configurations`, in
+/// whole seconds: the k6 time ([`estimated_runtime_s`]), plus per
+/// iteration the longest cooldown wait (`cooldown.max_wait`) and
+/// [`ITERATION_OVERHEAD`], plus [`RUN_OVERHEAD`]. lb force-stops a
+/// workload that outlives the runtime its plugin announces: this is the
+/// figure announced. Saturates instead of overflowing.
+pub fn runtime_upper_bound_s(configurations: u128, config: &Config) -> u128 {
+    let per_iteration = config.cooldown.max_wait.saturating_add(ITERATION_OVERHEAD);
+    estimated_runtime_s(configurations, config.duration, config.iterations)
+        .saturating_add(estimated_runtime_s(
+            configurations,
+            per_iteration,
+            config.iterations,
+        ))
+        .saturating_add(u128::from(RUN_OVERHEAD.as_secs()))
+}
+
 /// Iterator over a plan's configurations. Holds the current combination
 /// (indices into the active functions) and an odometer of rate positions.
 #[derive(Debug, Clone)]

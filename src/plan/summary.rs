@@ -11,7 +11,10 @@
 use std::io::{self, Write};
 
 use super::combination::sum_of_subset_products;
-use super::{estimated_runtime_s, IndexedConfigs, Plan, PlanCounts, PlanDocumentError, PlanError};
+use super::{
+    estimated_runtime_s, IndexedConfigs, Plan, PlanCounts, PlanDocumentError, PlanError,
+    ITERATION_OVERHEAD, RUN_OVERHEAD,
+};
 use crate::config::Config;
 
 /// How many configurations the table lists when no `--limit` is given.
@@ -172,6 +175,14 @@ pub fn write_plan_table<W: Write>(
         "  Cooldown before each iteration comes on top: up to {} each, {} at most in all.",
         format_hours_minutes(config.cooldown.max_wait.as_secs().into()),
         format_hours_minutes(cooldown_max_s)
+    )?;
+    writeln!(
+        out,
+        "  At most {} in all, counting {} s per iteration and {} per run for SSH and Prometheus \
+         (lb stops the workload after that).",
+        format_hours_minutes(counts.runtime_upper_bound_s),
+        ITERATION_OVERHEAD.as_secs(),
+        format_hours_minutes(RUN_OVERHEAD.as_secs().into())
     )?;
     writeln!(
         out,

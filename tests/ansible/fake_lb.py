@@ -5,9 +5,13 @@ in a test's directory.
 `.venv/bin/python` (a real python) and an `lb_plugins` package whose
 `api.create_registry()` resolves plugin names the way lb's registry does:
 the built-in `lb_plugins.plugins.dfaas.plugin`, then every user plugin
-directory `lb_plugins/plugins/_user/<dir>/<dir>.py`, the last registration
-of a name winning. The user plugin is the project's real
-`integrations/lb/lb_dfaas_plugin.py`, with or without a `bin/lb-dfaas`.
+directory `lb_plugins/plugins/_user/<dir>/`, whose entry module is the
+first of `<dir>/__init__.py`, `<dir>/plugin.py`, `<dir>/<dir>.py`, then
+`<dir>/<sub>/plugin.py` or `<dir>/<sub>/__init__.py`, imported under its
+dotted path below `<dir>` (`lb_dfaas_plugin.plugin`), the last
+registration of a name winning. The user plugin is the project's real
+package `integrations/lb/lb_dfaas_plugin/`, installed as `lb-dfaas
+lb-install` installs it, with or without a `bin/lb-dfaas`.
 
 `make_lb_dfaas_playbooks` lays out a directory shaped like lb's
 `lb_plugins/plugins/dfaas/ansible` whose `setup_target.yml` records, per
@@ -23,13 +27,47 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-LB_PLUGIN_SOURCE = REPO / "integrations" / "lb" / "lb_dfaas_plugin.py"
+LB_PLUGIN_PACKAGE = REPO / "integrations" / "lb" / "lb_dfaas_plugin"
 
 _API = '''\
 import importlib
 import importlib.util
 import sys
+import types
 from pathlib import Path
+
+
+def _entry(directory):
+    for candidate in (directory / "__init__.py", directory / "plugin.py", directory / (directory.name + ".py")):
+        if candidate.is_file():
+            return candidate
+    for sub in sorted(directory.iterdir()):
+        if sub.is_dir() and not sub.name.startswith((".", "_", "tests")):
+            for candidate in (sub / "plugin.py", sub / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _load(directory, entry):
+    parts = list(entry.relative_to(directory).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    name = ".".join(parts) or entry.stem
+    for depth in range(1, len(parts)):
+        package = ".".join(parts[:depth])
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(directory.joinpath(*parts[:depth]))]
+            sys.modules[package] = module
+    is_package = entry.name == "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, entry, submodule_search_locations=[str(entry.parent)] if is_package else None
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, "PLUGINS", None) or [module.PLUGIN]
 
 
 class Registry:
@@ -38,14 +76,9 @@ class Registry:
         self.register(importlib.import_module("lb_plugins.plugins.dfaas.plugin").PLUGIN)
         user = Path(__file__).resolve().parent / "plugins" / "_user"
         for directory in sorted(user.iterdir()) if user.is_dir() else []:
-            entry = directory / (directory.name + ".py")
-            if directory.name.startswith("_") or not entry.is_file():
-                continue
-            spec = importlib.util.spec_from_file_location(directory.name, entry)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[directory.name] = module
-            spec.loader.exec_module(module)
-            self.register(module.PLUGIN)
+            entry = _entry(directory) if directory.is_dir() and not directory.name.startswith("_") else None
+            for plugin in _load(directory, entry) if entry is not None else []:
+                self.register(plugin)
 
     def register(self, plugin):
         self._plugins[plugin.name] = plugin
@@ -100,14 +133,17 @@ def make_lb_workdir(root: Path, *, lb_dfaas_plugin: bool, binary: str | None = N
     if lb_dfaas_plugin:
         installed = package / "plugins" / "_user" / "lb_dfaas_plugin"
         installed.mkdir()
-        shutil.copy(LB_PLUGIN_SOURCE, installed / "lb_dfaas_plugin.py")
+        shutil.copytree(
+            LB_PLUGIN_PACKAGE, installed / "lb_dfaas_plugin", ignore=shutil.ignore_patterns("__pycache__")
+        )
         if binary is not None:
             _write(installed / "bin" / "lb-dfaas", binary, executable=True)
     return root
 
 
 def installed_plugin_file(lb_workdir: Path) -> Path:
-    return lb_workdir / "lb_plugins" / "plugins" / "_user" / "lb_dfaas_plugin" / "lb_dfaas_plugin.py"
+    """The module lb's registry names for the installed plugin."""
+    return lb_workdir / "lb_plugins" / "plugins" / "_user" / "lb_dfaas_plugin" / "lb_dfaas_plugin" / "plugin.py"
 
 
 _SETUP_TARGET = '''\

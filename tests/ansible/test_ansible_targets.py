@@ -121,7 +121,7 @@ def test_lb_running_its_built_in_plugin_fails_the_target(
     text = flat_output(run)
     assert (
         f"lb on target1 ({lb_workdir}) resolves the plugin 'dfaas' to lb_plugins.plugins.dfaas.plugin ({builtin}), "
-        "not to lb-dfaas's plugin (lb_dfaas_plugin.py): this target would run lb's built-in implementation. "
+        "not to lb-dfaas's plugin (package lb_dfaas_plugin): this target would run lb's built-in implementation. "
         "Install lb-dfaas into the controller's lb with `lb-dfaas lb-install`"
     ) in text, run.describe()
     # Checked before anything is written on the target.
@@ -141,7 +141,7 @@ def test_lb_dfaas_plugin_without_a_runnable_binary_fails_the_target(
     assert run.recap["target1"]["failed"] == 1, run.describe()
     plugin_file = installed_plugin_file(lb_workdir)
     assert (
-        f"lb on target1 runs lb-dfaas's plugin ({plugin_file}), but {plugin_file.parent}/bin/lb-dfaas "
+        f"lb on target1 runs lb-dfaas's plugin ({plugin_file}), but {plugin_file.parent.parent}/bin/lb-dfaas "
         "is missing or does not run there"
     ) in flat_output(run), run.describe()
     if binary is not None:

@@ -59,7 +59,7 @@ def plugin_install(lb_install):
         pytest.fail(str(exc))
     plugin_dir = lb_install.source / "lb_plugins" / "plugins" / "_user" / "lb_dfaas_plugin"
     assert report["ok"] is True, report
-    assert Path(report["dfaas_resolves_to"]) == plugin_dir / "lb_dfaas_plugin.py", report
+    assert Path(report["dfaas_resolves_to"]) == plugin_dir / "lb_dfaas_plugin" / "plugin.py", report
     assert (plugin_dir / "bin" / "lb-dfaas").is_file()
     assert (plugin_dir / "ansible" / "setup_global.yml").is_file()
     return report

@@ -1,4 +1,4 @@
-"""Shared fixtures: the plugin module on sys.path and a fake ``lb-dfaas``."""
+"""Shared fixtures: the plugin package on sys.path and a fake ``lb-dfaas``."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ TESTBED_ID = "11"
 @pytest.fixture(scope="session")
 def real_binary() -> Path:
     """The repository's own ``lb-dfaas`` build (``$LB_DFAAS_BIN`` if set)."""
-    import lb_dfaas_plugin
+    from lb_dfaas_plugin import binary as lb_binary
 
     try:
-        return lb_dfaas_plugin.find_binary(dict(os.environ, PATH=""))
-    except lb_dfaas_plugin.BinaryNotFound as exc:
+        return lb_binary.find_binary(dict(os.environ, PATH=""))
+    except lb_binary.BinaryNotFound as exc:
         pytest.fail(f"end-to-end tests need the binary: run `cargo build --bin lb-dfaas` ({exc})")
 
 

@@ -17,7 +17,8 @@ passes through like any other field:
 ``describe`` prints a manifest whose playbooks live in ``$FAKE_PLAYBOOK_DIR``
 and counts its calls in ``$FAKE_DESCRIBE_COUNT``; ``validate`` rejects a
 config without ``functions``; ``plan`` requires ``--limit N`` and prints
-counts for ``$FAKE_PLAN_ENTRIES`` configurations, listing at most N.
+counts and a runtime bound for ``$FAKE_PLAN_ENTRIES`` configurations,
+listing at most N.
 """
 
 import json
@@ -87,6 +88,7 @@ def plan(request: dict, args: list) -> int:
         "to_run": entries,
         "already_indexed": 0,
         "estimated_runtime_seconds": entries * 2 * 5,
+        "runtime_upper_bound_seconds": entries * 2 * 5 + 7,
     }
     out = sys.stdout
     out.write(json.dumps(head)[:-1] + ',"configurations":[\n')

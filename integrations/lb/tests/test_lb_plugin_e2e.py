@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from lb_plugin_testing import process_gone, wait_for
 
-import lb_dfaas_plugin as plugin
+from lb_dfaas_plugin import binary as lb_binary
+from lb_dfaas_plugin import generator as lb_generator
+from lb_dfaas_plugin import plugin
 
 
 def lb_environment(binary: Path, tmp_path: Path, host: str = "e2e-target") -> dict[str, str]:
@@ -78,9 +80,9 @@ def campaign_config(testbed: dict[str, str], tmp_path: Path, **overrides: object
 
 
 def test_describe_gives_the_bundled_playbooks(real_binary: Path) -> None:
-    manifest = plugin.describe(real_binary)
+    manifest = lb_binary.describe(real_binary)
     assert manifest["name"] == "dfaas"
-    assert set(plugin.PLAYBOOK_KEYS) <= set(manifest["playbooks"])
+    assert set(lb_binary.PLAYBOOK_KEYS) <= set(manifest["playbooks"])
     dfaas = plugin.DfaasPlugin(environ=dict(os.environ, LB_DFAAS_BIN=str(real_binary)))
     for hook in (
         dfaas.get_ansible_setup_path,
@@ -94,7 +96,7 @@ def test_describe_gives_the_bundled_playbooks(real_binary: Path) -> None:
 
 def test_validate_accepts_a_good_config(real_binary: Path, tmp_path: Path) -> None:
     env = lb_environment(real_binary, tmp_path)
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(functions=[{"name": "figlet"}]), environ=env
     )
     assert generator.validate() == []
@@ -104,12 +106,12 @@ def test_validate_accepts_a_good_config(real_binary: Path, tmp_path: Path) -> No
 def test_validate_names_the_bad_field(real_binary: Path, tmp_path: Path) -> None:
     env = lb_environment(real_binary, tmp_path)
     config = plugin.DfaasConfig(functions=[{"name": "figlet"}, {"name": "Bad Name!"}], iterations=0)
-    generator = plugin.DfaasGenerator(config, environ=env)
+    generator = lb_generator.DfaasGenerator(config, environ=env)
     reasons = generator.validate()
     assert any(reason.startswith("functions[1].name") for reason in reasons), reasons
     assert any(reason.startswith("iterations") for reason in reasons), reasons
     assert generator.check_prerequisites() is False
-    with pytest.raises(plugin.WorkloadError, match=r"functions\[1\]\.name"):
+    with pytest.raises(lb_generator.WorkloadError, match=r"functions\[1\]\.name"):
         generator.start()
 
 
@@ -121,12 +123,14 @@ def test_short_campaign_through_the_generator(
 ) -> None:
     env = lb_environment(real_binary, tmp_path)
     events: list[str] = []
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(**campaign_config(testbed, tmp_path)),
         environ=env,
         event_writer=events.append,
     )
-    assert generator.expected_runtime_seconds > 2 * 2  # two configurations of 2 s, plus bounds
+    # Two configurations of one 2 s iteration, each with up to 60 s of
+    # cooldown and 30 s of overhead, and 120 s for the run: the plan's bound.
+    assert generator.expected_runtime_seconds == 2 * 2 + 2 * (60 + 30) + 120
     generator.prepare()
     output_dir = tmp_path / "results" / "e2e-target" / "dfaas"
     assert generator.context().output_dir == str(output_dir.resolve())
@@ -142,7 +146,27 @@ def test_short_campaign_through_the_generator(
     assert [entry["rates"] for entry in result["dfaas_index"]] == [[2], [5]]
 
     lines = (output_dir / "results.csv").read_text().splitlines()
-    assert lines[0].split(",") == plugin.results_header(["figlet"])
+    assert lines[0].split(",") == [
+        "function_figlet",
+        "rate_function_figlet",
+        "success_rate_function_figlet",
+        "cpu_usage_function_figlet",
+        "ram_usage_function_figlet",
+        "power_usage_function_figlet",
+        "replica_figlet",
+        "overloaded_function_figlet",
+        "medium_latency_function_figlet",
+        "cpu_usage_idle_node",
+        "cpu_usage_node",
+        "ram_usage_idle_node",
+        "ram_usage_node",
+        "ram_usage_idle_node_percentage",
+        "ram_usage_node_percentage",
+        "power_usage_idle_node",
+        "power_usage_node",
+        "rest_seconds",
+        "overloaded_node",
+    ]
     assert len(lines) == 3
     parsed = parse_events(events)
     assert parsed, "no LB_EVENT line was forwarded"
@@ -153,7 +177,8 @@ def test_short_campaign_through_the_generator(
     # lb's export then keeps every file the binary wrote, untouched.
     assert str(output_dir / "results.csv") in result["artifacts"]
     before = (output_dir / "results.csv").read_bytes()
-    written = plugin.PLUGIN.export_results_to_csv(
+    dfaas = plugin.DfaasPlugin(environ=env)
+    written = dfaas.export_results_to_csv(
         [{"repetition": 1, "generator_result": result}], output_dir, "run-e2e", "dfaas"
     )
     assert written == []
@@ -162,7 +187,7 @@ def test_short_campaign_through_the_generator(
     # Elsewhere, the export rebuilds the binary's files: CSV byte for byte,
     # k6 summaries as the same JSON.
     elsewhere = tmp_path / "exported"
-    plugin.PLUGIN.export_results_to_csv(
+    dfaas.export_results_to_csv(
         [{"repetition": 1, "generator_result": result}], elsewhere, "run-e2e", "dfaas"
     )
     rebuilt = sorted(path.relative_to(elsewhere) for path in elsewhere.rglob("*") if path.is_file())
@@ -189,7 +214,7 @@ def test_stop_in_the_middle_interrupts_the_campaign(
         iterations=2,
         rate_strategy={"type": "custom", "rates": [2, 4, 6]},
     )
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(**config), environ=env, event_writer=events.append
     )
     generator.prepare()
@@ -218,8 +243,11 @@ def test_under_lb_local_runner(
     from lb_runner.api import BenchmarkConfig, LocalRunner, WorkloadConfig
 
     monkeypatch.setenv("LB_DFAAS_BIN", str(real_binary))
-    monkeypatch.setenv("LB_USER_PLUGIN_DIR", str(Path(plugin.__file__).parent))
-    set_user_plugin_dir(Path(plugin.__file__).parent)
+    # integrations/ holds the plugin directory lb/ as lb's _user/ holds the
+    # installed lb_dfaas_plugin/: lb imports lb_dfaas_plugin.plugin from it.
+    integrations = Path(plugin.__file__).resolve().parents[2]
+    monkeypatch.setenv("LB_USER_PLUGIN_DIR", str(integrations))
+    set_user_plugin_dir(integrations)
     registry = create_registry(refresh=True)
     loaded = registry.get("dfaas")
     assert type(loaded).__name__ == "DfaasPlugin"

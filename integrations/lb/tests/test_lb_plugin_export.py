@@ -1,14 +1,53 @@
-"""export_results_to_csv: the files lb's own dfaas plugin writes, from lb's result entries."""
+"""export_results_to_csv: the files lb's own dfaas plugin writes, from lb's
+result entries, by the real ``lb-dfaas export``."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
-import lb_dfaas_plugin as plugin
+import pytest
+
+from lb_dfaas_plugin import plugin
 
 FUNCTIONS = ["env", "figlet"]
+
+#: The per-function columns of results.csv, then the node columns.
+FUNCTION_COLUMNS = (
+    "function_{f}",
+    "rate_function_{f}",
+    "success_rate_function_{f}",
+    "cpu_usage_function_{f}",
+    "ram_usage_function_{f}",
+    "power_usage_function_{f}",
+    "replica_{f}",
+    "overloaded_function_{f}",
+    "medium_latency_function_{f}",
+)
+NODE_COLUMNS = [
+    "cpu_usage_idle_node",
+    "cpu_usage_node",
+    "ram_usage_idle_node",
+    "ram_usage_node",
+    "ram_usage_idle_node_percentage",
+    "ram_usage_node_percentage",
+    "power_usage_idle_node",
+    "power_usage_node",
+    "rest_seconds",
+    "overloaded_node",
+]
+RESULTS_HEADER = [c.format(f=f) for f in FUNCTIONS for c in FUNCTION_COLUMNS] + NODE_COLUMNS
+METRICS_HEADER = ["cpu_usage_node", "ram_usage_node", "ram_usage_node_pct", "power_usage_node"] + [
+    f"{kind}_usage_function_{f}" for f in FUNCTIONS for kind in ("cpu", "ram", "power")
+]
+
+
+@pytest.fixture
+def dfaas(real_binary: Path) -> plugin.DfaasPlugin:
+    """The plugin, using the repository's binary."""
+    return plugin.DfaasPlugin(environ=dict(os.environ, LB_DFAAS_BIN=str(real_binary)))
 
 
 def result_row(env_rate: object, figlet_rate: object, rest: int) -> dict:
@@ -106,10 +145,10 @@ def read_rows(path: Path, delimiter: str = ",") -> list[list[str]]:
         return list(csv.reader(handle, delimiter=delimiter))
 
 
-def test_results_csv_header_and_cells(tmp_path: Path) -> None:
-    plugin.PLUGIN.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
+def test_results_csv_header_and_cells(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
+    dfaas.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
     rows = read_rows(tmp_path / "results.csv")
-    assert rows[0] == plugin.results_header(FUNCTIONS)
+    assert rows[0] == RESULTS_HEADER
     assert len(rows[0]) == 9 * 2 + 10
     assert rows[0][:9] == [
         "function_env",
@@ -122,7 +161,7 @@ def test_results_csv_header_and_cells(tmp_path: Path) -> None:
         "overloaded_function_env",
         "medium_latency_function_env",
     ]
-    assert rows[0][-10:] == list(plugin.NODE_COLUMNS)
+    assert rows[0][-10:] == NODE_COLUMNS
     first = dict(zip(rows[0], rows[1]))
     assert first["rate_function_env"] == "0"
     assert first["cpu_usage_function_env"] == "12.346"
@@ -135,8 +174,8 @@ def test_results_csv_header_and_cells(tmp_path: Path) -> None:
     assert len(rows) == 3
 
 
-def test_skipped_and_index_files(tmp_path: Path) -> None:
-    plugin.PLUGIN.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
+def test_skipped_and_index_files(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
+    dfaas.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
     assert read_rows(tmp_path / "skipped.csv") == [
         ["function_env", "rate_function_env", "function_figlet", "rate_function_figlet"],
         ["env", "10", "", ""],
@@ -148,12 +187,12 @@ def test_skipped_and_index_files(tmp_path: Path) -> None:
     )
 
 
-def test_summaries_metrics_and_scripts(tmp_path: Path) -> None:
-    paths = plugin.PLUGIN.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
+def test_summaries_metrics_and_scripts(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
+    paths = dfaas.export_results_to_csv(entries(), tmp_path, "run-1", "dfaas")
     summary = tmp_path / "summaries" / "summary-abcdef012345-iter1-rep1.json"
     assert json.loads(summary.read_text()) == {"metrics": {"a": 1}}
     metrics = read_rows(tmp_path / "metrics" / "metrics-abcdef012345-iter1-rep1.csv")
-    assert metrics[0] == plugin.metrics_header(FUNCTIONS)
+    assert metrics[0] == METRICS_HEADER
     assert dict(zip(metrics[0], metrics[1])) == {
         "cpu_usage_node": "20.0",
         "ram_usage_node": "120.0",
@@ -178,12 +217,12 @@ def test_summaries_metrics_and_scripts(tmp_path: Path) -> None:
     }
 
 
-def test_files_written_by_the_binary_are_kept(tmp_path: Path) -> None:
+def test_files_written_by_the_binary_are_kept(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
     durable = tmp_path / "results.csv"
     durable.write_text("the binary's rows, including an earlier attempt\n")
     index = tmp_path / "index.csv"
     index.write_text("binary index\n")
-    paths = plugin.PLUGIN.export_results_to_csv(
+    paths = dfaas.export_results_to_csv(
         entries(artifacts=[str(durable), str(index)]), tmp_path, "run-1", "dfaas"
     )
     assert durable.read_text() == "the binary's rows, including an earlier attempt\n"
@@ -192,10 +231,10 @@ def test_files_written_by_the_binary_are_kept(tmp_path: Path) -> None:
     assert (tmp_path / "skipped.csv") in paths
 
 
-def test_nothing_to_export_without_functions(tmp_path: Path) -> None:
+def test_nothing_to_export_without_functions(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert (
-        plugin.PLUGIN.export_results_to_csv(
+        dfaas.export_results_to_csv(
             [{"generator_result": {"error": "x"}}], out, "r", "dfaas"
         )
         == []
@@ -203,6 +242,10 @@ def test_nothing_to_export_without_functions(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_csv_cell_formats() -> None:
+def test_csv_cell_formats(dfaas: plugin.DfaasPlugin, tmp_path: Path) -> None:
     values = (None, True, 3, 0.1236, float("nan"), -0.0001, "x")
-    assert [plugin.csv_cell(v) for v in values] == ["", "1", "3", "0.124", "nan", "0.000", "x"]
+    columns = RESULTS_HEADER[: len(values)]
+    result = {"dfaas_functions": FUNCTIONS, "dfaas_results": [dict(zip(columns, values))]}
+    dfaas.export_results_to_csv([{"repetition": 1, "generator_result": result}], tmp_path, "r", "d")
+    rows = read_rows(tmp_path / "results.csv")
+    assert rows[1][: len(values)] == ["", "1", "3", "0.124", "nan", "0.000", "x"]

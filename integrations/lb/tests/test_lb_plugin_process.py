@@ -10,20 +10,23 @@ from pathlib import Path
 import pytest
 from lb_plugin_testing import process_gone, wait_for
 
-import lb_dfaas_plugin as plugin
+from lb_dfaas_plugin import binary as lb_binary
+from lb_dfaas_plugin import context as lb_context
+from lb_dfaas_plugin import generator as lb_generator
+from lb_dfaas_plugin import plugin
 
 
 def make_generator(
     env: dict[str, str], config: dict, **kwargs
-) -> tuple[plugin.DfaasGenerator, list[str]]:
+) -> tuple[lb_generator.DfaasGenerator, list[str]]:
     events: list[str] = []
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(**config), environ=env, event_writer=events.append, **kwargs
     )
     return generator, events
 
 
-def run_to_end(generator: plugin.DfaasGenerator) -> dict:
+def run_to_end(generator: lb_generator.DfaasGenerator) -> dict:
     generator.prepare()
     generator.start()
     wait_for(lambda: not generator._is_running)
@@ -88,7 +91,7 @@ def test_lb_event_lines_are_forwarded_and_other_lines_kept(fake_env: dict) -> No
 def test_events_reach_the_current_sys_stdout(
     fake_env: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(functions=[{"name": "figlet"}], fake={"mode": "ok", "events": 2}),
         environ=fake_env,
     )
@@ -103,13 +106,13 @@ def test_events_reach_the_current_sys_stdout(
 def test_stderr_tail_is_bounded(fake_env: dict) -> None:
     config = {
         "functions": [{"name": "figlet"}],
-        "fake": {"mode": "ok", "events": plugin.STDERR_TAIL_LINES + 30},
+        "fake": {"mode": "ok", "events": lb_generator.STDERR_TAIL_LINES + 30},
     }
     generator, events = make_generator(fake_env, config)
     run_to_end(generator)
-    assert len(events) == plugin.STDERR_TAIL_LINES + 30
-    assert len(generator._stderr_tail) == plugin.STDERR_TAIL_LINES
-    assert generator._stderr_tail[-1].endswith(f"line {plugin.STDERR_TAIL_LINES + 29}")
+    assert len(events) == lb_generator.STDERR_TAIL_LINES + 30
+    assert len(generator._stderr_tail) == lb_generator.STDERR_TAIL_LINES
+    assert generator._stderr_tail[-1].endswith(f"line {lb_generator.STDERR_TAIL_LINES + 29}")
 
 
 def test_non_json_stdout_is_an_error_result_not_an_exception(fake_env: dict) -> None:
@@ -180,7 +183,7 @@ def test_invalid_config_fails_prerequisites_and_start(
     with caplog.at_level(logging.ERROR):
         assert generator.check_prerequisites() is False
     assert "functions: at least one function is required" in caplog.text
-    with pytest.raises(plugin.WorkloadError, match="functions: at least one function is required"):
+    with pytest.raises(lb_generator.WorkloadError, match="functions: at least one function is required"):
         generator.start()
     assert not generator._is_running
 
@@ -194,26 +197,22 @@ def test_missing_binary_fails_prepare_with_the_places_looked_at(
     fake_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pretend the plugin lives in an empty tree: nothing beside it, no build.
-    monkeypatch.setattr(plugin, "__file__", str(tmp_path / "a" / "b" / "lb_dfaas_plugin.py"))
-    generator = plugin.DfaasGenerator(
+    monkeypatch.setattr(lb_binary, "__file__", str(tmp_path / "a" / "b" / "c" / "binary.py"))
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(), environ=dict(fake_env, LB_DFAAS_BIN="", PATH="")
     )
-    with pytest.raises(plugin.BinaryNotFound, match="PATH"):
+    with pytest.raises(lb_binary.BinaryNotFound, match="PATH"):
         generator.prepare()
     assert generator.check_prerequisites() is False
-    with pytest.raises(plugin.WorkloadError, match="not found"):
+    with pytest.raises(lb_generator.WorkloadError, match="not found"):
         generator.start()
 
 
-def test_expected_runtime_asks_the_plan_for_counts_only(fake_env: dict) -> None:
+def test_expected_runtime_is_the_plans_upper_bound_from_counts_only(fake_env: dict) -> None:
     env = dict(fake_env, FAKE_PLAN_ENTRIES="300000")
-    generator, _ = make_generator(
-        env, {"functions": [{"name": "figlet"}], "cooldown": {"max_wait_seconds": 1}}
-    )
-    expected = (
-        300000 * 2 * 5 + 300000 * 2 * (1 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
-    )
-    assert generator.expected_runtime_seconds == expected
+    generator, _ = make_generator(env, {"functions": [{"name": "figlet"}]})
+    # The fake's plan: 300000 entries, 2 iterations of 5 s, a bound of its own.
+    assert generator.expected_runtime_seconds == 300000 * 2 * 5 + 7
 
 
 def test_expected_runtime_is_zero_when_the_plan_fails(fake_env: dict, tmp_path: Path) -> None:
@@ -249,7 +248,7 @@ def test_plugin_without_binary_has_no_playbooks_and_does_not_raise(tmp_path: Pat
 def test_plugin_creates_generators_from_dicts_and_models(fake_env: dict) -> None:
     dfaas = plugin.DfaasPlugin(environ=fake_env)
     from_dict = dfaas.create_generator({"k6_host": "10.0.0.2"})
-    assert plugin.config_payload(from_dict.config)["k6_host"] == "10.0.0.2"
+    assert lb_context.config_payload(from_dict.config)["k6_host"] == "10.0.0.2"
     model = dfaas.config_cls(k6_port=2222)
     assert dfaas.create_generator(model).config is model
     assert (dfaas.name, isinstance(dfaas.description, str)) == ("dfaas", True)

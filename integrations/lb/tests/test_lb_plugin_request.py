@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import lb_dfaas_plugin as plugin
+from lb_dfaas_plugin import binary as lb_binary
+from lb_dfaas_plugin import context as lb_context
+from lb_dfaas_plugin import plugin
 
 
 class LBEventLogHandler(logging.Handler):
@@ -54,7 +56,7 @@ def test_config_payload_passes_every_field_but_drops_none() -> None:
         max_retries=2,
         tags=["a"],
     )
-    assert plugin.config_payload(config) == {
+    assert lb_context.config_payload(config) == {
         "k6_host": "10.0.0.9",
         "functions": [{"name": "figlet", "headers": {"X-A": "1"}}],
         "rate_strategy": {"type": "random", "count": 3},
@@ -66,13 +68,22 @@ def test_config_payload_passes_every_field_but_drops_none() -> None:
 
 
 def test_build_request_has_config_and_known_context_fields_only() -> None:
-    context = plugin.RunContext(host="node1", run_id="run-1", repetition=2, total_repetitions=3)
-    request = plugin.build_request({"functions": [{"name": "env"}], "duration": None}, context)
+    context = lb_context.RunContext(host="node1", run_id="run-1", repetition=2, total_repetitions=3)
+    request = lb_context.build_request({"functions": [{"name": "env"}], "duration": None}, context)
     assert request == {
         "config": {"functions": [{"name": "env"}]},
         "context": {"host": "node1", "run_id": "run-1", "repetition": 2, "total_repetitions": 3},
     }
     json.dumps(request)  # serialisable as is
+
+
+def test_the_package_registers_one_plugin_per_workload_name() -> None:
+    import lb_dfaas_plugin
+
+    assert [p.name for p in plugin.PLUGINS] == ["dfaas"]
+    assert plugin.PLUGIN in plugin.PLUGINS
+    # What lb takes when it imports the package itself as the entry point.
+    assert lb_dfaas_plugin.PLUGINS is plugin.PLUGINS
 
 
 def test_config_model_accepts_unknown_fields_and_dumps_them() -> None:
@@ -99,8 +110,8 @@ def test_context_from_lb_ansible_environment(tmp_path: Path) -> None:
     config_file = tmp_path / "benchmark_config.generated.json"
     config_file.write_text(json.dumps({"output_dir": str(tmp_path / "out" / "target1")}))
     env = dict(ANSIBLE_ENV, LB_BENCH_CONFIG_PATH=str(config_file))
-    context = plugin.discover_context({}, env, [])
-    assert context == plugin.RunContext(
+    context = lb_context.discover_context({}, env, [])
+    assert context == lb_context.RunContext(
         host="target1",
         host_address="10.0.0.5",
         workload="dfaas",
@@ -120,7 +131,7 @@ def test_bench_config_output_dir_is_scoped_by_run_id_when_not_already(tmp_path: 
         "LB_RUN_ID": "run-7",
         "LB_BENCH_CONFIG_PATH": str(config_file),
     }
-    context = plugin.discover_context({}, env, [])
+    context = lb_context.discover_context({}, env, [])
     assert context.output_dir == str((tmp_path / "results" / "run-7" / "dfaas_big").resolve())
 
 
@@ -131,7 +142,7 @@ def test_in_process_runner_handlers_win_over_environment(tmp_path: Path) -> None
     ]
     env = dict(ANSIBLE_ENV)
     del env["LB_RUN_STOP_FILE"]
-    context = plugin.discover_context({}, env, handlers, stop_file="STOP")
+    context = lb_context.discover_context({}, env, handlers, stop_file="STOP")
     assert (context.run_id, context.host, context.workload) == ("run-9", "hostA", "dfaas_small")
     assert (context.repetition, context.total_repetitions) == (1, 4)
     assert context.host_address == "10.0.0.5"  # only the environment knows it
@@ -144,7 +155,7 @@ def test_custom_jsonl_template_is_not_inverted(tmp_path: Path) -> None:
         JsonlFile(tmp_path / "root" / "logs" / "runner-hostA.jsonl"),
         LBEventLogHandler("run-9", "hostA", "dfaas", 1, 1),
     ]
-    context = plugin.discover_context(
+    context = lb_context.discover_context(
         {}, {"LB_JSONL_LOG_PATH": "/var/log/{run_id}.jsonl"}, handlers
     )
     assert context.output_dir is None
@@ -155,17 +166,17 @@ def test_config_output_dir_is_left_to_the_binary(tmp_path: Path) -> None:
         JsonlFile(tmp_path / "logs" / "runner-h.jsonl"),
         LBEventLogHandler("run-1", "h", "dfaas", 1, 1),
     ]
-    context = plugin.discover_context({"output_dir": "/data/mine"}, {}, handlers)
+    context = lb_context.discover_context({"output_dir": "/data/mine"}, {}, handlers)
     assert context.output_dir is None
     assert context.run_id == "run-1"
 
 
 def test_no_lb_at_all_gives_an_empty_context() -> None:
-    assert plugin.discover_context({}, {}, []).as_json() == {}
+    assert lb_context.discover_context({}, {}, []).as_json() == {}
 
 
 def test_bad_numbers_in_environment_are_ignored() -> None:
-    context = plugin.discover_context(
+    context = lb_context.discover_context(
         {}, {"LB_RUN_REPETITION": "two", "LB_RUN_TOTAL_REPS": "0"}, []
     )
     assert context.repetition is None and context.total_repetitions is None
@@ -183,61 +194,67 @@ def _executable(path: Path) -> Path:
 
 @pytest.fixture
 def layout(tmp_path: Path) -> Path:
-    """A repository-shaped tree: <repo>/integrations/lb/lb_dfaas_plugin.py."""
-    plugin_file = tmp_path / "repo" / "integrations" / "lb" / "lb_dfaas_plugin.py"
-    plugin_file.parent.mkdir(parents=True)
-    plugin_file.write_text("")
-    return plugin_file
+    """The plugin directory of a repository-shaped tree:
+    <repo>/integrations/lb/ holding the package lb_dfaas_plugin/."""
+    directory = tmp_path / "repo" / "integrations" / "lb"
+    (directory / "lb_dfaas_plugin").mkdir(parents=True)
+    return directory
 
 
 def test_binary_from_env_wins(layout: Path, tmp_path: Path) -> None:
     explicit = _executable(tmp_path / "elsewhere" / "lb-dfaas")
-    _executable(layout.parent / "bin" / "lb-dfaas")
-    assert plugin.find_binary({"LB_DFAAS_BIN": str(explicit)}, layout) == explicit
+    _executable(layout / "bin" / "lb-dfaas")
+    assert lb_binary.find_binary({"LB_DFAAS_BIN": str(explicit)}, layout) == explicit
 
 
 def test_binary_env_pointing_nowhere_is_an_error(layout: Path, tmp_path: Path) -> None:
-    _executable(layout.parent / "bin" / "lb-dfaas")
-    with pytest.raises(plugin.BinaryNotFound, match="LB_DFAAS_BIN=.*not an executable"):
-        plugin.find_binary({"LB_DFAAS_BIN": str(tmp_path / "missing")}, layout)
+    _executable(layout / "bin" / "lb-dfaas")
+    with pytest.raises(lb_binary.BinaryNotFound, match="LB_DFAAS_BIN=.*not an executable"):
+        lb_binary.find_binary({"LB_DFAAS_BIN": str(tmp_path / "missing")}, layout)
 
 
 def test_binary_next_to_the_plugin(layout: Path) -> None:
-    beside = _executable(layout.parent / "bin" / "lb-dfaas")
-    _executable(layout.parents[2] / "target" / "release" / "lb-dfaas")
-    assert plugin.find_binary({"PATH": ""}, layout) == beside
+    beside = _executable(layout / "bin" / "lb-dfaas")
+    _executable(layout.parents[1] / "target" / "release" / "lb-dfaas")
+    assert lb_binary.find_binary({"PATH": ""}, layout) == beside
 
 
 def test_binary_from_the_repository_build_newest_first(layout: Path) -> None:
-    release = _executable(layout.parents[2] / "target" / "release" / "lb-dfaas")
-    debug = _executable(layout.parents[2] / "target" / "debug" / "lb-dfaas")
+    release = _executable(layout.parents[1] / "target" / "release" / "lb-dfaas")
+    debug = _executable(layout.parents[1] / "target" / "debug" / "lb-dfaas")
     os.utime(release, (1_000_000, 1_000_000))
-    assert plugin.find_binary({"PATH": ""}, layout) == debug
+    assert lb_binary.find_binary({"PATH": ""}, layout) == debug
     os.utime(debug, (500_000, 500_000))
-    assert plugin.find_binary({"PATH": ""}, layout) == release
+    assert lb_binary.find_binary({"PATH": ""}, layout) == release
 
 
 def test_binary_from_path(layout: Path, tmp_path: Path) -> None:
     on_path = _executable(tmp_path / "pathdir" / "lb-dfaas")
-    assert plugin.find_binary({"PATH": str(on_path.parent)}, layout) == on_path
+    assert lb_binary.find_binary({"PATH": str(on_path.parent)}, layout) == on_path
 
 
 def test_missing_binary_error_names_all_three_places(layout: Path) -> None:
-    with pytest.raises(plugin.BinaryNotFound) as info:
-        plugin.find_binary({"PATH": ""}, layout)
+    with pytest.raises(lb_binary.BinaryNotFound) as info:
+        lb_binary.find_binary({"PATH": ""}, layout)
     message = str(info.value)
     assert "LB_DFAAS_BIN" in message
-    assert str(layout.parent / "bin" / "lb-dfaas") in message
-    assert str(layout.parents[2] / "target" / "release" / "lb-dfaas") in message
+    assert str(layout / "bin" / "lb-dfaas") in message
+    assert str(layout.parents[1] / "target" / "release" / "lb-dfaas") in message
     assert "PATH" in message
 
 
+def test_the_plugin_directory_is_the_one_holding_the_package() -> None:
+    # integrations/lb/ here, as _user/lb_dfaas_plugin/ where lb-install puts it.
+    assert lb_binary.plugin_dir() == Path(__file__).resolve().parents[1]
+    assert (lb_binary.plugin_dir() / "lb_dfaas_plugin" / "plugin.py").is_file()
+
+
 def test_non_executable_file_is_not_taken(layout: Path) -> None:
-    beside = layout.parent / "bin" / "lb-dfaas"
+    beside = layout / "bin" / "lb-dfaas"
     beside.parent.mkdir()
     beside.write_text("not executable")
-    with pytest.raises(plugin.BinaryNotFound):
-        plugin.find_binary({"PATH": ""}, layout)
+    with pytest.raises(lb_binary.BinaryNotFound):
+        lb_binary.find_binary({"PATH": ""}, layout)
 
 
 # -- result mapping --------------------------------------------------------
@@ -257,7 +274,7 @@ def _doc(**overrides: object) -> bytes:
 
 
 def test_successful_result_is_kept_whole() -> None:
-    result = plugin.map_run_result(0, _doc(), [])
+    result = lb_binary.map_run_result(0, _doc(), [])
     assert result["success"] is True and result["returncode"] == 0 and result["error"] is None
     assert result["dfaas_functions"] == ["figlet"]
 
@@ -268,7 +285,7 @@ def test_protocol_error_object_becomes_lb_error_fields() -> None:
         "message": "k6 host unreachable",
         "context": {"host": "10.0.0.2"},
     }
-    result = plugin.map_run_result(3, _doc(returncode=3, success=False, error=error), ["x"])
+    result = lb_binary.map_run_result(3, _doc(returncode=3, success=False, error=error), ["x"])
     assert result["error"] == "k6 host unreachable"
     assert result["error_type"] == "environment"
     assert result["error_context"] == {"host": "10.0.0.2"}
@@ -276,14 +293,14 @@ def test_protocol_error_object_becomes_lb_error_fields() -> None:
 
 
 def test_nonzero_exit_without_error_gets_one() -> None:
-    result = plugin.map_run_result(1, _doc(returncode=1, success=True), ["last words"])
+    result = lb_binary.map_run_result(1, _doc(returncode=1, success=True), ["last words"])
     assert result["success"] is False
     assert "exit code 1" in result["error"]
     assert result["error_context"]["stderr_tail"] == ["last words"]
 
 
 def test_process_exit_code_is_the_returncode() -> None:
-    result = plugin.map_run_result(130, _doc(returncode=0, interrupted=True), [])
+    result = lb_binary.map_run_result(130, _doc(returncode=0, interrupted=True), [])
     assert result["returncode"] == 130 and result["success"] is False
 
 
@@ -299,7 +316,7 @@ def test_process_exit_code_is_the_returncode() -> None:
 def test_non_json_stdout_is_a_clear_error_result(
     stdout: bytes, returncode: int, expected: str
 ) -> None:
-    result = plugin.map_run_result(returncode, stdout, ["fatal: boom"])
+    result = lb_binary.map_run_result(returncode, stdout, ["fatal: boom"])
     assert result["success"] is False
     assert result["returncode"] == returncode
     assert result["error_type"] == "OutputParseError"
@@ -308,7 +325,7 @@ def test_non_json_stdout_is_a_clear_error_result(
 
 
 def test_validation_reasons_from_the_protocol_error() -> None:
-    assert plugin.validation_reasons(0, '{"ok": true, "warnings": []}') == []
+    assert lb_binary.validation_reasons(0, '{"ok": true, "warnings": []}') == []
     rejected = {
         "ok": False,
         "error": {
@@ -322,25 +339,20 @@ def test_validation_reasons_from_the_protocol_error() -> None:
             },
         },
     }
-    assert plugin.validation_reasons(2, json.dumps(rejected)) == [
+    assert lb_binary.validation_reasons(2, json.dumps(rejected)) == [
         "functions[0].name: not a valid name",
         "iterations: must be >= 1",
     ]
     bare = {"ok": False, "error": {"type": "invalid_input", "message": "bad JSON at line 1"}}
-    assert plugin.validation_reasons(2, json.dumps(bare)) == ["bad JSON at line 1"]
-    assert plugin.validation_reasons(2, "nope")[0].startswith("lb-dfaas validate printed no JSON")
-    assert plugin.validation_reasons(0, '{"ok": false}') != []
-    assert plugin.validation_reasons(2, '{"ok": true}') != []
+    assert lb_binary.validation_reasons(2, json.dumps(bare)) == ["bad JSON at line 1"]
+    assert lb_binary.validation_reasons(2, "nope")[0].startswith("lb-dfaas validate printed no JSON")
+    assert lb_binary.validation_reasons(0, '{"ok": false}') != []
+    assert lb_binary.validation_reasons(2, '{"ok": true}') != []
 
 
-def test_runtime_upper_bound_adds_cooldown_and_overheads() -> None:
-    head = {"estimated_runtime_seconds": 60, "to_run": 4, "iterations": 3}
-    bound = plugin.runtime_upper_bound_s(head, {"cooldown": {"max_wait_seconds": 10}})
-    assert bound == 60 + 4 * 3 * (10 + plugin.ITERATION_OVERHEAD_S) + plugin.RUN_OVERHEAD_S
-    default_bound = plugin.runtime_upper_bound_s(head, {})
-    assert (
-        default_bound
-        == 60
-        + 4 * 3 * (plugin.DEFAULT_COOLDOWN_MAX_WAIT_S + plugin.ITERATION_OVERHEAD_S)
-        + plugin.RUN_OVERHEAD_S
-    )
+def test_runtime_upper_bound_is_the_plans() -> None:
+    head = {"estimated_runtime_seconds": 60, "to_run": 4, "runtime_upper_bound_seconds": 1140}
+    assert lb_binary.runtime_upper_bound_s(head) == 1140
+    for stale in ({"estimated_runtime_seconds": 60}, {"runtime_upper_bound_seconds": "9"}):
+        with pytest.raises(lb_binary.LbDfaasError, match="runtime_upper_bound_seconds"):
+            lb_binary.runtime_upper_bound_s(stale)

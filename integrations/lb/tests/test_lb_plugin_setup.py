@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from lb_plugin_testing import wait_for
 
-import lb_dfaas_plugin as plugin
+from lb_dfaas_plugin import context as lb_context
+from lb_dfaas_plugin import generator as lb_generator
+from lb_dfaas_plugin import plugin
 
 # -- extra vars ----------------------------------------------------------
 
@@ -61,7 +63,7 @@ def test_setup_extravars_without_lb_target_setup_or_binary(
     # An LB_DFAAS_BIN that points nowhere: no binary, no manifest.
     dfaas = plugin.DfaasPlugin(environ={"LB_DFAAS_BIN": str(tmp_path / "missing")})
 
-    with caplog.at_level(logging.INFO, logger=plugin.__name__):
+    with caplog.at_level(logging.INFO, logger="lb_dfaas_plugin"):
         extravars = dfaas.get_ansible_setup_extravars()
 
     assert extravars == {"dfaas_settings_section": "dfaas"}
@@ -98,7 +100,7 @@ def recorded_key(fake_env: dict, home: Path, tmp_path: Path, key: str | None) ->
     config = {"functions": [{"name": "figlet"}], "fake": {"mode": "ok", "record": str(record)}}
     if key is not None:
         config["k6_ssh_key"] = key
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(**config), environ=dict(fake_env, HOME=str(home)), event_writer=lambda _: None
     )
     generator.prepare()
@@ -113,7 +115,7 @@ def test_missing_configured_key_is_replaced_by_the_target_copy(
 ) -> None:
     home = target_home(tmp_path, with_copy=True)
 
-    with caplog.at_level(logging.INFO, logger=plugin.__name__):
+    with caplog.at_level(logging.INFO, logger="lb_dfaas_plugin"):
         key = recorded_key(fake_env, home, tmp_path, "~/.ssh/controller_only_key")
 
     assert key == str(home / ".ssh" / "dfaas_k6_key")
@@ -140,9 +142,9 @@ def test_key_is_kept_without_a_copy_or_without_a_key(fake_env: dict, tmp_path: P
 
 def test_key_fallback_rule() -> None:
     home = Path("/nonexistent-home")
-    assert plugin.k6_ssh_key_fallback({}, home) is None
-    assert plugin.k6_ssh_key_fallback({"k6_ssh_key": "  "}, home) is None
-    assert plugin.k6_ssh_key_fallback({"k6_ssh_key": "~/.ssh/x"}, home) is None  # no copy either
+    assert lb_context.k6_ssh_key_fallback({}, home) is None
+    assert lb_context.k6_ssh_key_fallback({"k6_ssh_key": "  "}, home) is None
+    assert lb_context.k6_ssh_key_fallback({"k6_ssh_key": "~/.ssh/x"}, home) is None  # no copy either
 
 
 # -- events ----------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_key_fallback_rule() -> None:
 def test_terminal_status_becomes_running_with_its_message(status: str) -> None:
     event = {"run_id": "r", "workload": "dfaas", "repetition": 1, "status": status, "message": "finished"}
 
-    line, rewritten = plugin.forwardable_event("LB_EVENT " + json.dumps(event))
+    line, rewritten = lb_generator.forwardable_event("LB_EVENT " + json.dumps(event))
 
     assert rewritten is True
     assert line is not None and line.startswith("LB_EVENT ")
@@ -162,12 +164,12 @@ def test_terminal_status_becomes_running_with_its_message(status: str) -> None:
 def test_other_events_are_forwarded_unchanged() -> None:
     for event in ({"status": "running", "message": "m"}, {"type": "log", "message": "k6"}, {}):
         line = "LB_EVENT " + json.dumps(event)
-        assert plugin.forwardable_event(line) == (line, False)
+        assert lb_generator.forwardable_event(line) == (line, False)
 
 
 @pytest.mark.parametrize("payload", ["not json", "[1, 2]", '"done"', "", '{"status": "done"'])
 def test_non_object_events_are_dropped(payload: str) -> None:
-    assert plugin.forwardable_event("LB_EVENT " + payload) == (None, False)
+    assert lb_generator.forwardable_event("LB_EVENT " + payload) == (None, False)
 
 
 def test_pump_rewrites_terminal_events_and_drops_malformed_ones(
@@ -181,11 +183,11 @@ def test_pump_rewrites_terminal_events_and_drops_malformed_ones(
     ]
     config = {"functions": [{"name": "figlet"}], "fake": {"mode": "ok", "raw_stderr": raw}}
     events: list[str] = []
-    generator = plugin.DfaasGenerator(
+    generator = lb_generator.DfaasGenerator(
         plugin.DfaasConfig(**config), environ=fake_env, event_writer=events.append
     )
 
-    with caplog.at_level(logging.WARNING, logger=plugin.__name__):
+    with caplog.at_level(logging.WARNING, logger="lb_dfaas_plugin"):
         generator.prepare()
         generator.start()
         wait_for(lambda: not generator._is_running)
