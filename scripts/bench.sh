@@ -10,7 +10,8 @@
 # to the testbed benchmark (e.g. --only overhead --iterations 30).
 #
 # Environment: BENCH_TESTBED_ID (20), BENCH_OUTPUT (target/bench-report.txt),
-# BENCH_SKIP_CRITERION=1 to run only the testbed benchmark.
+# BENCH_SKIP_CRITERION=1 to run only the testbed benchmark, BENCH_RC_K6HOST_ID
+# (ID + 100) for the k6 host with a login shell that runs ~/.bashrc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +66,14 @@ fi
 export TESTBED_SKIP_SHELL_RC=1
 export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32}
 export GATEWAY_BIN=$PWD/target/release/dfaas-test-gateway
+# A second k6 host whose root login shell runs ~/.bashrc (pyenv init here,
+# ~250 ms per remote command), as on a researcher's own machine; the
+# overhead section measures ours and Ansible on it too. It reaches the
+# gateway through the host (a default route into the root namespace).
+RC_ID=${BENCH_RC_K6HOST_ID:-$((ID + 100))}
 teardown() {
     testbed/testbed.sh down "$ID" >/dev/null 2>&1 || echo "bench.sh: testbed down $ID failed" >&2
+    testbed/k6host.sh down "$RC_ID" >/dev/null 2>&1 || echo "bench.sh: k6host down $RC_ID failed" >&2
 }
 trap teardown EXIT
 testbed/testbed.sh down "$ID"
@@ -74,6 +81,12 @@ testbed/testbed.sh up "$ID"
 set -a
 eval "$(testbed/testbed.sh env "$ID")"
 set +a
+testbed/k6host.sh down "$RC_ID"
+TESTBED_SKIP_SHELL_RC=0 testbed/k6host.sh up "$RC_ID"
+ip netns exec "lbd-k6-$RC_ID" ip route replace default via "10.211.$RC_ID.1"
+while IFS='=' read -r name value; do
+    export "RC_$name=$(eval "printf '%s' $value")"
+done < <(testbed/k6host.sh env "$RC_ID")
 
 echo | report
 echo "## testbed benchmark: cargo bench --bench testbed -- $*" | report

@@ -702,3 +702,119 @@ async fn the_next_start_cleans_up_what_a_killed_run_left() {
     next.close().await.unwrap();
     assert!(!alive_dir.exists());
 }
+
+/// A script that prints one numbered line every 50 ms for `duration`.
+fn counting_script(duration: &str) -> String {
+    format!(
+        r#"import {{ sleep }} from "k6";
+export const options = {{ scenarios: {{ idle: {{ executor: "constant-vus", vus: 1, duration: "{duration}" }} }} }};
+let n = 0;
+export default function () {{ console.log("line-" + n); n += 1; sleep(0.05); }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = idle_script("1s");
+    let tags = BTreeMap::new();
+    let job = job("run-p", "cfg", &script, &tags);
+    let before_prepare = runner.remote_commands();
+    runner.prepare(&job, &Stop::never()).await.unwrap();
+    let prepared = runner.remote_commands();
+    assert_eq!(prepared - before_prepare, 1, "preparing is one command");
+    // Nothing starts before the run: the script is there, k6 is not.
+    let workspace = root.path().join("node1/run-p/cfg");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("script.js")).unwrap(),
+        script
+    );
+    assert!(!workspace.join("k6.pid").exists());
+
+    let run = runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
+    assert_eq!(run.exit_code, 0);
+    assert_eq!(
+        runner.remote_commands(),
+        prepared,
+        "the prepared run launched no further command"
+    );
+    let cpu = run.generator_cpu.expect("the generator's CPU use");
+    assert!((0.0..=1.0).contains(&cpu.busy), "{cpu:?}");
+    assert!(cpu.cores >= 1, "{cpu:?}");
+
+    // Unprepared, the run launches its one command itself.
+    let job = crate::job("run-p", "cfg2", &script, &tags);
+    let before = runner.remote_commands();
+    runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
+    assert_eq!(runner.remote_commands() - before, 1);
+
+    // A prepared job that is not the one run is dropped, and its remote
+    // command starts nothing.
+    let other = crate::job("run-p", "cfg3", &script, &tags);
+    runner.prepare(&other, &Stop::never()).await.unwrap();
+    runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!root.path().join("node1/run-p/cfg3/k6.pid").exists());
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_run_is_picked_up_with_the_whole_log() {
+    let testbed = Testbed::acquire(8);
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), testbed.options())
+        .await
+        .unwrap();
+    let script = counting_script("3s");
+    let tags = BTreeMap::new();
+    let job = job("run-d", "cfg", &script, &tags);
+    let socket = runner.control_socket().unwrap().to_path_buf();
+    let workspace = root.path().join("node1/run-d/cfg");
+    let killer = {
+        let workspace = workspace.clone();
+        tokio::spawn(async move {
+            // Once k6 runs and logs, the master goes away under the stream.
+            while !std::fs::read_to_string(workspace.join("k6.log"))
+                .unwrap_or_default()
+                .contains("line-5")
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let exit = Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "k6host"])
+                .output()
+                .unwrap();
+            assert!(exit.status.success());
+        })
+    };
+    let mut lines = Vec::new();
+    let run = runner
+        .run(
+            &job,
+            &mut |line: &str| lines.push(line.to_string()),
+            &Stop::never(),
+        )
+        .await
+        .unwrap();
+    killer.await.unwrap();
+    assert_eq!(run.exit_code, 0);
+    assert!(
+        run.summary["metrics"]["iterations"]["count"]
+            .as_u64()
+            .unwrap()
+            > 10
+    );
+    // Every log line came through once, in order, across the reconnect.
+    let log = std::fs::read_to_string(workspace.join("k6.log")).unwrap();
+    let log_lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines, log_lines);
+    assert!(lines.iter().any(|l| l.contains("line-20")), "{lines:?}");
+    runner.close().await.unwrap();
+}

@@ -83,6 +83,31 @@ impl Testbed {
         }))
     }
 
+    /// The same testbed with the k6 host that `testbed/k6host.sh env`
+    /// printed under `prefix` (e.g. `RC_K6_HOST`), `None` when it is not
+    /// set: scripts/bench.sh starts one whose root shell runs `~/.bashrc`.
+    pub fn with_k6_host_from(&self, prefix: &str) -> Result<Option<Testbed>> {
+        let var = |name: &str| {
+            std::env::var(format!("{prefix}{name}"))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
+        let Some(host) = var("K6_HOST") else {
+            return Ok(None);
+        };
+        let need = |name: &str| {
+            var(name).ok_or_else(|| anyhow!("{prefix}K6_HOST is set but {prefix}{name} is not"))
+        };
+        let mut other = self.clone();
+        other.k6_host = host;
+        other.k6_port = need("K6_PORT")?.parse().context("the k6 port")?;
+        other.k6_user = need("K6_USER")?;
+        other.k6_ssh_key = PathBuf::from(need("K6_SSH_KEY")?);
+        other.k6_known_hosts = PathBuf::from(need("K6_KNOWN_HOSTS")?);
+        other.k6_state_dir = PathBuf::from(need("K6HOST_STATE_DIR")?);
+        Ok(Some(other))
+    }
+
     /// The k6 target of [`lb_dfaas::k6::runner::K6Runner`], workspaces
     /// under `workspace_root` (the namespace shares this file system).
     pub fn k6_target(&self, workspace_root: &str) -> K6Host {
@@ -106,6 +131,9 @@ impl Testbed {
         RunnerOptions {
             known_hosts_file: Some(self.k6_known_hosts.clone()),
             host_key_check: HostKeyCheck::Strict,
+            // The testbed's own k6, not whatever a login shell's start-up
+            // files put first on PATH (a pyenv shim, here).
+            k6_command: self.k6_binary().display().to_string(),
             ..RunnerOptions::default()
         }
     }

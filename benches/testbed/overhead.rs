@@ -7,9 +7,16 @@
 //! - (0) k6 alone: the same k6 binary as a local process, no SSH at all —
 //!   the part of every method's overhead that is k6's own start and exit;
 //! - (a) ours: one [`K6Runner`] (one multiplexed SSH master, connected
-//!   once), per iteration `run()` (upload, start detached, poll, fetch the
-//!   summary), `summary::parse`, the gateway replicas GET and the
+//!   once); per iteration `prepare()` before the clock starts (the
+//!   campaign calls it before the cooldown: one remote command that
+//!   receives the script and waits), then, timed, `run()` (the word to
+//!   start; k6's log, exit status and summary stream back on the same
+//!   command), `summary::parse`, the gateway replicas GET and the
 //!   Prometheus iteration queries of [`Meter`], as the campaign does;
+//!   remote commands launched inside the timed part are counted;
+//! - (a') and (c') the same as (a) and (c) on a second k6 host whose
+//!   root login shell runs `~/.bashrc` (pyenv init, ~250 ms per remote
+//!   command), when scripts/bench.sh started one (`RC_K6_HOST`);
 //! - (b) a fresh `ssh` process per step (upload, run k6, fetch summary:
 //!   three connections, no ControlMaster), same key and known_hosts;
 //! - (c) `ansible-playbook benches/ansible/run_k6.yml` per iteration
@@ -64,6 +71,10 @@ struct Sample {
     /// Ours only: readings that came back NaN (each retried up to the
     /// meter's budget before giving up).
     nan_readings: usize,
+    /// Ours only: remote commands launched in the timed part.
+    commands: u64,
+    /// Ours only: `prepare()`, before the clock starts.
+    prepare_ms: f64,
 }
 
 impl Sample {
@@ -137,6 +148,19 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
     let mut ours = Ours::connect(testbed, &root.join("ours")).await?;
     let fresh = FreshSsh::new(testbed, root.join("ssh"));
     let ansible = Ansible::new(testbed, root)?;
+    let rc_testbed = testbed.with_k6_host_from("RC_")?;
+    let mut ours_rc = match &rc_testbed {
+        Some(tb) => Some(Ours::connect(tb, &root.join("ours-rc")).await?),
+        None => None,
+    };
+    let ansible_rc = match &rc_testbed {
+        Some(tb) => {
+            let dir = root.join("rc");
+            std::fs::create_dir_all(&dir).context("creating the rc work directory")?;
+            Some(Ansible::new(tb, &dir)?)
+        }
+        None => None,
+    };
 
     let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
     for round in 0..=settings.iterations {
@@ -158,6 +182,26 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
         if entry.active() && round <= settings.ansible_iterations {
             entry.record(ansible.iteration(&script_file, &id).await, keep);
         }
+        if let Some(ours_rc) = &mut ours_rc {
+            let entry = series.entry(OURS_RC).or_default();
+            if entry.active() {
+                entry.record(ours_rc.iteration(&script, &id).await, keep);
+            }
+        }
+        if let Some(ansible_rc) = &ansible_rc {
+            let entry = series.entry(ANSIBLE_RC).or_default();
+            if entry.active() && round <= settings.ansible_iterations {
+                entry.record(ansible_rc.iteration(&script_file, &id).await, keep);
+            }
+        }
+    }
+    if let Some(ours_rc) = ours_rc {
+        if let Err(e) = ours_rc.runner.close().await {
+            println!("warning: closing the SSH master (rc host): {e}");
+        }
+    }
+    if let Some(ansible_rc) = ansible_rc {
+        ansible_rc.close().await;
     }
     let round_trips = round_trips(&ours, &fresh).await;
     if let Err(e) = ours.runner.close().await {
@@ -175,6 +219,8 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
         (OURS, "(a) ours: K6Runner, one SSH master"),
         (FRESH_SSH, "(b) fresh ssh per step (3 connections)"),
         (ANSIBLE, "(c) ansible-playbook per iteration"),
+        (OURS_RC, "(a') ours, k6 host shell start-up ~250 ms"),
+        (ANSIBLE_RC, "(c') ansible-playbook, same host as (a')"),
     ] {
         let Some(s) = series.get(key) else { continue };
         let overhead = s.values(Sample::overhead_ms);
@@ -197,9 +243,22 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
     let local_s = series.get(LOCAL).unwrap_or(&default);
     let fresh_s = series.get(FRESH_SSH).unwrap_or(&default);
     let ansible_s = series.get(ANSIBLE).unwrap_or(&default);
+    for (key, label) in [(OURS, "(a)"), (OURS_RC, "(a')")] {
+        let Some(s) = series.get(key).filter(|s| !s.samples.is_empty()) else {
+            continue;
+        };
+        let commands = s.values(|x| x.commands as f64);
+        println!(
+            "    {label} remote commands launched per iteration between the end of the cooldown and the row: \
+             median {}, max {}; prepare() before the cooldown: median {} ms",
+            number(median(&commands)),
+            number(crate::report::quantile(&commands, 1.0)),
+            number(median(&s.values(|x| x.prepare_ms))),
+        );
+    }
     if !ours_s.samples.is_empty() {
         println!(
-            "    (a) breakdown, medians: runner.run − k6 run {} ms (upload, start, poll, fetch, k6 start/exit); \
+            "    (a) breakdown, medians: runner.run − k6 run {} ms (the word to start, k6 start/exit, the stream's end); \
              replicas GET {} ms; Prometheus iteration queries {} ms ({} NaN readings in {} iterations)",
             number(median(&ours_s.values(|x| x.runner_ms - x.k6_ms))),
             number(median(&ours_s.values(|x| x.replicas_ms))),
@@ -244,6 +303,24 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
         Goal::AtLeast(50.0),
         "×",
     ));
+    if let (Some(ours_rc), Some(ansible_rc)) = (series.get(OURS_RC), series.get(ANSIBLE_RC)) {
+        println!(
+            "ratio of median overhead on the host with shell start-up: (c')/(a') = {}×",
+            number(ansible_rc.overhead_median() / ours_rc.overhead_median())
+        );
+        targets.push(Target::new(
+            "1a' ours, k6 host shell start-up ~250 ms: median overhead per iteration",
+            ours_rc.overhead_median(),
+            Goal::AtMost(100.0),
+            " ms",
+        ));
+        targets.push(Target::new(
+            "1c' ansible-per-iteration ÷ ours, same host with shell start-up",
+            ansible_rc.overhead_median() / ours_rc.overhead_median(),
+            Goal::AtLeast(50.0),
+            "×",
+        ));
+    }
     Ok(())
 }
 
@@ -251,6 +328,8 @@ const LOCAL: &str = "0-local";
 const OURS: &str = "a-ours";
 const FRESH_SSH: &str = "b-ssh";
 const ANSIBLE: &str = "c-ansible";
+const OURS_RC: &str = "d-ours-rc";
+const ANSIBLE_RC: &str = "e-ansible-rc";
 
 /// (0) The k6 binary the k6 host runs, started here directly.
 struct LocalK6 {
@@ -400,9 +479,15 @@ impl Ours {
             max_runtime: script.duration + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(60),
         };
         let functions: Vec<_> = script.pairs.iter().map(|(f, _)| f.clone()).collect();
+        // What the campaign does before the cooldown.
+        let preparing = Instant::now();
+        self.runner.prepare(&job, &Stop::never()).await?;
+        let prepare_ms = ms(preparing.elapsed());
+        let commands_before = self.runner.remote_commands();
         let started = Instant::now();
         let run = self.runner.run(&job, &mut |_| {}, &Stop::never()).await?;
         let runner_done = Instant::now();
+        let commands = self.runner.remote_commands() - commands_before;
         let outcomes = summary::parse(&run.summary, &script.pairs, script.duration)?;
         let replicas = self.gateway.replicas().await;
         let replicas_done = Instant::now();
@@ -425,6 +510,8 @@ impl Ours {
             replicas_ms: ms(replicas_done - runner_done),
             metrics_ms: ms(wall - (replicas_done - started)),
             nan_readings: readings.iter().filter(|v| v.is_nan()).count(),
+            commands,
+            prepare_ms,
         })
     }
 }
@@ -596,6 +683,8 @@ impl Ansible {
             ),
             // The namespace shares this file system: the same interpreter is there.
             "ansible_python_interpreter": python,
+            // The testbed's k6, as ours runs (not a shim first on PATH).
+            "bench_k6": testbed.k6_binary(),
         }}}});
         std::fs::write(&inventory, serde_json::to_vec_pretty(&hosts)?)
             .context("writing the inventory")?;

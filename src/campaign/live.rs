@@ -53,6 +53,22 @@ impl<'a> RemoteK6<'a> {
 }
 
 impl LoadGenerator for RemoteK6<'_> {
+    async fn prepare(&mut self, job: LoadJob<'_>, stop: &Stop) {
+        let k6_job = K6Job {
+            host: &self.ctx.host,
+            run_id: &self.ctx.run_id,
+            config_id: job.config_id,
+            script: job.script,
+            outputs: self.outputs,
+            tags: &self.tags,
+            max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
+        };
+        // Not prepared: `run` launches the command itself.
+        if let Err(e) = self.runner.prepare(&k6_job, stop).await {
+            tracing::debug!("preparing the k6 run ahead of the cooldown: {e}");
+        }
+    }
+
     async fn run(
         &mut self,
         job: LoadJob<'_>,

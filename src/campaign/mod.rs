@@ -547,24 +547,27 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         script: &str,
     ) -> Result<IterationEnd, CampaignError> {
         let observer = self.campaign.observer;
-        observer.observe(&Progress::CooldownStarted { id, iteration });
-        let (idle, rest_seconds) = match self.cool_down().await {
-            Ok(idle) => idle,
-            Err(end) => return Ok(end),
-        };
         let config = self.campaign.config;
-        observer.observe(&Progress::IterationStarted {
-            id,
-            iteration,
-            iterations: config.iterations,
-            rest_seconds,
-        });
         let job = LoadJob {
             config_id: id.as_str(),
             iteration,
             script,
             duration: config.duration,
         };
+        // The generator's remote command is launched before the cooldown,
+        // so that only the word to start is left for after it.
+        self.load.prepare(job, self.stop).await;
+        observer.observe(&Progress::CooldownStarted { id, iteration });
+        let (idle, rest_seconds) = match self.cool_down().await {
+            Ok(idle) => idle,
+            Err(end) => return Ok(end),
+        };
+        observer.observe(&Progress::IterationStarted {
+            id,
+            iteration,
+            iterations: config.iterations,
+            rest_seconds,
+        });
         let mut on_line = move |line: &str| observer.observe(&Progress::K6Line(line));
         let run = match self.load.run(job, &mut on_line, self.stop).await {
             Ok(run) => run,

@@ -53,6 +53,15 @@ pub enum LoadError {
 
 /// Runs k6 scripts.
 pub trait LoadGenerator {
+    /// Gets `job` ready to start at once (called before the cooldown, so
+    /// that the remote command's launch is off the critical path). A
+    /// failure here is not reported: [`LoadGenerator::run`] starts the job
+    /// itself then.
+    fn prepare(&mut self, job: LoadJob<'_>, stop: &Stop) -> impl Future<Output = ()> {
+        let _ = (job, stop);
+        async {}
+    }
+
     /// Runs `job`, handing every k6 output line to `on_line` while it runs;
     /// returns early with [`LoadError::Interrupted`] once `stop` fires,
     /// after the remote k6 is gone.

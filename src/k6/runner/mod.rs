@@ -28,30 +28,36 @@ mod error;
 mod log_lines;
 mod remote;
 mod ssh;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use openssh::{Child, ChildStdin, ChildStdout, Session};
 use serde_json::Value;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
 
 use crate::config::K6Host;
+use crate::k6::saturation::{busy_fraction, parse_proc_stat};
 use crate::stop::Stop;
 pub use error::RunnerError;
 use error::{excerpt, require_success};
 use log_lines::LogLines;
-use remote::{parse_poll, K6Status, Workspace};
+use remote::Workspace;
 use ssh::SshSession;
+use stream::{Exit, StreamReader, Trailer};
 
 /// k6's exit code when thresholds failed.
 const EXIT_THRESHOLDS_FAILED: i32 = 99;
 
-/// Polls in a row that may fail on the transport before the run fails.
-const MAX_POLL_FAILURES: u32 = 3;
-/// Polls that may see k6 gone without its exit status being written yet.
-const MAX_GONE_POLLS: u32 = 20;
-/// Pause after a poll that saw k6 gone, before looking again.
-const GONE_PAUSE: Duration = Duration::from_millis(100);
+/// Streams that may end before k6 (a dropped connection) before the run
+/// fails.
+const MAX_STREAM_FAILURES: u32 = 3;
+/// Most bytes of a remote command's stderr kept.
+const MAX_STDERR_BYTES: u64 = 64 * 1024;
 /// Margin on top of `command_timeout + stop_grace` for the stop program.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
 
@@ -79,9 +85,10 @@ pub struct RunnerOptions {
     pub host_key_check: HostKeyCheck,
     /// known_hosts file to use instead of the user's.
     pub known_hosts_file: Option<PathBuf>,
-    /// Bound on each short remote command (upload, start, poll, fetch).
+    /// Bound on each short remote command (preparing a run, stopping k6).
     pub command_timeout: Duration,
-    /// How often k6's log and status are polled.
+    /// Unused since k6's log is streamed by one command (kept so that
+    /// existing option sets still build).
     pub poll_interval: Duration,
     /// Time between `kill -INT` and `kill -KILL` when stopping k6.
     pub stop_grace: Duration,
@@ -148,13 +155,87 @@ pub struct K6Run {
     pub workspace: String,
     /// Things the caller should report (e.g. thresholds failed).
     pub warnings: Vec<String>,
+    /// The k6 host's CPU use over the k6 window (`None` when it could not
+    /// be read).
+    pub generator_cpu: Option<GeneratorCpu>,
+}
+
+/// The k6 host's CPU use between k6's start and its end, from
+/// `/proc/stat` read by the run's own remote command.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeneratorCpu {
+    /// Share of all its cores busy, in `[0, 1]`.
+    pub busy: f64,
+    pub cores: u32,
+}
+
+impl GeneratorCpu {
+    fn between(start: &str, end: &str) -> Option<GeneratorCpu> {
+        let start = parse_proc_stat(start)?;
+        let end = parse_proc_stat(end)?;
+        Some(GeneratorCpu {
+            busy: busy_fraction(start, end)?,
+            cores: end.cores,
+        })
+    }
 }
 
 /// A k6 started by this runner and not yet seen to end.
 #[derive(Debug, Clone)]
 struct ActiveK6 {
     workspace: Workspace,
-    pid: u32,
+    /// Known once the stream's header came.
+    pid: Option<u32>,
+}
+
+/// A job's remote command, launched and waiting for the word to start k6.
+struct Prepared {
+    key: String,
+    workspace: Workspace,
+    marker: String,
+    stream: Stream,
+}
+
+/// A long-lived remote command: its stdin, stdout, and stderr read aside.
+struct Stream {
+    child: Child<Arc<Session>>,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Stream {
+    /// Writes the word to start k6 and closes stdin.
+    async fn go(&mut self) -> Result<(), RunnerError> {
+        let failed = |e: std::io::Error| RunnerError::Ssh {
+            action: "starting k6".to_string(),
+            reason: e.to_string(),
+        };
+        let mut stdin = self.stdin.take().ok_or_else(|| RunnerError::Ssh {
+            action: "starting k6".to_string(),
+            reason: "the run was started already".to_string(),
+        })?;
+        stdin.write_all(remote::GO).await.map_err(failed)?;
+        stdin.flush().await.map_err(failed)?;
+        stdin.shutdown().await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// The command's exit status and stderr once its output ended (within
+    /// `bound`; `None` for no status).
+    async fn end(self, bound: Duration) -> (Option<i32>, Vec<u8>) {
+        let Stream { child, stderr, .. } = self;
+        let exit = match tokio::time::timeout(bound, child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        };
+        let stderr = tokio::time::timeout(Duration::from_secs(1), stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        (exit, stderr)
+    }
 }
 
 /// How the supervision of a k6 ended.
@@ -180,6 +261,7 @@ struct Finished {
     ended_at: SystemTime,
     /// From just before k6 was started to the end of the summary fetch.
     ran_for: Duration,
+    generator_cpu: Option<GeneratorCpu>,
 }
 
 /// The connection to the k6 host and the k6 runs on it.
@@ -188,6 +270,7 @@ pub struct K6Runner {
     options: RunnerOptions,
     workspace_root: String,
     active: Option<ActiveK6>,
+    prepared: Option<Prepared>,
 }
 
 impl std::fmt::Debug for K6Runner {
@@ -208,6 +291,7 @@ impl K6Runner {
             options,
             workspace_root: target.workspace_root.clone(),
             active: None,
+            prepared: None,
         })
     }
 
@@ -235,9 +319,57 @@ impl K6Runner {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
+    /// Remote commands launched on the k6 host so far (each one pays the
+    /// login shell's start-up there; BENCHMARKS.md counts them per
+    /// iteration).
+    pub fn remote_commands(&self) -> u64 {
+        self.ssh.commands_launched()
+    }
+
+    /// Launches `job`'s one remote command ahead of time (during the
+    /// cooldown): it writes the script and waits for the word to start k6,
+    /// so that [`K6Runner::run`] of the same job costs no command launch.
+    /// A job prepared earlier and not run is dropped (its remote command
+    /// ends without starting k6).
+    pub async fn prepare(&mut self, job: &K6Job<'_>, stop: &Stop) -> Result<(), RunnerError> {
+        self.prepared = None;
+        let workspace = Workspace::new(&self.workspace_root, job)?;
+        let key = job_key(&workspace, job);
+        let marker = stream::marker();
+        let program = remote::run(
+            &workspace,
+            job.script.len(),
+            &self.options.k6_command,
+            job.outputs,
+            job.tags,
+            &marker,
+        )?;
+        self.connect_for_run(stop).await?;
+        let stream = self
+            .open_stream(
+                "preparing the k6 run",
+                &program,
+                Some(job.script.as_bytes()),
+            )
+            .await?;
+        self.prepared = Some(Prepared {
+            key,
+            workspace,
+            marker,
+            stream,
+        });
+        Ok(())
+    }
+
     /// Runs one k6 job to its end, streaming each log line to `on_line`.
     /// When `stop` is requested, k6 is stopped (SIGINT, then SIGKILL after
     /// `stop_grace`) and [`RunnerError::Interrupted`] is returned.
+    ///
+    /// A job [`K6Runner::prepare`]d before costs no remote command launch
+    /// in the normal case: the word to start goes down the prepared
+    /// command, whose output is k6's log, then its exit status, the
+    /// generator's CPU counters and the summary. A dropped connection is
+    /// picked up again ([`remote::follow`]): k6 runs detached.
     ///
     /// Dropping the returned future instead leaves k6 running remotely
     /// until [`K6Runner::close`] stops it.
@@ -247,50 +379,111 @@ impl K6Runner {
         on_line: &mut (dyn FnMut(&str) + Send),
         stop: &Stop,
     ) -> Result<K6Run, RunnerError> {
-        // Every program is built (and every value checked) before the
-        // host is contacted.
         let workspace = Workspace::new(&self.workspace_root, job)?;
-        let start = remote::start(&workspace, &self.options.k6_command, job.outputs, job.tags)?;
-        let upload = remote::upload_script(&workspace)?;
-        self.connect_for_run(stop).await?;
-        self.ssh
-            .exec_ok("uploading script.js", &upload, Some(job.script.as_bytes()))
-            .await?;
-        // A stop asked for before k6 starts: do not start it.
+        let key = job_key(&workspace, job);
+        let prepared = match self.prepared.take() {
+            Some(prepared) if prepared.key == key => prepared,
+            _ => {
+                self.prepare(job, stop).await?;
+                self.prepared.take().ok_or_else(|| RunnerError::Ssh {
+                    action: "preparing the k6 run".to_string(),
+                    reason: "nothing prepared".to_string(),
+                })?
+            }
+        };
+        // A stop asked for before k6 starts: do not start it (the
+        // prepared command ends when its input closes).
         if stop.is_stopped() {
             return Err(RunnerError::interrupted());
         }
-
-        let started_at = SystemTime::now();
-        let started = Instant::now();
-        let k6 = self.start_k6(workspace, &start).await?;
+        let Prepared {
+            workspace,
+            marker,
+            mut stream,
+            ..
+        } = prepared;
+        let mut started_at = SystemTime::now();
+        let mut started = Instant::now();
+        if stream.go().await.is_err() {
+            // The prepared command is gone (a connection dropped during
+            // the cooldown): prepare again, once, and go.
+            drop(stream);
+            self.prepare(job, stop).await?;
+            let again = self.prepared.take().ok_or_else(|| RunnerError::Ssh {
+                action: "preparing the k6 run".to_string(),
+                reason: "nothing prepared".to_string(),
+            })?;
+            stream = again.stream;
+            started_at = SystemTime::now();
+            started = Instant::now();
+            stream.go().await?;
+        }
+        self.active = Some(ActiveK6 {
+            workspace: workspace.clone(),
+            pid: None,
+        });
         let mut log = LogLines::default();
-        let ending = self
-            .supervise(&k6, job.max_runtime, &mut log, on_line, stop)
+        let mut pid = None;
+        let (ending, trailer) = self
+            .supervise(
+                &workspace,
+                &marker,
+                stream,
+                job.max_runtime,
+                &mut log,
+                &mut pid,
+                on_line,
+                stop,
+            )
             .await?;
         let ended_at = SystemTime::now();
-        let exit_code = self.wind_down(&k6, ending, &mut log, on_line).await?;
+        let trailer = match ending {
+            Ending::Cancelled | Ending::TimedOut => {
+                self.wind_down(&workspace, &marker, pid, &mut log, on_line)
+                    .await?
+            }
+            Ending::Exited(_) | Ending::Vanished => trailer,
+        };
         log.finish(on_line);
         self.active = None;
 
-        let summary = self.fetch_summary(&k6.workspace).await?;
+        let summary = match trailer.as_ref().and_then(|t| t.summary.as_deref()) {
+            None => None,
+            Some(bytes) => {
+                Some(
+                    serde_json::from_slice(bytes).map_err(|e| RunnerError::BadSummary {
+                        workspace: workspace.as_str().to_string(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        };
+        let exit_code = match trailer.as_ref().map(|t| t.exit) {
+            Some(Exit::Code(code)) => Some(code),
+            _ => None,
+        };
+        let generator_cpu = trailer
+            .as_ref()
+            .and_then(|t| GeneratorCpu::between(&t.cpu_start, &t.cpu_end));
         conclude(Finished {
             ending,
             exit_code,
             summary,
             log_tail: log.tail(),
-            workspace: k6.workspace.as_str().to_string(),
+            workspace: workspace.as_str().to_string(),
             started_at,
             ended_at,
             ran_for: started.elapsed(),
+            generator_cpu,
         })
     }
 
     /// Stops a k6 left running by a dropped [`K6Runner::run`] future.
     async fn stop_active(&mut self) -> Result<(), RunnerError> {
+        self.prepared = None;
         if let Some(active) = self.active.clone() {
             self.ssh.ensure_connected().await?;
-            self.stop_k6(&active).await?;
+            self.stop_k6(&active.workspace, active.pid).await?;
             self.active = None;
         }
         Ok(())
@@ -304,8 +497,9 @@ impl K6Runner {
         closed
     }
 
-    /// The usual case costs one check of the master; only a host that
-    /// does not answer goes through the (stoppable) retries.
+    /// The usual case costs one check of the master (no remote command);
+    /// only a host that does not answer goes through the (stoppable)
+    /// retries.
     async fn connect_for_run(&mut self, stop: &Stop) -> Result<(), RunnerError> {
         match self.ssh.ensure_connected().await {
             Ok(()) => Ok(()),
@@ -314,113 +508,232 @@ impl K6Runner {
         }
     }
 
-    /// Starts k6 detached with `program` ([`remote::start`]) and records
-    /// it as the active k6.
-    async fn start_k6(
-        &mut self,
-        workspace: Workspace,
+    /// Launches `program` with `input` on its stdin and, for
+    /// [`remote::run`], waits (within `command_timeout`) for it to be
+    /// ready for the word to start.
+    async fn open_stream(
+        &self,
+        action: &str,
         program: &str,
-    ) -> Result<ActiveK6, RunnerError> {
-        let output = self.ssh.exec_ok("starting k6", program, None).await?;
-        let pid_text = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let pid: u32 = pid_text.parse().map_err(|_| RunnerError::Remote {
-            action: "starting k6".to_string(),
-            exit: Some(0),
-            stderr: format!(
-                "no k6 pid came back (got {pid_text:?}); {}",
-                excerpt(&String::from_utf8_lossy(&output.stderr))
-            ),
-        })?;
-        let k6 = ActiveK6 { workspace, pid };
-        self.active = Some(k6.clone());
-        Ok(k6)
+        input: Option<&[u8]>,
+    ) -> Result<Stream, RunnerError> {
+        let mut child = self.ssh.spawn_stream(action, program).await?;
+        let missing = |what: &str| RunnerError::Ssh {
+            action: action.to_string(),
+            reason: format!("no {what} pipe"),
+        };
+        let stdin = child.stdin().take().ok_or_else(|| missing("stdin"))?;
+        let stdout = child.stdout().take().ok_or_else(|| missing("stdout"))?;
+        let mut stderr = child.stderr().take().ok_or_else(|| missing("stderr"))?;
+        let stderr = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            let _ = (&mut stderr)
+                .take(MAX_STDERR_BYTES)
+                .read_to_end(&mut bytes)
+                .await;
+            bytes
+        });
+        let mut stream = Stream {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            stderr,
+        };
+        let Some(input) = input else {
+            stream.stdin = None;
+            return Ok(stream);
+        };
+        let ready = async {
+            let stdin = stream.stdin.as_mut().ok_or_else(|| missing("stdin"))?;
+            stdin.write_all(input).await.map_err(|e| RunnerError::Ssh {
+                action: action.to_string(),
+                reason: format!("writing the script: {e}"),
+            })?;
+            stdin.flush().await.map_err(|e| RunnerError::Ssh {
+                action: action.to_string(),
+                reason: format!("writing the script: {e}"),
+            })?;
+            let mut seen = Vec::with_capacity(remote::READY.len());
+            let mut byte = [0u8; 1];
+            while seen.len() < remote::READY.len() {
+                match stream.stdout.read(&mut byte).await {
+                    Ok(1) => seen.push(byte[0]),
+                    _ => return Ok(false),
+                }
+            }
+            Ok(seen == remote::READY)
+        };
+        let ready = tokio::time::timeout(self.options.command_timeout, ready)
+            .await
+            .map_err(|_| RunnerError::CommandTimeout {
+                action: action.to_string(),
+                timeout: self.options.command_timeout,
+            })??;
+        if ready {
+            return Ok(stream);
+        }
+        let (exit, stderr) = stream.end(self.options.command_timeout).await;
+        Err(RunnerError::Remote {
+            action: action.to_string(),
+            exit,
+            stderr: excerpt(&String::from_utf8_lossy(&stderr)),
+        })
     }
 
-    /// Polls `k6` until it exits, vanishes, `stop` is requested or
-    /// `max_runtime` passes, streaming its log through `log`. A poll that
-    /// fails on the transport reconnects: k6 is detached, so a new master
-    /// finds it still running and its log is read on from the same offset.
+    /// Reads the stream of the k6 in `workspace` until k6 ends (its
+    /// trailer), `stop` is requested or `max_runtime` passes, handing the
+    /// log to `log`. A stream cut short (a dropped connection, a follower
+    /// that died) is picked up again from the same log offset by
+    /// [`remote::follow`] after a reconnect: k6 is detached.
+    #[allow(clippy::too_many_arguments)]
     async fn supervise(
         &mut self,
-        k6: &ActiveK6,
+        workspace: &Workspace,
+        marker: &str,
+        mut stream: Stream,
         max_runtime: Duration,
         log: &mut LogLines,
+        pid: &mut Option<u32>,
         on_line: &mut (dyn FnMut(&str) + Send),
         stop: &Stop,
-    ) -> Result<Ending, RunnerError> {
+    ) -> Result<(Ending, Option<Trailer>), RunnerError> {
         let deadline = tokio::time::sleep(max_runtime);
         tokio::pin!(deadline);
-        let wait_steps = remote::poll_wait_steps(self.options.poll_interval);
-        let mut poll_failures = 0;
-        let mut gone_polls = 0;
+        let mut failures = 0;
+        let mut missing_tail_read = false;
         loop {
-            let status = tokio::select! {
-                biased;
-                _ = stop.stopped() => return Ok(Ending::Cancelled),
-                _ = &mut deadline => return Ok(Ending::TimedOut),
-                status = self.poll(k6, log.offset(), wait_steps) => status,
-            };
-            match status {
-                Ok((status, bytes)) => {
-                    poll_failures = 0;
-                    log.push(&bytes, on_line);
-                    match status {
-                        K6Status::Exited(code) => return Ok(Ending::Exited(code)),
-                        K6Status::Running => gone_polls = 0,
-                        K6Status::Gone => {
-                            gone_polls += 1;
-                            if gone_polls > MAX_GONE_POLLS {
-                                return Ok(Ending::Vanished);
-                            }
-                            tokio::time::sleep(GONE_PAUSE).await;
-                        }
+            let mut reader = StreamReader::new(marker);
+            let mut buffer = vec![0u8; 16 * 1024];
+            let mut cpu_start = None;
+            loop {
+                let read = tokio::select! {
+                    biased;
+                    _ = stop.stopped() => return Ok((Ending::Cancelled, None)),
+                    _ = &mut deadline => return Ok((Ending::TimedOut, None)),
+                    read = stream.stdout.read(&mut buffer) => read,
+                };
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = reader
+                    .push(&buffer[..n])
+                    .map_err(|reason| RunnerError::Remote {
+                        action: "streaming k6's log".to_string(),
+                        exit: None,
+                        stderr: reason,
+                    })?;
+                if let Some(header) = chunk.header {
+                    *pid = Some(header.pid);
+                    if let Some(active) = &mut self.active {
+                        active.pid = Some(header.pid);
                     }
+                    cpu_start = Some(header.cpu_start);
                 }
-                Err(e) => {
-                    poll_failures += 1;
-                    if poll_failures >= MAX_POLL_FAILURES {
-                        return Err(e);
-                    }
-                    match self.ssh.reconnect(stop).await {
-                        Ok(()) => {}
-                        Err(RunnerError::Interrupted { .. }) => return Ok(Ending::Cancelled),
-                        Err(other) => return Err(other),
-                    }
-                }
+                log.push(&chunk.log, on_line);
             }
+            let header_seen = reader.header_seen();
+            let trailer = reader.finish();
+            let (exit, stderr) = stream.end(self.options.command_timeout).await;
+            match trailer {
+                Ok(Some(mut trailer)) if trailer.exit != Exit::Running => {
+                    if let Some(cpu_start) = cpu_start {
+                        trailer.cpu_start = cpu_start;
+                    }
+                    if log.offset() < trailer.log_size && !missing_tail_read {
+                        // The follower ended before the last log bytes:
+                        // read them (k6 is gone, the follow returns at once).
+                        missing_tail_read = true;
+                        let program = remote::follow(workspace, log.offset(), marker)?;
+                        stream = self.open_stream("reading k6's log", &program, None).await?;
+                        continue;
+                    }
+                    let ending = match trailer.exit {
+                        Exit::Code(code) => Ending::Exited(code),
+                        _ => Ending::Vanished,
+                    };
+                    return Ok((ending, Some(trailer)));
+                }
+                Err(reason) => {
+                    return Err(RunnerError::Remote {
+                        action: "streaming k6's log".to_string(),
+                        exit,
+                        stderr: reason,
+                    })
+                }
+                Ok(_) => {}
+            }
+            // The stream ended without its trailer.
+            if !header_seen && exit == Some(remote::NO_PID) {
+                return Err(RunnerError::Remote {
+                    action: "starting k6".to_string(),
+                    exit,
+                    stderr: excerpt(&String::from_utf8_lossy(&stderr)),
+                });
+            }
+            if !header_seen && exit == Some(remote::NOT_STARTED) {
+                return Ok((Ending::Vanished, None));
+            }
+            failures += 1;
+            if failures >= MAX_STREAM_FAILURES {
+                return Err(RunnerError::Remote {
+                    action: "streaming k6's log".to_string(),
+                    exit,
+                    stderr: format!(
+                        "the stream ended {failures} times before k6 did; {}",
+                        excerpt(&String::from_utf8_lossy(&stderr))
+                    ),
+                });
+            }
+            match self.ssh.reconnect(stop).await {
+                Ok(()) => {}
+                Err(RunnerError::Interrupted { .. }) => return Ok((Ending::Cancelled, None)),
+                Err(other) => return Err(other),
+            }
+            let program = remote::follow(workspace, log.offset(), marker)?;
+            stream = self
+                .open_stream("following k6's log", &program, None)
+                .await?;
         }
     }
 
-    /// k6's exit code once supervision ended: the one seen, or, for a
-    /// cancelled or overlong run, stops k6 and collects the rest of its log
-    /// and its exit status. `None` when k6 left no exit status.
+    /// For a cancelled or overlong run: stops k6 and reads the rest of its
+    /// log, its exit status and whatever summary it wrote on the way out.
     async fn wind_down(
         &mut self,
-        k6: &ActiveK6,
-        ending: Ending,
+        workspace: &Workspace,
+        marker: &str,
+        pid: Option<u32>,
         log: &mut LogLines,
         on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<Option<i32>, RunnerError> {
-        match ending {
-            Ending::Exited(code) => Ok(Some(code)),
-            Ending::Vanished => Ok(None),
-            Ending::Cancelled | Ending::TimedOut => {
-                self.ssh.ensure_connected().await?;
-                self.stop_k6(k6).await?;
-                let (status, bytes) = self.poll(k6, log.offset(), 1).await?;
-                log.push(&bytes, on_line);
-                Ok(match status {
-                    K6Status::Exited(code) => Some(code),
-                    _ => None,
-                })
-            }
+    ) -> Result<Option<Trailer>, RunnerError> {
+        self.ssh.ensure_connected().await?;
+        self.stop_k6(workspace, pid).await?;
+        let program = remote::follow(workspace, log.offset(), marker)?;
+        let mut stream = self.open_stream("reading k6's log", &program, None).await?;
+        let mut reader = StreamReader::new(marker);
+        let mut bytes = Vec::new();
+        let bound = self.options.command_timeout;
+        let _ = tokio::time::timeout(bound, stream.stdout.read_to_end(&mut bytes)).await;
+        let _ = stream.end(bound).await;
+        let chunk = reader.push(&bytes).unwrap_or_default();
+        log.push(&chunk.log, on_line);
+        let mut trailer = reader.finish().ok().flatten();
+        if let (Some(trailer), Some(header)) = (&mut trailer, chunk.header) {
+            trailer.cpu_start = header.cpu_start;
         }
+        Ok(trailer)
     }
 
     /// `kill -INT`, wait up to `stop_grace`, then `kill -KILL`; returns
-    /// once the process is gone (or after a bounded wait).
-    async fn stop_k6(&mut self, k6: &ActiveK6) -> Result<(), RunnerError> {
-        let program = remote::stop(&k6.workspace, k6.pid, self.options.stop_grace)?;
+    /// once the process is gone (or after a bounded wait). Without a known
+    /// pid, the workspace's `k6.pid`.
+    async fn stop_k6(
+        &mut self,
+        workspace: &Workspace,
+        pid: Option<u32>,
+    ) -> Result<(), RunnerError> {
+        let program = remote::stop(workspace, pid, self.options.stop_grace)?;
         let bound = self.options.command_timeout + self.options.stop_grace + STOP_MARGIN;
         self.ssh
             .exec_bounded("stopping k6", &program, None, bound)
@@ -428,43 +741,18 @@ impl K6Runner {
             .and_then(|output| require_success("stopping k6", output))?;
         Ok(())
     }
+}
 
-    /// Waits up to `wait_steps` × 20 ms for k6 to end, then reports its
-    /// status and the log bytes after `offset`.
-    async fn poll(
-        &self,
-        k6: &ActiveK6,
-        offset: u64,
-        wait_steps: u32,
-    ) -> Result<(K6Status, Vec<u8>), RunnerError> {
-        let program = remote::poll(&k6.workspace, k6.pid, offset, wait_steps)?;
-        let output = self.ssh.exec_ok("polling k6", &program, None).await?;
-        parse_poll(&output.stdout).ok_or_else(|| RunnerError::Remote {
-            action: "polling k6".to_string(),
-            exit: Some(0),
-            stderr: format!(
-                "unexpected status line {:?}",
-                String::from_utf8_lossy(output.stdout.split(|b| *b == b'\n').next().unwrap_or(b""))
-            ),
-        })
-    }
-
-    /// The summary, or `None` when k6 wrote none.
-    async fn fetch_summary(&self, workspace: &Workspace) -> Result<Option<Value>, RunnerError> {
-        let program = remote::read_summary(workspace)?;
-        let action = "reading summary.json";
-        let output = self.ssh.exec(action, &program, None).await?;
-        match output.status.code() {
-            Some(0) => serde_json::from_slice(&output.stdout)
-                .map(Some)
-                .map_err(|e| RunnerError::BadSummary {
-                    workspace: workspace.as_str().to_string(),
-                    reason: e.to_string(),
-                }),
-            Some(remote::SUMMARY_ABSENT) => Ok(None),
-            _ => Err(RunnerError::remote_failure(action, &output)),
-        }
-    }
+/// What identifies a prepared job: the workspace and everything in the
+/// remote command.
+fn job_key(workspace: &Workspace, job: &K6Job<'_>) -> String {
+    format!(
+        "{}\0{}\0{:?}\0{:?}",
+        workspace.as_str(),
+        job.script,
+        job.outputs,
+        job.tags
+    )
 }
 
 /// What a finished k6 run means: a stop or an overrun is an error whatever
@@ -481,6 +769,7 @@ fn conclude(finished: Finished) -> Result<K6Run, RunnerError> {
         started_at,
         ended_at,
         ran_for,
+        generator_cpu,
     } = finished;
     match ending {
         Ending::Cancelled => {
@@ -518,6 +807,7 @@ fn conclude(finished: Finished) -> Result<K6Run, RunnerError> {
         log_tail,
         workspace,
         warnings,
+        generator_cpu,
     })
 }
 
@@ -535,6 +825,7 @@ mod tests {
             started_at: SystemTime::UNIX_EPOCH,
             ended_at: SystemTime::UNIX_EPOCH + Duration::from_secs(30),
             ran_for: Duration::from_secs(31),
+            generator_cpu: None,
         }
     }
 

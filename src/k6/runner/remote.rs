@@ -2,12 +2,13 @@
 //! inputs into one command line for the remote login shell, and tested
 //! for its quoting by splitting it back as a shell would.
 //!
-//! A k6 run is five programs on one workspace ([`Workspace`]): upload the
-//! script ([`upload_script`]), start k6 detached and print its pid
-//! ([`start`]), wait a little and report status plus new log bytes
-//! ([`poll`], read back by [`parse_poll`]), print the summary
-//! ([`read_summary`]), stop k6 by pid ([`stop`]); [`k6_version`] is the
-//! preflight. Every value placed in a program is shell-quoted (a NUL byte,
+//! A k6 run is one program on one workspace ([`Workspace`]): [`run`]
+//! writes the script, waits for the word to start, starts k6 detached and
+//! streams its log to k6's end, followed by its exit status, the
+//! generator's CPU counters and the summary (read back by
+//! [`super::stream`]). [`follow`] picks that stream up again after a
+//! dropped connection or a stop, [`stop`] stops k6 by pid, and
+//! [`k6_version`] is the preflight. Every value placed in a program is shell-quoted (a NUL byte,
 //! which no quoting can carry, is refused), and the workspace's path
 //! segments are plain directory names ([`is_path_segment`]).
 //!
@@ -25,17 +26,9 @@ use crate::config::{is_path_segment, PATH_SEGMENT_RULE};
 /// steps (5 s).
 const PID_WAIT_STEPS: u32 = 500;
 
-/// Granularity, in milliseconds, of the remote wait for k6's end inside a
-/// poll (`sleep 0.02`): k6's exit is noticed within this, which matters
-/// for the per-iteration overhead (BENCHMARKS.md).
-const POLL_STEP_MS: u128 = 20;
-
-/// Exit status of [`read_summary`] when k6 wrote no summary.
-pub(super) const SUMMARY_ABSENT: i32 = 3;
-
 /// A k6 workspace on the k6 host, `<root>/<host>/<run_id>/<config_id>/`,
-/// holding `script.js`, `summary.json`, `k6.log`, `k6.pid` and
-/// `exit_code`. Only [`Workspace::new`] makes one, so every program gets
+/// holding `script.js`, `summary.json`, `k6.log`, `k6.pid`,
+/// `exit_code` and `cpu.start`. Only [`Workspace::new`] makes one, so every program gets
 /// a checked path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Workspace(String);
@@ -95,14 +88,6 @@ pub(super) fn k6_version(k6_command: &str) -> Result<String, RunnerError> {
     Ok(format!("{} version", quote(k6_command, "k6_command")?))
 }
 
-/// Creates the workspace and writes stdin to its `script.js`.
-pub(super) fn upload_script(workspace: &Workspace) -> Result<String, RunnerError> {
-    let q_workspace = workspace.quoted()?;
-    Ok(format!(
-        "mkdir -p -- {q_workspace} && cat > {q_workspace}/script.js"
-    ))
-}
-
 /// Run in the workspace before its files are cleared: a k6 that an earlier
 /// client started here and that still runs is killed together with the
 /// `sh` waiting for it (their process group, which `setsid` made theirs).
@@ -125,15 +110,10 @@ const STOP_LEFTOVER_K6: &str = concat!(
     r#"fi; fi; true;"#,
 );
 
-/// Starts k6 detached and prints its pid.
-///
-/// Inside a new session (`setsid`), a small `sh` starts k6 in the
-/// background with all output in k6.log, records its pid, waits for it and
-/// writes its exit status; each file is written whole (`mv`). A k6 still
-/// running in the workspace is stopped first ([`STOP_LEFTOVER_K6`]).
-/// Blank `outputs` are dropped; each tag is one `--tag key=value`.
-pub(super) fn start(
-    workspace: &Workspace,
+/// The k6 command line (run in the workspace), every value quoted:
+/// `--summary-export summary.json`, each non-blank output one `--out`, each
+/// tag one `--tag key=value`, then `script.js`.
+fn k6_command_line(
     k6_command: &str,
     outputs: &[String],
     tags: &BTreeMap<String, String>,
@@ -153,97 +133,135 @@ pub(super) fn start(
         k6.push(quote(&format!("{key}={value}"), "k6 tag")?.into_owned());
     }
     k6.push("script.js".to_string());
+    Ok(k6.join(" "))
+}
+
+/// The line [`run`] prints once the script is written and it waits for
+/// [`GO`] on stdin.
+pub(super) const READY: &[u8] = b"ready\n";
+
+/// What the client writes to [`run`]'s stdin to start k6.
+pub(super) const GO: &[u8] = b"go\n";
+
+/// Exit status of [`follow`] when the workspace holds no k6 pid.
+pub(super) const NOT_STARTED: i32 = 92;
+
+/// Exit status of [`run`] when k6 wrote no pid file within 5 s.
+pub(super) const NO_PID: i32 = 91;
+
+/// Streams k6's log from byte `$off` until k6 (`$pid`) ends, then prints
+/// the trailer: the end marker line, `exit <code>` (`none` when k6 left no
+/// exit status, `running` when it still runs), `log-size <bytes>`,
+/// `cpu-end` and the `cpu` lines of `/proc/stat`, then `summary <bytes>`
+/// and `summary.json` (or `summary none`).
+///
+/// GNU `tail --pid` follows the log as it grows (inotify) and notices k6's
+/// end within 10 ms; without GNU tail the log comes whole at the end.
+fn follow_body(marker: &str) -> Result<String, RunnerError> {
+    Ok(format!(
+        "if [ -n \"$gnu\" ]; then tail -c +$((off+1)) -f --pid=\"$pid\" -s 0.01 k6.log 2>/dev/null; \
+         else while kill -0 \"$pid\" 2>/dev/null; do sleep 0.05; done; tail -c +$((off+1)) k6.log; fi; \
+         cpu_end=$(grep '^cpu' /proc/stat); \
+         i=0; while [ ! -s exit_code ] && kill -0 \"$pid\" 2>/dev/null && [ \"$i\" -lt 100 ]; do sleep 0.01; i=$((i+1)); done; \
+         i=0; while [ ! -s exit_code ] && [ \"$i\" -lt 20 ]; do sleep 0.01; i=$((i+1)); done; \
+         printf '\\n%s\\n' {marker}; \
+         if [ -s exit_code ]; then printf 'exit %s\\n' \"$(cat exit_code)\"; \
+         elif kill -0 \"$pid\" 2>/dev/null; then echo 'exit running'; else echo 'exit none'; fi; \
+         printf 'log-size %s\\ncpu-end\\n%s\\n' \"$(wc -c < k6.log)\" \"$cpu_end\"; \
+         if [ -f summary.json ]; then printf 'summary %s\\n' \"$(wc -c < summary.json)\"; cat summary.json; \
+         else echo 'summary none'; fi",
+        marker = quote(marker, "stream marker")?,
+    ))
+}
+
+/// Prints the stream header: `pid <pid>`, `cpu-start` and the `cpu` lines
+/// read when k6 started, then `log` (the log bytes follow).
+const HEADER: &str =
+    "printf 'pid %s\\ncpu-start\\n' \"$pid\"; cat cpu.start 2>/dev/null; echo log;";
+
+/// Detects GNU tail (for [`follow_body`]).
+const DETECT_GNU_TAIL: &str = "gnu=; if tail --version 2>/dev/null | grep -q GNU; then gnu=1; fi;";
+
+/// The one remote command of a k6 run: writes the script (`script_len`
+/// bytes on stdin) into a fresh workspace, stops a k6 an earlier client
+/// left running there ([`STOP_LEFTOVER_K6`]), prints [`READY`] and waits
+/// for [`GO`] on stdin (end of input or anything else: nothing starts);
+/// then reads `/proc/stat`, starts k6 detached, prints the stream header
+/// and streams the log to k6's end with the trailer ([`follow_body`]).
+///
+/// k6 runs inside a new session (`setsid`) under a small `sh` that records
+/// its pid, waits for it and writes its exit status, each file written
+/// whole (`mv`), so a dropped connection cannot take k6 down and
+/// [`follow`] can pick the stream up again.
+pub(super) fn run(
+    workspace: &Workspace,
+    script_len: usize,
+    k6_command: &str,
+    outputs: &[String],
+    tags: &BTreeMap<String, String>,
+    marker: &str,
+) -> Result<String, RunnerError> {
     let inner = format!(
         "K6_NO_USAGE_REPORT=true {} > k6.log 2>&1 < /dev/null & pid=$!; \
          echo \"$pid\" > k6.pid.tmp && mv k6.pid.tmp k6.pid; \
          wait \"$pid\"; echo \"$?\" > exit_code.tmp && mv exit_code.tmp exit_code",
-        k6.join(" ")
+        k6_command_line(k6_command, outputs, tags)?
     );
     let q_workspace = workspace.quoted()?;
     Ok(format!(
-        "cd -- {q_workspace} && {{ {STOP_LEFTOVER_K6} }} && \
-         rm -f -- summary.json k6.log k6.pid exit_code && \
-         (setsid sh -c {} < /dev/null > /dev/null 2>&1 &) && \
+        "mkdir -p -- {q_workspace} && cd -- {q_workspace} && head -c {script_len} > script.js && \
+         {{ {STOP_LEFTOVER_K6} }} && \
+         rm -f -- summary.json k6.log k6.pid exit_code cpu.start && {DETECT_GNU_TAIL} \
+         printf 'ready\\n' && read -r go && [ \"$go\" = go ] || exit 0; \
+         grep '^cpu' /proc/stat > cpu.start; \
+         (setsid sh -c {} < /dev/null > /dev/null 2>&1 &); \
          i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt {PID_WAIT_STEPS} ]; do sleep 0.01; i=$((i+1)); done; \
-         cat k6.pid",
-        quote(&inner, "k6 command")?
+         [ -s k6.pid ] || {{ echo 'k6 wrote no pid file within 5 s' >&2; exit {NO_PID}; }}; \
+         pid=$(cat k6.pid); off=0; {HEADER} {}",
+        quote(&inner, "k6 command")?,
+        follow_body(marker)?,
     ))
 }
 
-/// How many [`POLL_STEP_MS`] steps one [`poll`] may wait for k6's end, so
-/// that polls come about every `poll_interval` (at least one step).
-pub(super) fn poll_wait_steps(poll_interval: Duration) -> u32 {
-    (poll_interval.as_millis() / POLL_STEP_MS).max(1) as u32
-}
-
-/// Waits up to `wait_steps` × 20 ms for k6 (`pid`) to end, then prints a
-/// status line (`exit <code>`, `running` or `gone`) and the log bytes
-/// after `offset`. Exit 90: the workspace is gone.
-pub(super) fn poll(
+/// Picks up the stream of a k6 that [`run`] started (after a dropped
+/// connection, or once k6 was stopped): prints the header and the log
+/// from byte `offset` on, to k6's end and the trailer. Exit
+/// [`NOT_STARTED`] when the workspace holds no k6 pid.
+pub(super) fn follow(
     workspace: &Workspace,
-    pid: u32,
     offset: u64,
-    wait_steps: u32,
+    marker: &str,
 ) -> Result<String, RunnerError> {
     let q_workspace = workspace.quoted()?;
     Ok(format!(
-        "cd -- {q_workspace} || exit 90; i=0; \
-         while kill -0 {pid} 2>/dev/null && [ ! -e exit_code ] && [ \"$i\" -lt {wait_steps} ]; do sleep 0.02; i=$((i+1)); done; \
-         if [ -e exit_code ]; then printf 'exit %s\\n' \"$(cat exit_code)\"; \
-         elif kill -0 {pid} 2>/dev/null; then echo running; else echo gone; fi; \
-         tail -c +{} k6.log 2>/dev/null; true",
-        offset + 1
-    ))
-}
-
-/// What a poll saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum K6Status {
-    Running,
-    Exited(i32),
-    /// Not running and no exit status (yet).
-    Gone,
-}
-
-/// A [`poll`]'s output: status line, then raw log bytes. `None` when the
-/// status line is not one [`poll`] prints.
-pub(super) fn parse_poll(stdout: &[u8]) -> Option<(K6Status, Vec<u8>)> {
-    let newline = stdout.iter().position(|b| *b == b'\n')?;
-    let status_line = std::str::from_utf8(&stdout[..newline]).ok()?;
-    let status = match status_line.trim() {
-        "running" => K6Status::Running,
-        "gone" => K6Status::Gone,
-        other => {
-            let code = other.strip_prefix("exit")?.trim();
-            match code.parse() {
-                Ok(code) => K6Status::Exited(code),
-                // An empty or torn exit_code file: not final yet.
-                Err(_) => K6Status::Gone,
-            }
-        }
-    };
-    Some((status, stdout[newline + 1..].to_vec()))
-}
-
-/// Prints `summary.json`; exits [`SUMMARY_ABSENT`] when there is none.
-pub(super) fn read_summary(workspace: &Workspace) -> Result<String, RunnerError> {
-    let q_workspace = workspace.quoted()?;
-    Ok(format!(
-        "cd -- {q_workspace} && if [ -f summary.json ]; then cat summary.json; else exit {SUMMARY_ABSENT}; fi"
+        "cd -- {q_workspace} && [ -s k6.pid ] || exit {NOT_STARTED}; {DETECT_GNU_TAIL} \
+         pid=$(cat k6.pid); off={offset}; {HEADER} {}",
+        follow_body(marker)?,
     ))
 }
 
 /// `kill -INT` k6 (`pid`), wait up to `grace`, then `kill -KILL`; ends
 /// once the process is gone (or after a bounded wait), failing with a
 /// message naming the workspace if it survived.
+///
+/// Without a known `pid`, the one in the workspace's `k6.pid` (waited
+/// for up to 5 s: k6 may be starting); none at all is nothing to stop.
 pub(super) fn stop(
     workspace: &Workspace,
-    pid: u32,
+    pid: Option<u32>,
     grace: Duration,
 ) -> Result<String, RunnerError> {
     let grace_steps = (grace.as_millis() / 100).max(1);
+    let (find, pid) = match pid {
+        Some(pid) => ("", pid.to_string()),
+        None => (
+            "cd -- \"$0\" || exit 0; i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
+             [ -s k6.pid ] || exit 0; pid=$(cat k6.pid); ",
+            "\"$pid\"".to_string(),
+        ),
+    };
     let program = format!(
-        "kill -INT {pid} 2>/dev/null; i=0; \
+        "{find}kill -INT {pid} 2>/dev/null; i=0; \
          while kill -0 {pid} 2>/dev/null && [ \"$i\" -lt {grace_steps} ]; do sleep 0.1; i=$((i+1)); done; \
          if kill -0 {pid} 2>/dev/null; then kill -KILL {pid} 2>/dev/null; i=0; \
          while kill -0 {pid} 2>/dev/null && [ \"$i\" -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fi; \
@@ -327,20 +345,23 @@ mod tests {
     }
 
     #[test]
-    fn start_command_quotes_every_value() {
+    fn run_command_quotes_every_value() {
         let tags = BTreeMap::from([
             ("run_id".to_string(), "r'1".to_string()),
             ("x".to_string(), "$(boom)".to_string()),
         ]);
         let outputs = vec!["json=out file.json".to_string(), "  ".to_string()];
-        let command = start(&odd_workspace(), "k6", &outputs, &tags).unwrap();
+        let command = run(&odd_workspace(), 123, "k6", &outputs, &tags, "--end-x--").unwrap();
         // The outer command as the remote shell splits it.
         let words = shlex::split(&command).unwrap();
-        assert_eq!(words[..4], ["cd", "--", ODD, "&&"], "{command}");
-        assert!(command.ends_with("cat k6.pid"), "{command}");
-        // A k6 left running in the workspace is stopped before its files go.
+        assert_eq!(words[..4], ["mkdir", "-p", "--", ODD], "{command}");
+        assert_eq!(words[5..8], ["cd", "--", ODD], "{command}");
+        assert!(command.contains("head -c 123 > script.js"), "{command}");
+        // A k6 left running in the workspace is stopped before its files
+        // go, and nothing starts before the word to go.
         let stop_at = command.find(STOP_LEFTOVER_K6).unwrap();
         assert!(stop_at < command.find("rm -f -- summary.json").unwrap());
+        assert!(command.find("read -r go").unwrap() < command.find("(setsid").unwrap());
         let at = words.iter().position(|w| w == "(setsid").unwrap();
         assert_eq!(words[at + 1..at + 3], ["sh", "-c"]);
         // The inner script as `sh -c` splits it.
@@ -366,13 +387,37 @@ mod tests {
             "blank outputs are dropped, every value is one word: {inner:?}"
         );
         assert!(words[at + 3].contains("wait \"$pid\""));
+        // The stream: from byte 0, to the marker and the trailer.
+        assert!(command.contains("off=0;"), "{command}");
+        assert!(
+            words.iter().any(|w| w.trim_end_matches(';') == "--end-x--"),
+            "{command}"
+        );
+        assert!(
+            command.ends_with("else echo 'summary none'; fi"),
+            "{command}"
+        );
+    }
+
+    #[test]
+    fn follow_reads_on_after_the_offset() {
+        let command = follow(&odd_workspace(), 99, "m 'x").unwrap();
+        let words = shlex::split(&command).unwrap();
+        assert_eq!(words[..4], ["cd", "--", ODD, "&&"], "{command}");
+        assert!(command.contains("off=99;"), "{command}");
+        assert!(command.contains("tail -c +$((off+1)) -f --pid=\"$pid\""));
+        assert!(
+            words.iter().any(|w| w.trim_end_matches(';') == "m 'x"),
+            "the marker is one word: {command}"
+        );
+        assert!(command.contains(&format!("exit {NOT_STARTED}")));
     }
 
     #[test]
     fn nul_cannot_be_quoted() {
         let tags = BTreeMap::from([("a".to_string(), "b\0c".to_string())]);
         assert!(matches!(
-            start(&odd_workspace(), "k6", &[], &tags),
+            run(&odd_workspace(), 0, "k6", &[], &tags, "m"),
             Err(RunnerError::Unquotable { .. })
         ));
         assert!(matches!(
@@ -388,70 +433,8 @@ mod tests {
     }
 
     #[test]
-    fn upload_quotes_the_workspace() {
-        let words = shlex::split(&upload_script(&odd_workspace()).unwrap()).unwrap();
-        assert_eq!(
-            words,
-            [
-                "mkdir",
-                "-p",
-                "--",
-                ODD,
-                "&&",
-                "cat",
-                ">",
-                &format!("{ODD}/script.js")
-            ]
-        );
-    }
-
-    #[test]
-    fn poll_quotes_the_workspace_and_reads_on_after_the_offset() {
-        let command = poll(&odd_workspace(), 4242, 99, 25).unwrap();
-        let words = shlex::split(&command).unwrap();
-        assert_eq!(words[..5], ["cd", "--", ODD, "||", "exit"], "{command}");
-        assert!(command.contains("kill -0 4242 "), "{command}");
-        assert!(command.contains("-lt 25 ]"), "{command}");
-        assert!(command.contains("tail -c +100 k6.log"), "{command}");
-    }
-
-    #[test]
-    fn poll_waits_in_20_ms_steps() {
-        assert_eq!(poll_wait_steps(Duration::from_millis(500)), 25);
-        assert_eq!(poll_wait_steps(Duration::from_millis(300)), 15);
-        assert_eq!(poll_wait_steps(Duration::ZERO), 1);
-    }
-
-    #[test]
-    fn poll_output() {
-        assert_eq!(
-            parse_poll(b"running\nline 1\nline"),
-            Some((K6Status::Running, b"line 1\nline".to_vec()))
-        );
-        assert_eq!(
-            parse_poll(b"exit 105\n"),
-            Some((K6Status::Exited(105), vec![]))
-        );
-        assert_eq!(parse_poll(b"exit \n"), Some((K6Status::Gone, vec![])));
-        assert_eq!(
-            parse_poll(b"gone\nx"),
-            Some((K6Status::Gone, b"x".to_vec()))
-        );
-        assert_eq!(parse_poll(b"what\n"), None);
-        assert_eq!(parse_poll(b""), None);
-    }
-
-    #[test]
-    fn summary_quotes_the_workspace() {
-        let command = read_summary(&odd_workspace()).unwrap();
-        let words = shlex::split(&command).unwrap();
-        assert_eq!(words[..4], ["cd", "--", ODD, "&&"], "{command}");
-        assert!(command.ends_with(&format!("else exit {SUMMARY_ABSENT}; fi")));
-    }
-
-    #[test]
     fn stop_passes_the_workspace_as_one_argument() {
-        let command = stop(&odd_workspace(), 4242, Duration::from_millis(3000)).unwrap();
+        let command = stop(&odd_workspace(), Some(4242), Duration::from_millis(3000)).unwrap();
         let words = shlex::split(&command).unwrap();
         assert_eq!(words.len(), 4, "{command}");
         assert_eq!(words[..2], ["sh", "-c"]);
@@ -460,5 +443,14 @@ mod tests {
         assert!(program.starts_with("kill -INT 4242 "), "{program}");
         assert!(program.contains("-lt 30 ]"), "3 s of grace in 0.1 s steps");
         assert!(program.contains("kill -KILL 4242 "), "{program}");
+        // Without a pid, the workspace's k6.pid ($0 is the workspace).
+        let command = stop(&odd_workspace(), None, Duration::from_millis(3000)).unwrap();
+        let words = shlex::split(&command).unwrap();
+        assert_eq!(words[3], ODD);
+        assert!(words[2].starts_with("cd -- \"$0\""), "{command}");
+        assert!(
+            words[2].contains("pid=$(cat k6.pid); kill -INT \"$pid\""),
+            "{command}"
+        );
     }
 }

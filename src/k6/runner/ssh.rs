@@ -19,9 +19,11 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{Child, ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 
 use super::error::require_success;
@@ -39,7 +41,10 @@ const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(8);
 pub(super) struct SshSession {
     target: K6Host,
     options: RunnerOptions,
-    session: Option<Session>,
+    session: Option<Arc<Session>>,
+    /// Remote commands launched so far (each pays the login shell's
+    /// start-up on the k6 host).
+    launched: AtomicU64,
     /// Short directory holding the control socket (Unix socket paths are
     /// limited to ~108 bytes).
     control_dir: tempfile::TempDir,
@@ -64,16 +69,22 @@ impl SshSession {
             target: target.clone(),
             options: options.clone(),
             session: None,
+            launched: AtomicU64::new(0),
             control_dir,
             leftovers,
         };
-        ssh.session = Some(ssh.open().await?);
+        ssh.session = Some(Arc::new(ssh.open().await?));
         Ok(ssh)
     }
 
     /// `host:port`, as errors name it.
     pub(super) fn destination(&self) -> String {
         format!("{}:{}", self.target.host, self.target.port)
+    }
+
+    /// Remote commands launched on this session so far.
+    pub(super) fn commands_launched(&self) -> u64 {
+        self.launched.load(Ordering::Relaxed)
     }
 
     pub(super) fn is_connected(&self) -> bool {
@@ -141,10 +152,13 @@ impl SshSession {
             }
         }
         if let Some(old) = self.session.take() {
-            // The master is gone or stuck; closing may fail, which is fine.
-            let _ = tokio::time::timeout(Duration::from_secs(2), old.close()).await;
+            // The master is gone or stuck; closing may fail, which is fine
+            // (a stream still holding it lets it go when dropped).
+            if let Ok(old) = Arc::try_unwrap(old) {
+                let _ = tokio::time::timeout(Duration::from_secs(2), old.close()).await;
+            }
         }
-        self.session = Some(self.open().await?);
+        self.session = Some(Arc::new(self.open().await?));
         Ok(())
     }
 
@@ -195,6 +209,12 @@ impl SshSession {
     /// Shuts the master down (within 5 s).
     pub(super) async fn close(&mut self) -> Result<(), RunnerError> {
         if let Some(session) = self.session.take() {
+            let Ok(session) = Arc::try_unwrap(session) else {
+                return Err(RunnerError::Ssh {
+                    action: "closing the SSH master".to_string(),
+                    reason: "a remote command still uses it".to_string(),
+                });
+            };
             let closed = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
             if let Ok(Err(e)) = closed {
                 return Err(RunnerError::Ssh {
@@ -247,6 +267,7 @@ impl SshSession {
             action: action.to_string(),
             reason: error_chain(&e),
         };
+        self.launched.fetch_add(1, Ordering::Relaxed);
         let work = async {
             let mut remote = session.raw_command(command);
             remote
@@ -276,6 +297,38 @@ impl SshSession {
                 action: action.to_string(),
                 timeout: bound,
             })?
+    }
+
+    /// Starts `command` through the remote login shell with stdin, stdout
+    /// and stderr piped, for a long-lived exchange (the caller reads and
+    /// bounds it). The child keeps the master alive while it lives.
+    pub(super) async fn spawn_stream(
+        &self,
+        action: &str,
+        command: &str,
+    ) -> Result<Child<Arc<Session>>, RunnerError> {
+        let session = self.session.clone().ok_or_else(|| RunnerError::Ssh {
+            action: action.to_string(),
+            reason: "not connected".to_string(),
+        })?;
+        self.launched.fetch_add(1, Ordering::Relaxed);
+        let mut remote = Session::to_raw_command(session, command);
+        remote
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn = remote.spawn();
+        match tokio::time::timeout(self.options.command_timeout, spawn).await {
+            Ok(Ok(child)) => Ok(child),
+            Ok(Err(e)) => Err(RunnerError::Ssh {
+                action: action.to_string(),
+                reason: error_chain(&e),
+            }),
+            Err(_) => Err(RunnerError::CommandTimeout {
+                action: action.to_string(),
+                timeout: self.options.command_timeout,
+            }),
+        }
     }
 }
 
