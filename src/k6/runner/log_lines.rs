@@ -1,5 +1,5 @@
 //! Framing of k6's streamed log (pure): k6.log arrives in chunks cut
-//! anywhere (each poll returns the bytes after the last offset read), and
+//! anywhere (a stream picked up again reads on from the last offset), and
 //! leaves here as whole lines, handed to a callback as they complete, with
 //! the last few kept for error messages.
 //!
@@ -16,7 +16,7 @@ const LOG_TAIL_LINES: usize = 30;
 /// Splits streamed log bytes into lines and keeps the last few.
 #[derive(Debug, Default)]
 pub(super) struct LogLines {
-    /// Bytes of k6.log consumed so far: where the next poll reads on.
+    /// Bytes of k6.log consumed so far: where a stream picked up again reads on.
     offset: u64,
     partial: Vec<u8>,
     tail: VecDeque<String>,

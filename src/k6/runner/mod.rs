@@ -1,22 +1,30 @@
 //! k6 on the load generator, over one multiplexed SSH connection.
 //!
-//! One OpenSSH ControlMaster serves the whole run; every step is a short
-//! remote command on it: upload the script on stdin, start k6 detached,
-//! poll its log and exit status, stop it by pid, read the summary on
-//! stdout. k6 runs under `setsid` with its output in a file, so a dying
-//! SSH channel cannot take it down (k6 does not trap SIGHUP), and a
-//! stopped run ([`Stop`]) stops it with `kill -INT <pid>` (a graceful stop
-//! that still writes the summary), then `kill -KILL`.
+//! One OpenSSH ControlMaster serves the whole run. A k6 run is one remote
+//! command on it ([`remote::run`]), launched ahead of time by
+//! [`K6Runner::prepare`] (the campaign calls it before the cooldown): it
+//! receives the script on stdin and waits; [`K6Runner::run`] writes the
+//! word to start, and the same command streams k6's log to k6's end, then
+//! its exit status, `/proc/stat` as read at k6's start and end, and the
+//! summary. So the normal iteration launches no remote command between
+//! the end of the cooldown and its row, whatever the k6 host's login shell
+//! costs to start. k6 runs under `setsid` with its output in a file, so a
+//! dying SSH channel cannot take it down (k6 does not trap SIGHUP); a
+//! stream cut short is followed again from the same log offset
+//! ([`remote::follow`]) after a reconnect, and a stopped run ([`Stop`])
+//! stops k6 with `kill -INT <pid>` (a graceful stop that still writes the
+//! summary), then `kill -KILL`.
 //!
 //! The parts, one concern each:
 //! - `ssh`: the session — the master's lifetime (bounded connect, bounded
 //!   idle persistence, reconnect with backoff when the host stops
 //!   answering, the masters of killed runs cleaned up at the next start:
 //!   `control_dir`) and bounded commands on it;
-//! - `remote`: the shell programs (start, poll, summary, stop) as pure
+//! - `remote`: the shell programs (run, follow, stop) as pure
 //!   functions of typed inputs, every value shell-quoted, and the
 //!   workspace `<workspace_root>/<host>/<run_id>/<config_id>/` whose path
 //!   segments are checked;
+//! - `stream`: reading that stream back (header, log, trailer);
 //! - `log_lines`: framing of k6's streamed log into lines;
 //! - this module: [`K6Runner`], which orders those steps for one k6 run
 //!   and decides what its end means (a summary, a warning or an error).
@@ -242,7 +250,7 @@ impl Stream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     Exited(i32),
-    /// Gone without an exit status, for [`MAX_GONE_POLLS`] polls.
+    /// Gone without an exit status.
     Vanished,
     Cancelled,
     TimedOut,
