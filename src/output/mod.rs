@@ -126,7 +126,7 @@ impl OutputError {
     }
 
     /// The operating system's message, for an I/O error.
-    pub fn os_error(&self) -> Option<String> {
+    pub(crate) fn os_error(&self) -> Option<String> {
         match self {
             OutputError::Io { source, .. } => Some(source.to_string()),
             _ => None,
