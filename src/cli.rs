@@ -106,6 +106,9 @@ pub enum Command {
     /// Write a self-contained HTML report of an output directory and print
     /// its path.
     Report(ReportArgs),
+    /// Serve the control API (config, start, stop, status, logs, results),
+    /// its WebSocket and the dashboard; runs until SIGTERM or SIGINT.
+    Serve(crate::serve::ServeArgs),
     /// Install the lb plugin, this binary and the playbooks into an lb's
     /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
     LbInstall {
@@ -477,6 +480,13 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
             let written = report_cmd(args)?;
             Ok(Outcome {
                 stdout: format!("{}\n", written.path.display()),
+                exit_code: Code::Ok.code(),
+            })
+        }
+        Command::Serve(args) => {
+            crate::serve::run(args)?;
+            Ok(Outcome {
+                stdout: String::new(),
                 exit_code: Code::Ok.code(),
             })
         }

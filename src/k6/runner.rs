@@ -127,6 +127,10 @@ pub struct K6Job<'a> {
     pub outputs: &'a [String],
     /// `--tag key=value` pairs.
     pub tags: &'a BTreeMap<String, String>,
+    /// Further `k6 run` arguments placed before the script, each one
+    /// quoted word (e.g. `--vus`, `10`: the CLI overrides the script's
+    /// own options).
+    pub args: &'a [String],
     /// k6 is stopped and the run fails with [`RunnerError::Timeout`] after
     /// this long (scenario duration plus a margin).
     pub max_runtime: Duration,
@@ -940,6 +944,9 @@ fn start_command(
         k6.push("--tag".to_string());
         k6.push(quote(&format!("{key}={value}"), "k6 tag")?.into_owned());
     }
+    for arg in job.args {
+        k6.push(quote(arg, "k6 argument")?.into_owned());
+    }
     k6.push("script.js".to_string());
     let inner = format!(
         "K6_NO_USAGE_REPORT=true {} > k6.log 2>&1 < /dev/null & pid=$!; \
@@ -1073,6 +1080,7 @@ mod tests {
             script: "",
             outputs,
             tags,
+            args: &[],
             max_runtime: Duration::from_secs(60),
         }
     }
@@ -1105,7 +1113,21 @@ mod tests {
             ("x".to_string(), "$(boom)".to_string()),
         ]);
         let outputs = vec!["json=out file.json".to_string(), "  ".to_string()];
-        let command = start_command("/w/a b/$(c)", "k6", &job("r", &tags, &outputs)).unwrap();
+        let args = vec![
+            "--vus".to_string(),
+            "2".to_string(),
+            "--stage".to_string(),
+            "1s:$(x)".to_string(),
+        ];
+        let command = start_command(
+            "/w/a b/$(c)",
+            "k6",
+            &K6Job {
+                args: &args,
+                ..job("r", &tags, &outputs)
+            },
+        )
+        .unwrap();
         // The outer command as the remote shell splits it.
         let words = shlex::split(&command).unwrap();
         assert_eq!(words[..4], ["cd", "--", "/w/a b/$(c)", "&&"], "{command}");
@@ -1118,7 +1140,7 @@ mod tests {
         // The inner script as `sh -c` splits it.
         let inner = shlex::split(&words[at + 3]).unwrap();
         assert_eq!(
-            inner[..14],
+            inner[..18],
             [
                 "K6_NO_USAGE_REPORT=true",
                 "k6",
@@ -1131,6 +1153,10 @@ mod tests {
                 "run_id=r'1",
                 "--tag",
                 "x=$(boom)",
+                "--vus",
+                "2",
+                "--stage",
+                "1s:$(x)",
                 "script.js",
                 ">",
                 "k6.log"
