@@ -3,21 +3,22 @@
 //!
 //! Layers around the API, outermost first: a time bound on every request
 //! (408), the browser guard and CORS ([`auth::Guard`]; preflights answered
-//! only for configured origins), the bearer token (401), and a body size
-//! bound (413). Handlers parse bodies themselves so that every refusal is
+//! only for configured origins) and the bearer token (401); bodies are
+//! bounded where they are read (413). Handlers parse bodies themselves so that every refusal is
 //! the API's JSON error with the field at fault — never axum's plain-text
 //! rejections. The dashboard's files carry no data and no secret and are
 //! served without a token (a browser cannot send one when it loads a
 //! page); the page asks for the token and sends it with every call.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +42,8 @@ use crate::config::FieldError;
 
 /// Largest request body (a config).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A larger body is read and dropped up to this size before the 413.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 /// Longest time a request may take (reading its body included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// WebSocket clients at once.
@@ -66,7 +69,6 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/ws", get(websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server),
             authenticate,
@@ -181,9 +183,9 @@ async fn get_config(State(server): State<Arc<Server>>) -> Json<Value> {
 async fn put_config(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let value = json_body(&headers, body)?;
+    let value = json_body(&headers, body).await?;
     // One writer at a time: validation reads the stored passwords.
     let _writing = server.config_writer.lock().await;
     let stored = server.stored_config();
@@ -209,20 +211,7 @@ async fn reset_config(State(server): State<Arc<Server>>) -> Result<Json<Value>, 
 }
 
 /// A JSON body: `application/json`, within the size bound, well-formed.
-fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorType::PayloadTooLarge,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(
-                ErrorType::MalformedJson,
-                format!("cannot read the body: {rejection}"),
-            )
-        }
-    })?;
+async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -234,12 +223,54 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             "send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    let bytes = read_body(headers, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             ErrorType::MalformedJson,
             format!("the body is not JSON: {e}"),
         )
     })
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]. A larger one is read on
+/// and dropped up to [`MAX_DRAIN_BYTES`] before the 413: a client still
+/// sending when the server closed would see a reset, not the answer.
+async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorType::PayloadTooLarge,
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAIN_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    let mut seen: usize = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                ErrorType::MalformedJson,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen <= MAX_BODY_BYTES {
+                bytes.extend_from_slice(&data);
+            } else if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// `{"kind": "campaign"|"suite", "campaign": {...}, "suite": {...}}`: the
