@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::cdp::Browser;
 use crate::harness::{base_config, eventually, k6_processes, serial, with, Workdir};
-use crate::server::{Serve, ServeDirs, TOKEN};
+use crate::server::{block_on, Serve, ServeDirs, TOKEN};
 use crate::support::{Testbed, TestbedOptions};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -36,168 +36,174 @@ fn text_of(id: &str) -> String {
     format!("document.getElementById('{id}').textContent")
 }
 
-#[tokio::test]
-async fn the_dashboard_starts_watches_and_stops_a_campaign() {
+#[test]
+fn the_dashboard_starts_watches_and_stops_a_campaign() {
     let _serial = serial();
-    let tb = Testbed::up(
-        175,
-        &TestbedOptions {
-            functions: Some("fast=2:4".into()),
-            ..TestbedOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("testbed 175: {e}"));
-    let work = Workdir::new();
-    let dirs = ServeDirs::new();
-    let serve = Serve::start(&dirs);
-    let browser = Browser::launch();
-    let mut page = browser.page().await;
-    page.navigate(&format!("{}/", serve.url)).await;
+    block_on(async {
+        let tb = Testbed::up(
+            175,
+            &TestbedOptions {
+                // busy: 50 ms of CPU per call, one worker, a queue of one:
+                // 60 requests per second overload it.
+                functions: Some("fast=2:4,busy=50:1:1".into()),
+                ..TestbedOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("testbed 175: {e}"));
+        let work = Workdir::new();
+        let dirs = ServeDirs::new();
+        let serve = Serve::start(&dirs);
+        let browser = Browser::launch();
+        let mut page = browser.page().await;
+        page.navigate(&format!("{}/", serve.url)).await;
 
-    // The page finds out it needs the token, and takes it.
-    page.wait_for(
-        "the token form",
-        "!document.getElementById('token-form').hidden",
-        LIMIT,
-    )
-    .await;
-    page.eval(&set_value("token", TOKEN)).await;
-    page.eval("document.getElementById('token-form').requestSubmit(), true")
+        // The page finds out it needs the token, and takes it.
+        page.wait_for(
+            "the token form",
+            "!document.getElementById('token-form').hidden",
+            LIMIT,
+        )
         .await;
-    page.wait_for(
-        "the WebSocket to connect",
-        &format!("{} === 'live'", text_of("connection")),
-        LIMIT,
-    )
-    .await;
-    page.wait_for(
-        "the status",
-        &format!("{} === 'idle'", text_of("state")),
-        LIMIT,
-    )
-    .await;
+        page.eval(&set_value("token", TOKEN)).await;
+        page.eval("document.getElementById('token-form').requestSubmit(), true")
+            .await;
+        page.wait_for(
+            "the WebSocket to connect",
+            &format!("{} === 'live'", text_of("connection")),
+            LIMIT,
+        )
+        .await;
+        page.wait_for(
+            "the status",
+            &format!("{} === 'idle'", text_of("state")),
+            LIMIT,
+        )
+        .await;
 
-    // A config the server refuses: the error is shown by field.
-    page.eval(&set_value(
-        "campaign-json",
-        &json!({"iterations": 0, "functions": [{"name": "fast"}]}).to_string(),
-    ))
-    .await;
-    page.click("save").await;
-    page.wait_for(
+        // A config the server refuses: the error is shown by field.
+        page.eval(&set_value(
+            "campaign-json",
+            &json!({"iterations": 0, "functions": [{"name": "fast"}]}).to_string(),
+        ))
+        .await;
+        page.click("save").await;
+        page.wait_for(
         "the field error",
-        "document.querySelector('#config-errors li[data-field=\"campaign.iterations\"]') !== null \
+        "document.querySelector('#config-errors li[data-error-field=\"campaign.iterations\"]') !== null \
          && document.getElementById('campaign-json').classList.contains('invalid')",
         LIMIT,
     )
     .await;
 
-    // A good one: three rates of a few seconds each.
-    let config = with(
-        base_config(&tb, &work),
-        json!({
-            "functions": [{"name": "fast"}],
-            "rate_strategy": {"type": "custom", "rates": [5, 10, 15]},
-            "duration": "3s",
-            "iterations": 1,
-        }),
-    );
-    page.eval(&set_value("campaign-json", &config.to_string()))
-        .await;
-    page.click("save").await;
-    page.wait_for(
-        "the config to be saved",
-        "document.getElementById('notice').textContent === 'configuration saved' \
+        // A good one: two functions at two rates of a few seconds each; busy
+        // (first in plan order) overloads at 60 req/s.
+        let config = with(
+            base_config(&tb, &work),
+            json!({
+                "functions": [{"name": "fast"}, {"name": "busy"}],
+                "rate_strategy": {"type": "custom", "rates": [5, 60]},
+                "duration": "3s",
+                "iterations": 1,
+            }),
+        );
+        page.eval(&set_value("campaign-json", &config.to_string()))
+            .await;
+        page.click("save").await;
+        page.wait_for(
+            "the config to be saved",
+            "document.getElementById('notice').textContent === 'configuration saved' \
          && document.querySelectorAll('#config-errors li').length === 0",
-        LIMIT,
-    )
-    .await;
+            LIMIT,
+        )
+        .await;
 
-    // Start; progress arrives: the status, k6's lines in the log, a
-    // finished configuration in the results table and the plots.
-    page.click("start").await;
-    page.wait_for(
-        "the job to run",
-        &format!("{} === 'running'", text_of("state")),
-        LIMIT,
-    )
-    .await;
-    page.wait_for(
-        "k6 output in the log",
-        "document.querySelector('#log li[data-event=\"k6\"]') !== null",
-        LIMIT,
-    )
-    .await;
-    page.wait_for(
-        "a configuration done",
-        &format!("Number({}) >= 1", text_of("progress-done")),
-        LIMIT,
-    )
-    .await;
-    page.wait_for(
-        "plotted results",
-        "document.querySelectorAll('#plots svg circle.point').length >= 3 \
-         && document.querySelectorAll('#results-table tbody tr').length >= 1",
-        LIMIT,
-    )
-    .await;
-    assert_eq!(
-        page.eval(&text_of("progress-total")).await,
-        json!("3"),
-        "the plan's size"
-    );
+        // Start; progress arrives: the status, k6's lines in the log, a
+        // finished configuration in the results table and the plots.
+        page.click("start").await;
+        page.wait_for(
+            "the job to run",
+            &format!("{} === 'running'", text_of("state")),
+            LIMIT,
+        )
+        .await;
+        page.wait_for(
+            "k6 output in the log",
+            "document.querySelector('#log li[data-event=\"k6\"]') !== null",
+            LIMIT,
+        )
+        .await;
+        page.wait_for(
+            "two configurations done",
+            &format!("Number({}) >= 2", text_of("progress-done")),
+            LIMIT,
+        )
+        .await;
+        page.wait_for(
+            "plotted results, the overloaded ones marked",
+            "document.querySelectorAll('#plots svg circle.point').length >= 3 \
+         && document.querySelectorAll('#plots svg circle.point.overloaded').length >= 1 \
+         && document.querySelectorAll('#results-table tbody tr.overloaded').length >= 1",
+            LIMIT,
+        )
+        .await;
+        assert_eq!(
+            page.eval(&text_of("progress-total")).await,
+            json!("4"),
+            "the plan's size"
+        );
 
-    // Stop; the page says stopped.
-    page.click("stop").await;
-    page.wait_for(
-        "the job to stop",
-        &format!("{} === 'stopped'", text_of("state")),
-        LIMIT,
-    )
-    .await;
-    assert!(
-        eventually(Duration::from_secs(5), || k6_processes(&tb.netns)
-            .is_empty()),
-        "k6 still runs after the stop"
-    );
-    assert_eq!(serve.status().await["state"], "stopped");
-    assert_eq!(
-        page.eval("document.getElementById('start').disabled").await,
-        json!(false),
-        "a new job may start"
-    );
-    // Let the results refresh after the stop, then keep the picture.
-    page.wait_for(
-        "the results of the stopped job",
-        "document.getElementById('results-job').textContent.includes('stopped')",
-        LIMIT,
-    )
-    .await;
+        // Stop; the page says stopped.
+        page.click("stop").await;
+        page.wait_for(
+            "the job to stop",
+            &format!("{} === 'stopped'", text_of("state")),
+            LIMIT,
+        )
+        .await;
+        assert!(
+            eventually(Duration::from_secs(5), || k6_processes(&tb.netns)
+                .is_empty()),
+            "k6 still runs after the stop"
+        );
+        assert_eq!(serve.status().await["state"], "stopped");
+        assert_eq!(
+            page.eval("document.getElementById('start').disabled").await,
+            json!(false),
+            "a new job may start"
+        );
+        // Let the results refresh after the stop, then keep the picture.
+        page.wait_for(
+            "the results of the stopped job",
+            "document.getElementById('results-job').textContent.includes('stopped')",
+            LIMIT,
+        )
+        .await;
 
-    let png = artifacts_dir().join("serve-dashboard.png");
-    page.screenshot(&png).await;
-    let check = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/report_check.py"))
-        .arg("png")
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "the screenshot {}: {}",
-        png.display(),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    eprintln!(
-        "dashboard screenshot {}: {}",
-        png.display(),
-        String::from_utf8_lossy(&check.stdout).trim()
-    );
-    assert!(
-        page.console
-            .iter()
-            .all(|line| !line.starts_with("exception")),
-        "the page threw: {:#?}",
-        page.console
-    );
+        let png = artifacts_dir().join("serve-dashboard.png");
+        page.screenshot(&png).await;
+        let check = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/report_check.py"))
+            .arg("png")
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "the screenshot {}: {}",
+            png.display(),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        eprintln!(
+            "dashboard screenshot {}: {}",
+            png.display(),
+            String::from_utf8_lossy(&check.stdout).trim()
+        );
+        assert!(
+            page.console
+                .iter()
+                .all(|line| !line.starts_with("exception")),
+            "the page threw: {:#?}",
+            page.console
+        );
+    });
 }

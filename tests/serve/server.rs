@@ -54,6 +54,17 @@ impl ServeDirs {
     }
 }
 
+/// Runs a test's async body on a runtime of its own. The tests are plain
+/// `#[test]` functions so that the serial lock is held outside any
+/// `.await`.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// The token every test server uses.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 

@@ -175,7 +175,7 @@ function showErrors(fields, message) {
   }
   for (const { field, reason } of fields) {
     const li = document.createElement('li');
-    li.dataset.field = field;
+    li.dataset.errorField = field;
     li.textContent = (field ? field + ': ' : '') + reason;
     list.append(li);
     const el = elementFor(field);
@@ -289,6 +289,7 @@ function renderStatus(s) {
     + (p.skipped ? ' (' + p.skipped + ' skipped)' : '');
   $('failed').textContent = fmtList(p.failed, suite ? s.failedScripts : s.failedConfigs);
   $('last-error').textContent = s.lastError || '–';
+  $('last-error').className = s.lastError ? 'error-text' : '';
   $('start').disabled = s.isRunning;
   $('stop').disabled = !s.isRunning || s.state === 'stopping';
   tick();
@@ -519,11 +520,15 @@ function svg(name, attrs, text) {
   return el;
 }
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const step = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * step >= value) return m * step;
-  return 10 * step;
+// The axis top at or above `value` and its number of intervals, so that
+// tick labels are round: 0–1 in quarters, 0–2.5 in halves, 0–5 in ones.
+function niceAxis(value) {
+  if (!(value > 0)) return { top: 1, intervals: 4 };
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  for (const [m, intervals] of [[1, 4], [2, 4], [2.5, 5], [5, 5], [10, 5]]) {
+    if (m * power >= value) return { top: m * power, intervals };
+  }
+  return { top: 10 * power, intervals: 5 };
 }
 
 // Points against the request rate, one colour per function; overloaded
@@ -531,16 +536,21 @@ function niceMax(value) {
 function plot(title, points, functions, { yMax }) {
   const W = 340, H = 220, L = 48, R = 10, T = 24, B = 34;
   const drawn = points.filter((p) => isFinite(p.x) && isFinite(p.y));
-  const xMax = niceMax(Math.max(0, ...drawn.map((p) => p.x)));
-  const yTop = yMax || niceMax(Math.max(0, ...drawn.map((p) => p.y)));
+  // A little room beyond the largest value, so no point sits on the frame.
+  const xAxis = niceAxis(1.1 * Math.max(0, ...drawn.map((p) => p.x)));
+  const yAxis = yMax ? { top: yMax, intervals: 4 } : niceAxis(1.1 * Math.max(0, ...drawn.map((p) => p.y)));
+  const xMax = xAxis.top, yTop = yAxis.top;
   const sx = (x) => L + (x / xMax) * (W - L - R);
   const sy = (y) => H - B - (Math.min(y, yTop) / yTop) * (H - T - B);
-  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': title });
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
   root.append(svg('line', { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: '#999' }));
   root.append(svg('line', { x1: L, y1: T, x2: L, y2: H - B, stroke: '#999' }));
-  for (let i = 0; i <= 4; i++) {
-    const xv = (xMax * i) / 4, yv = (yTop * i) / 4;
+  for (let i = 0; i <= xAxis.intervals; i++) {
+    const xv = (xMax * i) / xAxis.intervals;
     root.append(svg('text', { x: sx(xv), y: H - B + 13, 'text-anchor': 'middle' }, +xv.toFixed(2)));
+  }
+  for (let i = 0; i <= yAxis.intervals; i++) {
+    const yv = (yTop * i) / yAxis.intervals;
     root.append(svg('text', { x: L - 4, y: sy(yv) + 3, 'text-anchor': 'end' }, +yv.toFixed(2)));
     root.append(svg('line', { x1: L, y1: sy(yv), x2: W - R, y2: sy(yv), stroke: '#eee' }));
   }
