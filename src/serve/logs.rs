@@ -65,6 +65,9 @@ pub struct Page {
     pub oldest: u64,
     /// Entries after `since` were dropped from the ring before this call.
     pub missed: bool,
+    /// `since` was beyond the newest entry — a cursor from before the
+    /// server restarted: the page starts from the oldest entry instead.
+    pub reset: bool,
 }
 
 /// The bounded ring.
@@ -103,6 +106,8 @@ impl Ring {
     /// Entries numbered after `since`, at most `limit` (≤ [`MAX_PAGE`]).
     pub fn page(&self, since: u64, limit: usize) -> Page {
         let limit = limit.clamp(1, MAX_PAGE);
+        let reset = since > self.next_seq;
+        let since = if reset { 0 } else { since };
         let oldest = self.entries.front().map_or(0, |e| e.seq);
         let entries: Vec<Entry> = self
             .entries
@@ -116,6 +121,7 @@ impl Ring {
             missed: oldest > since.saturating_add(1),
             oldest,
             entries,
+            reset,
         }
     }
 }
@@ -272,6 +278,14 @@ mod tests {
         let page = ring.page(5, 100);
         assert!(page.entries.is_empty());
         assert_eq!(page.next, 5);
+        assert!(!page.reset);
+        // A cursor from an earlier server: start again.
+        let page = ring.page(900, 2);
+        assert!(page.reset);
+        assert_eq!(
+            page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 
     #[test]

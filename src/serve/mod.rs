@@ -214,7 +214,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CommandError> {
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let server = Arc::new(Server::open(
             &args.state_dir,
             args.scripts_dir.as_deref(),
@@ -222,7 +222,11 @@ pub fn run(args: &ServeArgs) -> Result<(), CommandError> {
             guard,
         )?);
         serve(server, addr).await
-    })
+    });
+    // A job that did not end within the shutdown wait is not waited for
+    // again (dropping the runtime would wait for its thread).
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    served
 }
 
 async fn serve(server: Arc<Server>, addr: SocketAddr) -> Result<(), CommandError> {

@@ -332,6 +332,11 @@ function appendLog(entry) {
 async function catchUpLog() {
   for (let page = 0; page < 10; page++) {
     const answer = await call('GET', '/logs?since=' + logSeq + '&limit=1000');
+    if (answer.reset) {
+      // The server restarted: its entries are numbered from 1 again.
+      logSeq = 0;
+      $('log').textContent = '';
+    }
     answer.entries.forEach(appendLog);
     if (answer.entries.length < 1000) return;
   }
