@@ -6,7 +6,8 @@
 //!
 //! - `api`: bad input of every kind gets its 4xx as JSON and the server
 //!   goes on serving; the token, the loopback rule, the browser guard and
-//!   CORS; the configuration survives a restart and resets;
+//!   CORS; the configuration survives a restart and resets; jobs whose
+//!   k6 host is unreachable fail and say why;
 //! - `suite`: a script suite to completion (a passing and a failing
 //!   script), a second start refused, a suite stopped midway (the remote
 //!   k6 gone, the status `stopped`), and SIGTERM to the server stopping a

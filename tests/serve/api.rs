@@ -414,3 +414,78 @@ fn a_network_address_needs_a_token_and_loopback_needs_loopback_names() {
         assert_eq!(code, 403);
     });
 }
+
+/// A loopback port nothing listens on (connections are refused at once).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn jobs_that_cannot_reach_their_k6_host_fail_and_say_why() {
+    let _serial = serial();
+    block_on(async {
+        let dirs = ServeDirs::new();
+        dirs.script("a.js", "export default function () {}\n");
+        let serve = Serve::start(&dirs);
+        let mut live = serve.live().await;
+        let k6 = json!({
+            "k6_host": "127.0.0.1",
+            "k6_port": closed_port(),
+            "k6_user": "root",
+            "k6_ssh_key": dirs.path().join("no-key"),
+            "k6_known_hosts_file": dirs.path().join("known_hosts"),
+        });
+        let (code, body) = serve
+            .put_json(
+                "/config",
+                &json!({"kind": "suite", "suite": {"enabledScripts": ["a.js"], "k6": k6}}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, started) = serve.post("/start").await;
+        assert_eq!(code, 202, "{started}");
+        let job = started["jobId"].as_str().unwrap().to_string();
+        let status = live.wait_state(Duration::from_secs(60), "failed").await;
+        let error = status["lastError"].as_str().unwrap();
+        assert!(error.contains("unreachable"), "{error}");
+        assert_eq!(status["progress"]["done"], 0);
+        let (_, results) = serve.get(&format!("/results?job={job}")).await;
+        assert_eq!(results["state"], "failed");
+        assert_eq!(results["scripts"], json!([]));
+
+        // A campaign whose start-up checks fail: exit 3 in its result.
+        let mut campaign = k6.clone();
+        campaign["gateway_url"] = json!(format!("http://127.0.0.1:{}", closed_port()));
+        campaign["prometheus_url"] = json!(format!("http://127.0.0.1:{}", closed_port()));
+        let (code, body) = serve
+            .put_json(
+                "/config",
+                &json!({"kind": "campaign", "campaign": campaign}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, started) = serve.post("/start").await;
+        assert_eq!(code, 202, "{started}");
+        let job = started["jobId"].as_str().unwrap().to_string();
+        let status = live
+            .wait_for(Duration::from_secs(60), |m| {
+                m["type"] == "status"
+                    && m["status"]["jobId"] == job.as_str()
+                    && m["status"]["state"] == "failed"
+            })
+            .await;
+        assert!(status["status"]["lastError"].as_str().is_some());
+        let result: Value = serde_json::from_str(
+            &std::fs::read_to_string(dirs.state().join("jobs").join(&job).join("result.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(result["returncode"], 3, "{result}");
+        assert_eq!(result["error"]["type"], "environment");
+        assert_eq!(
+            result["error"]["message"], status["status"]["lastError"],
+            "the status says what run would have said"
+        );
+    });
+}
