@@ -95,6 +95,22 @@ fn the_dashboard_starts_watches_and_stops_a_campaign() {
     )
     .await;
 
+        // The suite form marks its own fields.
+        page.eval("document.querySelector('input[name=kind][value=suite]').click(), true")
+            .await;
+        page.eval(&set_value("globalUserCount", "0")).await;
+        page.eval(&set_value("testDuration", "soon")).await;
+        page.click("save").await;
+        page.wait_for(
+            "the suite's field errors",
+            "document.getElementById('globalUserCount').classList.contains('invalid') \
+         && document.getElementById('testDuration').classList.contains('invalid')",
+            LIMIT,
+        )
+        .await;
+        page.eval("document.querySelector('input[name=kind][value=campaign]').click(), true")
+            .await;
+
         // A good one: two functions at two rates of a few seconds each; busy
         // (first in plan order) overloads at 60 req/s.
         let config = with(
