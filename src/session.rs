@@ -44,19 +44,39 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, &ctx, display))
+    runtime.block_on(async {
+        let (handle, stop) = Stop::new();
+        handle.watch(ctx.stop_file.clone());
+        run_async(config, &ctx, display, None, stop).await
+    })
+}
+
+/// [`run`] inside the caller's runtime (the control API's jobs):
+/// `observer` gets every progress value besides the `LB_EVENT` lines, and
+/// `stop` is the only stop request — no signal or stop file is watched.
+pub async fn run_with(
+    config: &Config,
+    context: &Context,
+    observer: Arc<dyn Observer>,
+    stop: Stop,
+) -> Result<Outcome, CommandError> {
+    let ctx = RunContext::resolve(context, config)?;
+    run_async(config, &ctx, RunDisplay::PROTOCOL, Some(observer), stop).await
 }
 
 async fn run_async(
     config: &Config,
     ctx: &RunContext,
     display: RunDisplay,
+    extra: Option<Arc<dyn Observer>>,
+    stop: Stop,
 ) -> Result<Outcome, CommandError> {
     let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
-    let observers = display.observers(lb_events);
+    let mut observers = display.observers(lb_events);
+    if let Some(extra) = extra {
+        observers.push(extra);
+    }
     let observer: &dyn Observer = &observers;
-    let (handle, stop) = Stop::new();
-    handle.watch(ctx.stop_file.clone());
     observer.observe(&Progress::RunStarted(RunStarted {
         run_id: &ctx.run_id,
         host: &ctx.host,
@@ -285,7 +305,7 @@ fn status_of(error: &PrometheusError) -> Option<u16> {
 }
 
 /// Connects to the k6 host and checks k6 is there.
-async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
     let options = RunnerOptions {
         known_hosts_file: config.k6.known_hosts_file.clone(),
         reconnect_within: config.k6.reconnect_within,

@@ -66,6 +66,7 @@ impl LoadGenerator for RemoteK6<'_> {
             script: job.script,
             outputs: self.outputs,
             tags: &self.tags,
+            args: &[],
             max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
         };
         match self.runner.run(&k6_job, on_line, stop).await {

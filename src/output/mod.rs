@@ -27,7 +27,7 @@ pub mod records;
 pub mod resume;
 pub mod row;
 pub mod table;
-mod tail;
+pub(crate) mod tail;
 
 pub use dataset::{Dataset, IterationFiles, IterationRecord};
 pub use row::{FunctionCells, NodeCells, ResultRow};
