@@ -83,6 +83,7 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
         function_pid_regexes: BTreeMap::new(),
         output_dir: None,
         run_id: None,
+        memory: Default::default(),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Config {
     pub output_dir: Option<PathBuf>,
     /// Run id from the config (the request context wins).
     pub run_id: Option<String>,
+    /// Campaign memory settings (paths not yet resolved).
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// Where and how to reach the k6 load generator.

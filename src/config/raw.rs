@@ -158,6 +158,8 @@ pub struct RawConfig {
     pub openfaas_port: Option<Value>,
     /// Accepted for compatibility with lb; ignored (use `prometheus_url`).
     pub prometheus_port: Option<Value>,
+    /// Campaign memory (DuckDB, lb's `peva_faas` schema); on by default.
+    pub memory: crate::memory::RawMemoryConfig,
     /// lb's common plugin field; ignored.
     pub max_retries: Option<Value>,
     /// lb's common plugin field; ignored.
@@ -229,6 +231,7 @@ impl Default for RawConfig {
             deploy_functions: None,
             openfaas_port: None,
             prometheus_port: None,
+            memory: Default::default(),
             max_retries: None,
             timeout_buffer: None,
             tags: None,
@@ -641,7 +644,7 @@ impl RawConfig {
 /// list where a mapping belongs is almost certainly a mistake.
 fn positional_struct_errors(map: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for key in ["combinations", "cooldown", "overload", "rates"] {
+    for key in ["combinations", "cooldown", "overload", "rates", "memory"] {
         if let Some(value @ Value::Array(_)) = map.get(key) {
             errors.push(FieldError::new(
                 key,

@@ -140,6 +140,9 @@ pub(crate) fn validate(
     let function_pid_regexes = pid_regexes(&raw, &mut found);
     let output_dir = output_dir(&raw, &mut found);
     let run_id = run_id(&raw, &mut found);
+    let memory = crate::memory::config::validate(&raw.memory, machine.home.as_deref())
+        .map_err(|errors| found.errors.extend(errors))
+        .ok();
 
     // Each part is `None` exactly when it recorded an error.
     let config = (|| {
@@ -165,6 +168,7 @@ pub(crate) fn validate(
             function_pid_regexes: function_pid_regexes?,
             output_dir: output_dir?,
             run_id: run_id?,
+            memory: memory?,
         })
     })();
     match config {

@@ -97,6 +97,7 @@ fn defaults_are_lbs() {
             function_pid_regexes: BTreeMap::new(),
             output_dir: None,
             run_id: None,
+            memory: Default::default(),
         }
     );
 }
