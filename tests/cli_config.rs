@@ -416,6 +416,7 @@ fn lb_install_refuses_an_lb_that_does_not_resolve_dfaas_to_the_installed_plugin(
     let plugin = dir.path().join("lb_plugins/plugins/_user/lb_dfaas_plugin");
     assert!(plugin.join("lb_dfaas_plugin.py").is_file());
     assert!(plugin.join("bin/lb-dfaas").is_file());
+    assert!(plugin.join("bin/libduckdb.so").is_file());
     assert!(plugin.join("ansible/setup_global.yml").is_file());
 }
 
