@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 pub use config::{MemoryConfig, MemoryPaths, RawMemoryConfig};
 pub use record::{
-    skip_reason, CampaignIdentity, IterationRecord, Known, Recorded, RunInfo, RunStatus, SkipRecord,
+    digest, skip_reason, CampaignIdentity, IterationRecord, Known, Recorded, RunInfo, RunStatus,
+    SkipRecord,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::MemoryStore;

@@ -30,14 +30,7 @@ impl CampaignIdentity {
     /// queries measure (e.g. the queries file's text, the Scaphandre switch
     /// and the PID regexes, joined): the first 16 hex digits of SHA-256.
     pub fn query_set_digest(parts: &[&str]) -> String {
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let mut digest = hex::encode(hasher.finalize());
-        digest.truncate(16);
-        digest
+        digest(parts)
     }
 
     /// `duration` in milliseconds, saturating.
@@ -56,6 +49,20 @@ impl CampaignIdentity {
     }
 }
 
+/// The first 16 hex digits of SHA-256 over `parts`, each length-prefixed
+/// (so `["ab", "c"]` and `["a", "bc"]` differ): for `query_set` and
+/// `config_hash`.
+pub fn digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let mut digest = hex::encode(hasher.finalize());
+    digest.truncate(16);
+    digest
+}
+
 /// `lb-dfaas <version>`: recorded as `run_sessions.git_rev` and in payloads.
 pub fn writer() -> String {
     format!("lb-dfaas {}", env!("CARGO_PKG_VERSION"))
@@ -66,7 +73,7 @@ pub fn writer() -> String {
 pub struct RunInfo {
     pub run_id: String,
     pub started_at: SystemTime,
-    /// Digest of the validated config (what was asked for), any stable text.
+    /// Digest of the config the run was asked for (e.g. [`digest`] of its JSON).
     pub config_hash: String,
 }
 

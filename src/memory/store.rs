@@ -42,13 +42,19 @@ impl std::fmt::Debug for MemoryStore {
 
 impl MemoryStore {
     /// Opens the file (creating it and its directory if needed), checks or
-    /// creates the schema, then preloads the Parquet core when configured.
-    /// A file of another schema version is an error and is not modified.
+    /// creates the schema, then preloads the Parquet core when configured
+    /// and the directory exists (as `peva_faas` does: a first run may name
+    /// the directory a later export fills). A file of another schema
+    /// version is an error and is not modified.
     pub fn open(paths: &MemoryPaths) -> Result<MemoryStore, MemoryError> {
         let mut store = MemoryStore::open_file(&paths.db_path, &paths.schema_version)?;
         store.export_core_dir = paths.export_core_parquet_dir.clone();
         store.export_debug_dir = paths.export_raw_debug_parquet_dir.clone();
-        if let Some(dir) = &paths.preload_core_parquet_dir {
+        if let Some(dir) = paths
+            .preload_core_parquet_dir
+            .as_ref()
+            .filter(|d| d.exists())
+        {
             store.preload_parquet(dir, paths.preload_raw_debug)?;
         }
         Ok(store)
@@ -378,14 +384,19 @@ impl MemoryStore {
             .map_err(|e| MemoryError::sql("commit the preload", e))
     }
 
+    /// Folds the write-ahead log into the file (DuckDB also does it on its
+    /// own when the log grows); committed records are durable without it.
+    pub fn checkpoint(&self) -> Result<(), MemoryError> {
+        self.conn
+            .execute_batch("CHECKPOINT")
+            .map_err(|e| MemoryError::sql("checkpoint", e))
+    }
+
     /// Checkpoints the file (the write-ahead log folded into it), exports
     /// the configured Parquet directories, and closes. The file is closed
     /// even when the export fails.
     pub fn checkpoint_and_close(self) -> Result<(), MemoryError> {
-        let checkpoint = self
-            .conn
-            .execute_batch("CHECKPOINT")
-            .map_err(|e| MemoryError::sql("checkpoint", e));
+        let checkpoint = self.checkpoint();
         let export = self.export_parquet(
             self.export_core_dir.as_deref(),
             self.export_debug_dir.as_deref(),
