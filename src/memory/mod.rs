@@ -47,6 +47,9 @@ pub enum MemoryError {
          (files are never migrated: use another memory.db_path)"
     )]
     SchemaVersion { found: String, expected: String },
+    /// A schema version other than the one this program writes was asked for.
+    #[error("schema_version {0:?} is not supported: lb-dfaas uses {SCHEMA_VERSION:?}")]
+    UnsupportedVersion(String),
     /// A DuckDB file without `memory_schema_meta`.
     #[error("not a campaign memory file: it has no memory_schema_meta table")]
     NotAMemoryFile,
@@ -103,6 +106,7 @@ impl MemoryError {
             self,
             MemoryError::NoFile(_)
                 | MemoryError::SchemaVersion { .. }
+                | MemoryError::UnsupportedVersion(_)
                 | MemoryError::NotAMemoryFile
                 | MemoryError::SchemaMismatch(_)
                 | MemoryError::Preload { .. }

@@ -63,10 +63,7 @@ impl MemoryStore {
     /// Opens `path` for writing with schema `version`, no preload, no export.
     pub fn open_file(path: &Path, version: &str) -> Result<MemoryStore, MemoryError> {
         if version != SCHEMA_VERSION {
-            return Err(MemoryError::SchemaVersion {
-                found: version.to_string(),
-                expected: SCHEMA_VERSION.to_string(),
-            });
+            return Err(MemoryError::UnsupportedVersion(version.to_string()));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| MemoryError::io("create", parent, e))?;
