@@ -504,6 +504,14 @@ pub(crate) fn sql_string(path: &Path) -> Result<String, MemoryError> {
 mod tests {
     use super::*;
 
+    /// A progress observer (`Observer: Send + Sync`) holds the store in a
+    /// `Mutex`, which needs the store to be `Send`.
+    #[test]
+    fn the_store_can_live_in_an_observer() {
+        fn send<T: Send>() {}
+        send::<MemoryStore>();
+    }
+
     #[test]
     fn flags_written_by_either_program_are_read() {
         for set in ["1", "True", "true", "1.0", " 1 "] {
