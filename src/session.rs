@@ -16,12 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::campaign::live::{LiveMeasurements, RemoteK6};
-use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
+use crate::campaign::progress::{Observer, Observers, Progress, RunStarted, RunTotals};
 use crate::campaign::stop::Stop;
 use crate::campaign::{Campaign, CampaignError, RunContext};
 use crate::config::Config;
 use crate::events::{EventOrigin, LbEvents, StderrSink};
 use crate::k6::runner::{K6Runner, RunnerOptions};
+use crate::memory::{MemoryRecorder, RunPlace, RunStatus};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
@@ -46,6 +47,9 @@ pub struct ResolvedContext {
     /// the config's `output_dir` (the default counts as the latter).
     pub output_dir_field: &'static str,
     pub stop_file: Option<PathBuf>,
+    /// lb's working directory (absolute), when lb runs the campaign: the
+    /// base of relative memory paths (else the output directory).
+    pub lb_workdir: Option<PathBuf>,
 }
 
 /// Fills in the context's defaults (SPEC §2) and checks the values that
@@ -93,6 +97,16 @@ pub fn resolve_context(
         (None, Some(dir)) => dir.clone(),
         (None, None) => PathBuf::from(DEFAULT_OUTPUT_DIR),
     };
+    let lb_workdir = match context.lb_workdir.as_deref() {
+        None => None,
+        Some(dir) if !std::path::Path::new(dir).is_absolute() => {
+            return Err(CommandError::input(
+                "context.lb_workdir",
+                format!("{dir:?} must be an absolute path"),
+            ))
+        }
+        Some(dir) => Some(PathBuf::from(dir)),
+    };
     Ok(ResolvedContext {
         host,
         workload: context
@@ -109,6 +123,7 @@ pub fn resolve_context(
             .as_ref()
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
+        lb_workdir,
     })
 }
 
@@ -164,7 +179,7 @@ pub fn run(config: &Config, context: &Context) -> Result<RunResult, CommandError
 }
 
 async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, CommandError> {
-    let lb_events = LbEvents::new(
+    let lb_events = Arc::new(LbEvents::new(
         EventOrigin {
             run_id: ctx.run_id.clone(),
             host: ctx.host.clone(),
@@ -174,8 +189,30 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         },
         Arc::new(StderrSink),
         config.k6.log_stream,
-    );
-    let observer: &dyn Observer = &lb_events;
+    ));
+    let memory = Arc::new(MemoryRecorder::new(lb_events.clone()));
+    // The memory first: at run_finished it is closed before lb reads that line.
+    let observers = Observers::new(vec![memory.clone(), lb_events]);
+    let result = run_observed(config, &ctx, &observers, &memory).await;
+    // A run that ended before its campaign did (a start-up check failed, a
+    // stop during them) ends in the memory here; the others did at
+    // run_finished. Either way after k6 stopped and before the exit.
+    memory.finish(match &result {
+        Ok(result) => {
+            RunStatus::of_exit_code(u8::try_from(result.returncode).unwrap_or(exit::CONFIG_FAILED))
+        }
+        Err(CommandError::Interrupted) => RunStatus::Interrupted,
+        Err(_) => RunStatus::Failed,
+    });
+    result
+}
+
+async fn run_observed(
+    config: &Config,
+    ctx: &ResolvedContext,
+    observer: &dyn Observer,
+    memory: &MemoryRecorder,
+) -> Result<RunResult, CommandError> {
     let (handle, stop) = Stop::new();
     handle.watch(ctx.stop_file.clone());
     observer.observe(&Progress::RunStarted(RunStarted {
@@ -204,8 +241,21 @@ async fn run_async(config: &Config, ctx: ResolvedContext) -> Result<RunResult, C
         output_dir: ctx.output_dir.clone(),
     };
     // Every output problem is found before connecting, let alone loading.
-    let campaign = Campaign::open(config, &run_ctx, observer)
+    let mut campaign = Campaign::open(config, &run_ctx, observer)
         .map_err(|e| output_failure(&e, ctx.output_dir_field))?;
+    // So is a memory that cannot be used.
+    let place = RunPlace {
+        run_id: &ctx.run_id,
+        repetition: ctx.repetition,
+        lb_workdir: ctx.lb_workdir.as_deref(),
+        output_dir: &ctx.output_dir,
+    };
+    if let Some(known) = memory.start(config, &place)? {
+        let (full, part) = campaign.recall(known);
+        observer.observe(&Progress::Note(&format!(
+            "memory: {full} configuration(s) of this duration and query set known in full, {part} in part"
+        )));
+    }
     // The start-up checks' own meter: requests bounded like their retries,
     // so a Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)

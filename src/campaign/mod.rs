@@ -14,6 +14,7 @@
 pub mod cooldown;
 pub mod live;
 pub mod progress;
+mod recall;
 pub mod row;
 pub mod services;
 pub mod stop;
@@ -24,15 +25,17 @@ use std::path::PathBuf;
 
 use crate::config::{Config, FunctionName};
 use crate::k6::{script, summary};
+use crate::memory::Known;
 use crate::metrics::meter::IterationMetrics;
 use crate::output::resume::CompletedIterations;
 use crate::output::row::{index_entry, skipped_to_protocol};
-use crate::output::{self, artifact, Dataset, IterationRecord, MetricsRow, OutputError};
+use crate::output::{self, artifact, Dataset, IterationRecord, OutputError};
 use crate::plan::{ConfigId, ConfigKey, Configuration, OverloadMemory, Plan, SkipReason};
 use crate::protocol::{self, MetricsEntry, RunResult, ScriptEntry, SummaryEntry};
 
 use cooldown::CooldownEnd;
 use progress::{Observer, Progress};
+use recall::{Recalled, Resume};
 use services::{LoadError, LoadGenerator, LoadJob, Measurements};
 use stop::Stop;
 use verdict::NodeReading;
@@ -104,6 +107,9 @@ pub struct Campaign<'a> {
     /// (a run killed mid-configuration).
     partial: HashMap<ConfigKey, CompletedIterations>,
     skipped_before: HashSet<ConfigKey>,
+    /// What the campaign memory holds of configurations this output
+    /// directory knows nothing of ([`Campaign::recall`]).
+    recalled: Recalled,
     memory: OverloadMemory,
     outcome: Outcome,
 }
@@ -173,9 +179,28 @@ impl<'a> Campaign<'a> {
             indexed,
             partial,
             skipped_before,
+            recalled: Recalled::default(),
             memory,
             outcome,
         })
+    }
+
+    /// Takes what the campaign memory knows (`memory.skip_known`): the
+    /// iterations of each configuration measured with this campaign's
+    /// duration and queries. Configurations known in full are skipped as
+    /// `already_in_memory` (their overloads count for dominance), those
+    /// known in part run only their missing iterations; this output
+    /// directory's own index and rows win (see [`recall`]). Returns how
+    /// many configurations are known in full and in part.
+    pub fn recall(&mut self, known: HashMap<ConfigKey, Known>) -> (usize, usize) {
+        self.recalled = Recalled::fold(
+            known,
+            &self.indexed,
+            &self.partial,
+            self.config.iterations,
+            &mut self.memory,
+        );
+        self.recalled.counts()
     }
 
     /// Runs the plan on a node of `cores` cores. An output failure on the
@@ -242,13 +267,21 @@ impl<'a> Campaign<'a> {
             Some(SkipReason::DominatedByOverload)
         } else if self.indexed.contains(&configuration.key()) {
             Some(SkipReason::AlreadyIndexed)
+        } else if self.recalled.is_complete(&configuration.key()) {
+            Some(SkipReason::AlreadyInMemory)
+        } else if self.config.overload.skip_predicted
+            && self.memory.predicts_overload(configuration)
+        {
+            Some(SkipReason::PredictedOverload)
         } else {
             None
         }
     }
 
     /// Records a skip: an event, the protocol row, and a skipped.csv row
-    /// for dominated configurations (not already there from an earlier run).
+    /// for configurations skipped as overloaded, dominated or predicted
+    /// (not already there from an earlier run). Those measured before
+    /// (indexed, in memory) are not skipped.csv's business.
     fn skip(
         &mut self,
         configuration: &Configuration,
@@ -260,10 +293,13 @@ impl<'a> Campaign<'a> {
             configuration,
             reason,
         });
-        if reason == SkipReason::DominatedByOverload {
-            self.append_skipped(configuration)?;
-        } else {
-            self.push_skipped_row(configuration);
+        match reason {
+            SkipReason::DominatedByOverload | SkipReason::PredictedOverload => {
+                self.append_skipped(configuration)?;
+            }
+            SkipReason::AlreadyIndexed | SkipReason::AlreadyInMemory => {
+                self.push_skipped_row(configuration);
+            }
         }
         Ok(())
     }
@@ -295,7 +331,12 @@ impl<'a> Campaign<'a> {
     ) -> Result<ConfigEnd, CampaignError> {
         let id = configuration.config_id();
         let key = configuration.key();
-        let done = self.partial.remove(&key).unwrap_or_default();
+        let iterations = self.config.iterations;
+        let resume = Resume::of(
+            self.partial.remove(&key),
+            self.recalled.take_partial(&key),
+            iterations,
+        );
         let pairs: Vec<(FunctionName, u64)> =
             configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
         let script = script::render(&script::ScriptInput {
@@ -316,11 +357,10 @@ impl<'a> Campaign<'a> {
         self.observer.observe(&Progress::ConfigStarted {
             id: &id,
             configuration,
-            resumed_after: done.rows,
+            resumed_after: resume.done,
         });
-        let iterations = self.config.iterations;
-        let mut overloaded = done.overloaded;
-        for iteration in (done.rows + 1)..=iterations {
+        let mut overloaded = resume.overloaded;
+        for iteration in resume.to_run {
             let step = self
                 .run_iteration(
                     configuration,
@@ -440,6 +480,7 @@ impl<'a> Campaign<'a> {
             Err(LoadError::Unreachable(reason)) => return Ok(IterationEnd::GeneratorLost(reason)),
         };
         self.warn_all(run.warnings.clone());
+        let (k6_started_at, k6_ended_at) = (run.started_at, run.ended_at);
         let outcomes = match summary::parse(&run.summary, pairs, self.config.duration) {
             Ok(outcomes) => outcomes,
             Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
@@ -499,6 +540,8 @@ impl<'a> Campaign<'a> {
                 row: &row,
                 metrics: &metrics,
                 summary: &entry.summary,
+                started_at: k6_started_at,
+                ended_at: k6_ended_at,
             });
         }
         if node_overloaded {
@@ -521,29 +564,7 @@ impl<'a> Campaign<'a> {
         metrics: &IterationMetrics,
     ) -> Result<(), CampaignError> {
         let repetition = self.ctx.repetition;
-        let metrics_row = MetricsRow {
-            cpu_usage_node: metrics.cpu_usage_node,
-            ram_usage_node: metrics.ram_usage_node,
-            ram_usage_node_pct: metrics.ram_usage_node_pct,
-            power_usage_node: metrics.power_usage_node,
-            functions: metrics
-                .functions
-                .iter()
-                .filter_map(|(name, m)| {
-                    FunctionName::parse(name).ok().map(|n| {
-                        (
-                            n,
-                            output::FunctionMetrics {
-                                cpu_usage: m.cpu,
-                                ram_usage: m.ram,
-                                power_usage: m.power,
-                            },
-                        )
-                    })
-                })
-                .collect(),
-            window: serde_json::to_value(&metrics.window).ok(),
-        };
+        let metrics_row = row::metrics_row(metrics);
         let files = self
             .dataset
             .append_iteration(&IterationRecord {

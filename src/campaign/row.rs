@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::config::{FunctionName, Overload};
 use crate::k6::summary::FunctionOutcome;
 use crate::metrics::meter::IterationMetrics;
-use crate::output::{FunctionCells, NodeCells, ResultRow};
+use crate::output::{FunctionCells, FunctionMetrics, MetricsRow, NodeCells, ResultRow};
 
 use super::verdict::{self, NodeReading, NodeVerdictInput};
 
@@ -21,6 +21,35 @@ pub struct IterationMeasures<'a> {
     pub rest_seconds: u64,
     /// Node cores (CPU capacity = cores x 100 %).
     pub cores: f64,
+}
+
+/// The metrics file's row (and the protocol's `dfaas_metrics` entry) of
+/// an iteration's measurements; names that are not function names (none
+/// of ours) are left out.
+pub fn metrics_row(metrics: &IterationMetrics) -> MetricsRow {
+    MetricsRow {
+        cpu_usage_node: metrics.cpu_usage_node,
+        ram_usage_node: metrics.ram_usage_node,
+        ram_usage_node_pct: metrics.ram_usage_node_pct,
+        power_usage_node: metrics.power_usage_node,
+        functions: metrics
+            .functions
+            .iter()
+            .filter_map(|(name, m)| {
+                FunctionName::parse(name).ok().map(|n| {
+                    (
+                        n,
+                        FunctionMetrics {
+                            cpu_usage: m.cpu,
+                            ram_usage: m.ram,
+                            power_usage: m.power,
+                        },
+                    )
+                })
+            })
+            .collect(),
+        window: serde_json::to_value(&metrics.window).ok(),
+    }
 }
 
 /// The row and whether the node was overloaded.

@@ -186,6 +186,9 @@ pub struct Overload {
     pub success_rate_node_min: f64,
     pub success_rate_function_min: f64,
     pub replicas_overload_threshold: u64,
+    /// Skip configurations predicted to overload from an overloaded
+    /// configuration of a subset of their functions.
+    pub skip_predicted: bool,
 }
 
 /// OpenFaaS basic-auth credentials.

@@ -488,6 +488,10 @@ pub struct RawOverload {
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub replicas_overload_threshold: u64,
+    /// Skip, as `predicted_overload`, a configuration that loads every
+    /// function of an overloaded configuration of a subset of its functions
+    /// at an equal or higher rate (off: only lb's same-set dominance).
+    pub skip_predicted: bool,
 }
 
 impl Default for RawOverload {
@@ -498,6 +502,7 @@ impl Default for RawOverload {
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.90,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         }
     }
 }

@@ -1042,6 +1042,7 @@ fn overload(raw: &RawConfig, found: &mut Findings) -> Option<Overload> {
         success_rate_node_min: node?,
         success_rate_function_min: function?,
         replicas_overload_threshold: replicas_ok.then_some(o.replicas_overload_threshold)?,
+        skip_predicted: o.skip_predicted,
     })
 }
 

@@ -8,16 +8,22 @@
 //! - [`store`]: [`MemoryStore`], the file open for writing: runs,
 //!   iterations, skips, what is already known, Parquet export and preload;
 //! - [`record`]: the plain data the store takes and gives;
+//! - [`recorder`]: [`MemoryRecorder`], the progress observer that writes a
+//!   run into the store (each record committed before the campaign's next
+//!   step) and closes it when the run ends;
 //! - [`inspect`]: the read-only side (`lb-dfaas memory summary|query`).
 //!
-//! This module does not know the campaign loop: a progress observer turns
-//! the campaign's progress into calls on [`MemoryStore`]. DuckDB comes from
+//! The campaign loop does not know the memory: it reports progress, which
+//! the recorder turns into calls on [`MemoryStore`], and it takes what the
+//! memory already knows ([`MemoryStore::known_all`]) as plain data before
+//! it starts (`crate::campaign::Campaign::recall`). DuckDB comes from
 //! a prebuilt `libduckdb.so` (1.4.4, the version lb pins) linked at run time
 //! — see `build.rs`.
 
 pub mod config;
 pub mod inspect;
 pub mod record;
+pub mod recorder;
 pub mod schema;
 pub mod store;
 
@@ -28,6 +34,7 @@ pub use record::{
     digest, skip_reason, CampaignIdentity, IterationRecord, Known, Recorded, RunInfo, RunStatus,
     SkipRecord,
 };
+pub use recorder::{MemoryRecorder, RunPlace, RunSetup};
 pub use schema::SCHEMA_VERSION;
 pub use store::MemoryStore;
 

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::plan::Configuration;
+use crate::protocol::exit;
 
 /// What makes two measurements of one configuration comparable: the same
 /// k6 duration and the same Prometheus queries. Stored in every event's
@@ -89,6 +90,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status of a run that exited with `code` (SPEC §2).
+    pub fn of_exit_code(code: u8) -> RunStatus {
+        match code {
+            exit::OK => RunStatus::Completed,
+            exit::INTERRUPTED => RunStatus::Interrupted,
+            _ => RunStatus::Failed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Completed => "completed",

@@ -7,6 +7,7 @@
 //! behind a progress observer: each method takes plain data and does one
 //! thing; none of them knows the campaign loop.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -21,7 +22,8 @@ use super::record::{
 };
 use super::schema::{self, CORE_TABLES, DEBUG_TABLES, SCHEMA_VERSION};
 use super::MemoryError;
-use crate::plan::Configuration;
+use crate::config::FunctionName;
+use crate::plan::{ConfigKey, Configuration};
 
 /// The memory file, open read-write (DuckDB allows one such process per
 /// file; readers in other processes wait for it to close).
@@ -289,6 +291,66 @@ impl MemoryStore {
         Ok(known)
     }
 
+    /// [`MemoryStore::known`] for every configuration at once, read in one
+    /// pass before a run: each configuration (by its functions and rates)
+    /// with the iterations measured under `identity`. Rows whose pairs do
+    /// not give their `config_id`, or whose names are not function names,
+    /// are left out.
+    pub fn known_all(
+        &self,
+        identity: &CampaignIdentity,
+    ) -> Result<HashMap<ConfigKey, Known>, MemoryError> {
+        let read = |e| MemoryError::sql("read known iterations", e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT config_id, iteration, \
+                 json_extract_string(payload_json, '$.result_row.overloaded_node'), \
+                 CAST(config_functions AS VARCHAR), CAST(config_rates AS VARCHAR) \
+                 FROM execution_events \
+                 WHERE skip_reason IS NULL AND iteration >= 1 \
+                 AND json_extract_string(payload_json, '$.campaign.duration_ms') = ? \
+                 AND json_extract_string(payload_json, '$.campaign.query_set') = ? \
+                 ORDER BY end_ts NULLS FIRST",
+            )
+            .map_err(read)?;
+        let rows = statement
+            .query_map(
+                params![identity.duration_ms.to_string(), identity.query_set],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .map_err(read)?;
+        let mut known: HashMap<ConfigKey, Known> = HashMap::new();
+        for row in rows {
+            let (config_id, iteration, overloaded, functions, rates) = row.map_err(read)?;
+            let Some(configuration) =
+                configuration_from_json(functions.as_deref(), rates.as_deref())
+            else {
+                continue;
+            };
+            // The id is a 48-bit digest of the pairs: check the pairs give it.
+            if configuration.config_id().as_str() != config_id {
+                continue;
+            }
+            if let Ok(iteration) = u32::try_from(iteration) {
+                known
+                    .entry(configuration.key())
+                    .or_default()
+                    .iterations
+                    .insert(iteration, is_flag_set(overloaded.as_deref()));
+            }
+        }
+        Ok(known)
+    }
+
     /// Exports the core tables to `core_dir` and the raw summaries to
     /// `debug_dir` as `<table>.parquet`, through DuckDB's `COPY`. Each file
     /// is written beside its final name and renamed over it.
@@ -419,6 +481,22 @@ pub(crate) fn open_connection(path: &Path, mode: AccessMode) -> Result<Connectio
         .and_then(|c| c.with("autoinstall_known_extensions", "false"))
         .map_err(|e| open_error(e.to_string()))?;
     Connection::open_with_flags(path, config).map_err(|e| open_error(e.to_string()))
+}
+
+/// The configuration `config_functions` and `config_rates` (JSON lists)
+/// name, if they name one.
+fn configuration_from_json(functions: Option<&str>, rates: Option<&str>) -> Option<Configuration> {
+    let functions: Vec<String> = serde_json::from_str(functions?).ok()?;
+    let rates: Vec<u64> = serde_json::from_str(rates?).ok()?;
+    if functions.len() != rates.len() {
+        return None;
+    }
+    let pairs: Option<Vec<(FunctionName, u64)>> = functions
+        .iter()
+        .zip(rates)
+        .map(|(f, r)| FunctionName::parse(f).ok().map(|n| (n, r)))
+        .collect();
+    Configuration::from_pairs(pairs?).ok()
 }
 
 /// `config_functions` / `config_rates` as JSON lists.

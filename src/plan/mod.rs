@@ -3,12 +3,12 @@
 //!
 //! Owns: per-function rate lists (the rate ladder cut at `max_rate`),
 //! combinations of functions, the lazy enumeration of configurations, the
-//! exact count, config ids, the index key, dominance by overload, and the
-//! `plan` document (JSON, and a summary table for people). Pure: it reads
-//! nothing from disk or network (index.csv is parsed by `output`) and
-//! never materialises the whole plan — a plan of
-//! millions of configurations is counted in microseconds and iterated with
-//! memory proportional to the number of functions.
+//! exact count, config ids, the index key, dominance by overload (and
+//! overload predicted from subsets), and the `plan` document (JSON, and a
+//! summary table for people). Pure: it reads nothing from disk or network
+//! (index.csv is parsed by `output`) and never materialises the whole
+//! plan — a plan of millions of configurations is counted in microseconds
+//! and iterated with memory proportional to the number of functions.
 //!
 //! Order (SPEC §4, same as lb): combination sizes ascending; within a size,
 //! combinations of the sorted names in lexicographic order; within a
@@ -23,7 +23,7 @@ mod summary;
 
 pub use configuration::{ConfigId, ConfigKey, Configuration, IndexedConfigs};
 pub use document::{write_plan_json, PlanCounts, PlanDocumentError};
-pub use dominance::{dominates, key_dominates, OverloadMemory};
+pub use dominance::{dominates, key_dominates, predicts_overload, OverloadMemory};
 pub use summary::{
     format_hours_minutes, size_counts, write_plan_table, SizeCounts, DEFAULT_TABLE_LIMIT,
 };
@@ -45,6 +45,13 @@ pub enum SkipReason {
     DominatedByOverload,
     /// index.csv already records it (a previous run finished it).
     AlreadyIndexed,
+    /// The campaign memory holds all its iterations, measured with the
+    /// same duration and queries (`memory.skip_known`).
+    AlreadyInMemory,
+    /// It loads every function of an overloaded configuration of a subset
+    /// of its functions at an equal or higher rate
+    /// (`overload.skip_predicted`).
+    PredictedOverload,
 }
 
 impl SkipReason {
@@ -52,6 +59,8 @@ impl SkipReason {
         match self {
             SkipReason::DominatedByOverload => "dominated_by_overload",
             SkipReason::AlreadyIndexed => "already_indexed",
+            SkipReason::AlreadyInMemory => "already_in_memory",
+            SkipReason::PredictedOverload => "predicted_overload",
         }
     }
 }
@@ -488,5 +497,11 @@ mod tests {
             serde_json::to_value(SkipReason::AlreadyIndexed).unwrap(),
             serde_json::json!("already_indexed")
         );
+        for reason in [SkipReason::AlreadyInMemory, SkipReason::PredictedOverload] {
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::json!(reason.as_str())
+            );
+        }
     }
 }
