@@ -3,7 +3,9 @@
 #   1. the criterion micro-benchmarks (plan, output, k6), short settings;
 #   2. the testbed benchmark (benches/testbed/): orchestration overhead per
 #      iteration (ours vs fresh ssh vs ansible-playbook), plan scale, load
-#      fidelity — on testbed instance $BENCH_TESTBED_ID (default 20), which
+#      fidelity, overloads predicted from subsets vs lb's same-set rule (two
+#      campaigns of a 3-function plan through lb-dfaas run) — on testbed
+#      instance $BENCH_TESTBED_ID (default 20), which
 #      is brought up with the functions the benchmark needs and always
 #      torn down on exit.
 # Run as root (the testbed creates a network namespace). Extra arguments go
@@ -59,11 +61,12 @@ fi
 # A fresh instance with the functions the benchmark needs: `fast` answers
 # at once (64 workers, deep queue), `slow` burns 20 ms of CPU per call on
 # 2 workers with a 32-deep queue (about 100 calls/s at most, less while
-# k6 competes for the same cores).
+# k6 competes for the same cores), `mid` 20 ms on one worker with a
+# 16-deep queue (about 50 calls/s; the prediction section's third function).
 # The k6 host runs remote commands without root's interactive ~/.bashrc,
 # as a real load generator would (see testbed/k6host.sh).
 export TESTBED_SKIP_SHELL_RC=1
-export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32}
+export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32,mid=20:1:16}
 export GATEWAY_BIN=$PWD/target/release/dfaas-test-gateway
 teardown() {
     testbed/testbed.sh down "$ID" >/dev/null 2>&1 || echo "bench.sh: testbed down $ID failed" >&2
