@@ -34,9 +34,16 @@ pub fn predicts_overload(candidate: &Configuration, base: &Configuration) -> boo
             .is_some_and(|positions| rates_at_least(candidate.rates(), &positions, base.rates()))
 }
 
+/// [`predicts_overload`] for keys read from files (names as written there).
+pub fn key_predicts_overload(candidate: &ConfigKey, base: &ConfigKey) -> bool {
+    base.functions().len() < candidate.functions().len()
+        && subset_positions(base.functions(), candidate.functions())
+            .is_some_and(|positions| rates_at_least(candidate.rates(), &positions, base.rates()))
+}
+
 /// Where each name of `subset` sits in `set` (both sorted), or `None` when
 /// one is missing.
-fn subset_positions(subset: &[FunctionName], set: &[FunctionName]) -> Option<Vec<usize>> {
+fn subset_positions<T: PartialEq>(subset: &[T], set: &[T]) -> Option<Vec<usize>> {
     let mut positions = Vec::with_capacity(subset.len());
     let mut from = 0;
     for name in subset {

@@ -23,7 +23,9 @@ mod summary;
 
 pub use configuration::{ConfigId, ConfigKey, Configuration, IndexedConfigs};
 pub use document::{write_plan_json, PlanCounts, PlanDocumentError};
-pub use dominance::{dominates, key_dominates, predicts_overload, OverloadMemory};
+pub use dominance::{
+    dominates, key_dominates, key_predicts_overload, predicts_overload, OverloadMemory,
+};
 pub use summary::{
     format_hours_minutes, size_counts, write_plan_table, SizeCounts, DEFAULT_TABLE_LIMIT,
 };
