@@ -1,6 +1,8 @@
-//! One `run`: resolve the request context, check the environment (k6 host
-//! over SSH, Prometheus), drive the campaign with the real services, stop
-//! cleanly on a signal or the stop file, and build the result document.
+//! One `run`: resolve the request context, open the output directory and
+//! the campaign memory, check the environment (k6 host over SSH,
+//! Prometheus), drive the campaign with the real services, stop cleanly on
+//! a signal or the stop file (k6 first, then the memory is closed), and
+//! build the result document.
 //!
 //! Start-up failures are environment errors (exit 3) and happen within
 //! seconds: the SSH connect, the Prometheus check (core count, scrape

@@ -9,7 +9,9 @@
 //! killed at any instant loses at most the iteration in flight and a rerun
 //! resumes where it stopped. It does no I/O of its own beyond the output
 //! directory: k6 and measurements come in through the [`services`] traits,
-//! progress goes out as events.
+//! what the campaign memory already knows comes in as plain data
+//! ([`Campaign::recall`]), progress goes out to observers (the `LB_EVENT`
+//! lines, the memory's recorder).
 
 pub mod cooldown;
 pub mod live;
