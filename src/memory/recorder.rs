@@ -447,6 +447,98 @@ mod tests {
         assert_ne!(longer.identity, base.identity);
     }
 
+    /// Warnings the recorder reports.
+    #[derive(Default)]
+    struct Warnings(Mutex<Vec<String>>);
+
+    impl Observer for Warnings {
+        fn observe(&self, progress: &Progress<'_>) {
+            if let Progress::Warning(message) = progress {
+                self.0.lock().unwrap().push(message.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_the_next_ones_still_happen() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::memory::MemoryConfig::default().resolve(dir.path());
+        let warnings = Arc::new(Warnings::default());
+        let recorder = MemoryRecorder::new(warnings.clone());
+        // Progress before the memory is open is not recorded (nor an error).
+        let figlet =
+            Configuration::from_pairs([(FunctionName::parse("figlet").unwrap(), 10)]).unwrap();
+        let id = figlet.config_id();
+        let skipped = Progress::ConfigSkipped {
+            id: &id,
+            configuration: &figlet,
+            reason: crate::plan::SkipReason::DominatedByOverload,
+        };
+        recorder.observe(&skipped);
+        let known = recorder
+            .open(&paths, setup(serde_json::json!({})), true)
+            .unwrap();
+        assert!(known.is_empty());
+        assert_eq!(recorder.path().as_deref(), Some(paths.db_path.as_path()));
+        // The catalog is gone: recording a skip fails, and says what is missing.
+        recorder
+            .lock()
+            .store
+            .as_ref()
+            .unwrap()
+            .connection()
+            .execute_batch("ALTER TABLE config_catalog RENAME TO elsewhere")
+            .unwrap();
+        recorder.observe(&skipped);
+        {
+            let seen = warnings.0.lock().unwrap();
+            assert_eq!(seen.len(), 1, "{seen:?}");
+            assert!(
+                seen[0].starts_with(&format!(
+                    "memory: cannot record the skip of config {id} in "
+                )) && seen[0].contains("the run goes on"),
+                "{seen:?}"
+            );
+        }
+        // Once it can write again, it does.
+        recorder
+            .lock()
+            .store
+            .as_ref()
+            .unwrap()
+            .connection()
+            .execute_batch("ALTER TABLE elsewhere RENAME TO config_catalog")
+            .unwrap();
+        let failed = Progress::ConfigFailed {
+            id: &id,
+            configuration: &figlet,
+            iteration: 2,
+            reason: "ssh: connection reset",
+        };
+        recorder.observe(&failed);
+        recorder.finish(RunStatus::Failed);
+        recorder.finish(RunStatus::Completed); // once only
+        let seen = warnings.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[1].starts_with("memory: 1 record(s) could not be written"),
+            "{seen:?}"
+        );
+        let conn = duckdb::Connection::open(&paths.db_path).unwrap();
+        let (reason, detail, status): (String, String, String) = conn
+            .query_row(
+                "SELECT skip_reason, json_extract_string(payload_json, '$.detail'), \
+                 (SELECT status FROM run_sessions) FROM execution_events",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (reason.as_str(), detail.as_str(), status.as_str()),
+            ("failed", "iteration 2: ssh: connection reset", "failed")
+        );
+    }
+
     #[test]
     fn exit_codes_give_the_run_status() {
         assert_eq!(RunStatus::of_exit_code(0), RunStatus::Completed);

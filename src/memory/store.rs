@@ -84,6 +84,12 @@ impl MemoryStore {
         })
     }
 
+    /// The connection itself, for tests that break the file on purpose.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
