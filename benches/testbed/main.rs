@@ -138,7 +138,7 @@ fn run() -> Result<()> {
         Some(tb) if wants("overhead") || wants("fidelity") || wants("prediction") => {
             let mut needed = vec![FAST_FUNCTION, SLOW_FUNCTION];
             if wants("prediction") {
-                needed.push(prediction::MID_FUNCTION);
+                needed.extend(prediction::FUNCTIONS);
             }
             match runtime.block_on(tb.require_functions(&needed)) {
                 Ok(()) => Some(tb),
