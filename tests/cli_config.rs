@@ -483,6 +483,11 @@ fn validate_refuses_the_contexts_run_refuses() {
             "context.output_dir",
             "not a directory",
         ),
+        (
+            json!({"lb_workdir": "relative/dir"}),
+            "context.lb_workdir",
+            "must be an absolute path",
+        ),
     ];
     for (context, field, reason) in cases {
         let mut context = context;
