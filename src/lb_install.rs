@@ -37,11 +37,11 @@ use serde_json::Value;
 use crate::report::CommandError;
 
 /// Name of the plugin directory under `_user/`, and of the package in it.
-pub const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
+pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
 /// The workload names the package registers (its `PLUGINS`), each checked
 /// to resolve to it after the install; `dfaas` first.
-pub const REGISTERED_NAMES: &[&str] = &["dfaas"];
+pub(crate) const REGISTERED_NAMES: &[&str] = &["dfaas"];
 
 /// The package's modules, relative to the plugin directory.
 const PACKAGE_FILES: &[(&str, &str)] = &[

@@ -22,7 +22,7 @@ use crate::stop::Stop;
 const RUNTIME_MARGIN: Duration = Duration::from_secs(60);
 
 /// k6 on the remote host.
-pub struct RemoteK6<'a> {
+pub(crate) struct RemoteK6<'a> {
     runner: K6Runner,
     ctx: &'a RunContext,
     outputs: &'a [String],
@@ -32,7 +32,7 @@ pub struct RemoteK6<'a> {
 impl<'a> RemoteK6<'a> {
     /// The context's host and run id name the workspace; the standard tags
     /// (run_id, component, workload, repetition) are merged over `k6_tags`.
-    pub fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
+    pub(crate) fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
         let mut tags = config.k6.tags.clone();
         tags.insert("run_id".into(), ctx.run_id.clone());
         tags.insert("component".into(), "k6".into());
@@ -47,7 +47,7 @@ impl<'a> RemoteK6<'a> {
     }
 
     /// Stops whatever still runs remotely and closes the connection.
-    pub async fn close(self) -> Result<(), RunnerError> {
+    pub(crate) async fn close(self) -> Result<(), RunnerError> {
         self.runner.close().await
     }
 }
@@ -85,7 +85,7 @@ impl LoadGenerator for RemoteK6<'_> {
 
 /// Prometheus and the gateway. The meter's queries end on `stop` by
 /// themselves; gateway requests are raced against it here.
-pub struct LiveMeasurements {
+pub(crate) struct LiveMeasurements {
     pub meter: Meter,
     pub gateway: GatewayClient,
     pub stop: Stop,
