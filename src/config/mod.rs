@@ -21,6 +21,7 @@ mod source;
 mod validate;
 
 pub use name::{is_path_segment, FunctionName, NameError, PATH_SEGMENT_RULE};
+pub(crate) use validate::parse_k6_duration;
 
 use std::collections::BTreeMap;
 use std::fmt;
