@@ -1031,6 +1031,7 @@ mod tests {
                 output_dir: Some(dir.display().to_string()),
                 ..Context::default()
             },
+            plugin: Default::default(),
         };
         let loaded = config::load_request(&request).unwrap();
         Input {
@@ -1068,6 +1069,7 @@ mod tests {
         let config = config::load_request(&Request {
             config: json!({"functions": [{"name": "figlet"}, {"name": "env"}]}),
             context: Context::default(),
+            plugin: Default::default(),
         })
         .unwrap()
         .config;
