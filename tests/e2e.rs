@@ -19,7 +19,9 @@
 //!   unreachable or failing at start, stops while Prometheus hangs, 1 s
 //!   iterations on a 1 s scrape, Prometheus behind TLS and basic auth;
 //! - `terminal`: piped, stderr is the protocol whatever `--progress` says;
-//!   on a pseudo-terminal, the live progress view and its counts.
+//!   on a pseudo-terminal, the live progress view and its counts;
+//! - `local_k6`: lb's peva_faas config with k6 on this machine
+//!   (`k6_host: local`): streamed output, measured rows, the stop file.
 
 mod support;
 
@@ -36,5 +38,7 @@ mod environment;
 mod injection;
 #[path = "e2e/interrupt.rs"]
 mod interrupt;
+#[path = "e2e/local_k6.rs"]
+mod local_k6;
 #[path = "e2e/terminal.rs"]
 mod terminal;
