@@ -31,7 +31,7 @@ use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
-use crate::protocol::{Context, ExitCode as Code, Request, RunResult};
+use crate::protocol::{Context, ExitCode as Code, Plugin, Request, RunResult};
 use crate::report::{self, CommandError};
 use crate::terminal_progress::{ProgressMode, RunDisplay, StderrAboveView};
 
@@ -706,6 +706,8 @@ pub fn manifest() -> Value {
     let playbook = |relative: &str| root.join(relative).display().to_string();
     json!({
         "name": "dfaas",
+        // The lb plugins whose configs a request may hold (its `plugin`).
+        "plugins": Plugin::ALL.map(Plugin::name),
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
         "config_schema": config::json_schema(),
@@ -718,7 +720,7 @@ pub fn manifest() -> Value {
         },
         "required_tools": [
             "ssh (OpenSSH client) on the target",
-            "k6 on the k6 host (installed by the setup_global playbook)",
+            "k6 on the k6 host, or on the target with k6_host local (installed by the setup_global playbook)",
             "ansible-playbook on the controller, for the bundled playbooks",
         ],
     })

@@ -594,3 +594,52 @@ fn script_config_id_search_is_bounded_on_a_huge_plan() {
         .1
         .ends_with("is not a configuration of this plan"));
 }
+
+/// A request names the lb plugin whose config it holds: peva_faas's needs
+/// no k6 host (k6 runs here), an unknown plugin is invalid input naming
+/// the field, and `--config` takes a file with only a peva_faas section as
+/// a peva_faas config.
+#[test]
+fn peva_faas_requests() {
+    let out = validate_stdin(r#"{"plugin": "peva_faas", "config": {"k3s_host": "10.0.0.5"}}"#);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.json(), json!({"ok": true, "warnings": []}));
+
+    let out = validate_stdin(
+        r#"{"plugin": "peva_faas", "config": {"algorithm_entrypoint": "pkg.mod:Policy"}}"#,
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert_eq!(out.first_error().0, "algorithm_entrypoint");
+
+    let out = validate_stdin(r#"{"plugin": "pevafaas", "config": {}}"#);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let (field, reason) = out.first_error();
+    assert_eq!(field, "plugin");
+    assert!(
+        reason.contains("dfaas") && reason.contains("peva_faas"),
+        "{reason}"
+    );
+
+    // The same fields in a dfaas request are unknown fields.
+    let out = validate_stdin(r#"{"config": {"k3s_host": "10.0.0.5"}}"#);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["warnings"],
+        json!(["unknown field `k3s_host` ignored (a peva_faas field)"])
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "peva.yml",
+        "plugins:\n  peva_faas:\n    selection_mode: micro_batch\n    functions: [{name: env}]\n",
+    );
+    let out = lb_dfaas(
+        &["plan", "--limit", "1", "--config", file.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("unknown field"), "{}", out.stderr);
+    assert_eq!(out.json()["functions"], json!(["env"]));
+}
