@@ -120,7 +120,7 @@ pub enum Command {
         inputs: Vec<PathBuf>,
     },
     /// Install the lb plugin, this binary and the playbooks into an lb's
-    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
+    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` and `peva_faas` to it.
     LbInstall {
         /// lb's source tree or site-packages (the directory holding
         /// `lb_plugins/`); default: where `--python` imports lb from.
