@@ -607,6 +607,24 @@ fn k3s_host_fills_host_address() {
             "http://10.0.0.9:30411/prom".to_string()
         )
     );
+    // Neither k3s_host nor an address: this machine's, as peva_faas (the
+    // context's host name is no address).
+    let named = Context {
+        host: Some("node1".into()),
+        ..Context::default()
+    };
+    let c = load_request(&peva_in(
+        with_field(&templated, "k3s_host", json!("")),
+        named,
+    ))
+    .unwrap()
+    .config;
+    assert!(!c.gateway_url.contains("node1"), "{}", c.gateway_url);
+    assert!(
+        !c.prometheus_url.contains("localhost"),
+        "{}",
+        c.prometheus_url
+    );
     // A host that is not loopback stays.
     assert_eq!(
         urls(json!({"k3s_host": "10.0.0.5", "gateway_url": "http://gw.example:8080"})).0,

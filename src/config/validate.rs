@@ -409,7 +409,8 @@ fn peva_faas_fields(raw: &RawConfig, plugin: Plugin, found: &mut Findings) -> Op
 // ---------------------------------------------------------------- endpoints
 
 /// Where `{host.address}` comes from: peva_faas's `k3s_host`, else the
-/// context's address, else its host name, else this machine's primary
+/// context's address, else its host name (not for peva_faas, which goes
+/// from the address to this machine's), else this machine's primary
 /// address.
 struct HostAddress<'a> {
     /// peva_faas replaces a loopback URL host with the address too.
@@ -427,7 +428,9 @@ impl HostAddress<'_> {
             (k3s_host.to_string(), "k3s_host")
         } else if let Some(address) = given(&self.context.host_address) {
             (address, "context.host_address")
-        } else if let Some(host) = given(&self.context.host) {
+        } else if let Some(host) =
+            given(&self.context.host).filter(|_| self.plugin != Plugin::PevaFaas)
+        {
             (host, "context.host")
         } else {
             (
