@@ -11,7 +11,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-# The report tests screenshot the HTML page with headless Chromium; a font
+# The report tests screenshot the HTML page with headless Chromium, and the
+# serve tests drive the dashboard in it over the DevTools protocol; a font
 # so its text renders (without recommends, chromium pulls in none).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)

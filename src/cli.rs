@@ -119,6 +119,9 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         inputs: Vec<PathBuf>,
     },
+    /// Serve the control API (config, start, stop, status, logs, results),
+    /// its WebSocket and the dashboard; runs until SIGTERM or SIGINT.
+    Serve(crate::serve::ServeArgs),
     /// Install the lb plugin, this binary and the playbooks into an lb's
     /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` and `peva_faas` to it.
     LbInstall {
@@ -523,6 +526,13 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
             let written = report_cmd(args)?;
             Ok(Outcome {
                 stdout: format!("{}\n", written.path.display()),
+                exit_code: Code::Ok.code(),
+            })
+        }
+        Command::Serve(args) => {
+            crate::serve::run(args)?;
+            Ok(Outcome {
+                stdout: String::new(),
                 exit_code: Code::Ok.code(),
             })
         }

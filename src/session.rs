@@ -45,19 +45,39 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, &ctx, display))
+    runtime.block_on(async {
+        let (handle, stop) = Stop::new();
+        handle.watch(ctx.stop_file.clone());
+        run_async(config, &ctx, display, None, stop).await
+    })
+}
+
+/// [`run`] inside the caller's runtime (the control API's jobs):
+/// `observer` gets every progress value besides the `LB_EVENT` lines, and
+/// `stop` is the only stop request — no signal or stop file is watched.
+pub async fn run_with(
+    config: &Config,
+    context: &Context,
+    observer: Arc<dyn Observer>,
+    stop: Stop,
+) -> Result<Outcome, CommandError> {
+    let ctx = RunContext::resolve(context, config)?;
+    run_async(config, &ctx, RunDisplay::PROTOCOL, Some(observer), stop).await
 }
 
 async fn run_async(
     config: &Config,
     ctx: &RunContext,
     display: RunDisplay,
+    extra: Option<Arc<dyn Observer>>,
+    stop: Stop,
 ) -> Result<Outcome, CommandError> {
     let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
-    let observers = display.observers(lb_events);
+    let mut observers = display.observers(lb_events);
+    if let Some(extra) = extra {
+        observers.push(extra);
+    }
     let observer: &dyn Observer = &observers;
-    let (handle, stop) = Stop::new();
-    handle.watch(ctx.stop_file.clone());
     observer.observe(&Progress::RunStarted(RunStarted {
         run_id: &ctx.run_id,
         host: &ctx.host,
@@ -141,7 +161,7 @@ async fn start_up<'a>(
         .with_stop(stop.clone());
     let checks = async {
         tokio::join!(
-            connect_k6(config, ctx),
+            connect_load(config, ctx),
             check_prometheus(&startup_meter, config),
             check_gateway(gateway, config),
         )
@@ -297,7 +317,7 @@ fn k6_target(config: &Config) -> String {
 
 /// The load generator: connected to the k6 host with k6 there, or k6 on
 /// this machine (its workspaces in `<output dir>/k6`).
-async fn connect_k6<'a>(
+async fn connect_load<'a>(
     config: &'a Config,
     ctx: &'a RunContext,
 ) -> Result<LiveK6<'a>, CommandError> {
@@ -306,7 +326,7 @@ async fn connect_k6<'a>(
             .await
             .map(|runner| LiveK6::Local(LocalK6::new(runner, config, ctx)));
     }
-    connect_remote_k6(config)
+    connect_k6(config)
         .await
         .map(|runner| LiveK6::Remote(Box::new(RemoteK6::new(runner, config, ctx))))
 }
@@ -326,8 +346,17 @@ async fn local_k6(ctx: &RunContext) -> Result<LocalK6Runner, CommandError> {
     Ok(runner)
 }
 
-/// Connects to the k6 host and checks k6 is there.
-async fn connect_remote_k6(config: &Config) -> Result<K6Runner, CommandError> {
+/// Connects to the k6 host and checks k6 is there. With `k6_host: local`
+/// there is no k6 host to connect to ([`connect_load`] runs k6 here
+/// instead; a script suite of `serve` needs a k6 host).
+pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+    if config.k6.is_local() {
+        return Err(environment(
+            "k6_host is local: k6 runs on this machine for campaigns only; connecting over SSH needs a k6 host"
+                .to_string(),
+            json!({"k6_host": config.k6.host}),
+        ));
+    }
     let options = RunnerOptions {
         known_hosts_file: config.k6.known_hosts_file.clone(),
         reconnect_within: config.k6.reconnect_within,

@@ -45,6 +45,7 @@ fn job<'a>(
         script,
         outputs: &[],
         tags,
+        args: &[],
         max_runtime,
     }
 }

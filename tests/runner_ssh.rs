@@ -127,6 +127,7 @@ fn job<'a>(
         script,
         outputs: &[],
         tags,
+        args: &[],
         max_runtime: Duration::from_secs(60),
     }
 }

@@ -56,6 +56,7 @@ impl<'a> K6Settings<'a> {
             script: job.script,
             outputs: self.outputs,
             tags: &self.tags,
+            args: &[],
             max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
         }
     }

@@ -215,7 +215,7 @@ impl LocalK6Runner {
         let (stdout, stderr) = (open_log()?, open_log()?);
         let k6 = &self.options.k6_command;
         Command::new(k6)
-            .args(k6_arguments(job.outputs, job.tags))
+            .args(k6_arguments(job.outputs, job.tags, job.args))
             .current_dir(workspace)
             .env("K6_NO_USAGE_REPORT", "true")
             .stdin(Stdio::null())
@@ -292,9 +292,13 @@ impl LocalK6Runner {
 
 /// k6's arguments after the executable: a summary-exporting run of
 /// `script.js` in the workspace, each non-blank output as `--out`, each
-/// tag as `--tag key=value` (the remote start program's command, unquoted:
-/// no shell is involved here).
-fn k6_arguments(outputs: &[String], tags: &BTreeMap<String, String>) -> Vec<String> {
+/// tag as `--tag key=value`, then the job's further arguments (the remote
+/// start program's command, unquoted: no shell is involved here).
+fn k6_arguments(
+    outputs: &[String],
+    tags: &BTreeMap<String, String>,
+    extra: &[String],
+) -> Vec<String> {
     let mut args: Vec<String> = ["run", "--summary-export", "summary.json"]
         .map(String::from)
         .to_vec();
@@ -304,6 +308,7 @@ fn k6_arguments(outputs: &[String], tags: &BTreeMap<String, String>) -> Vec<Stri
     for (key, value) in tags {
         args.extend(["--tag".to_string(), format!("{key}={value}")]);
     }
+    args.extend(extra.iter().cloned());
     args.push("script.js".to_string());
     args
 }
@@ -474,8 +479,9 @@ mod tests {
             ("workload".to_string(), "peva_faas".to_string()),
         ]);
         let outputs = [" json=out.json ".to_string(), "  ".to_string()];
+        let extra = ["--vus".to_string(), "10".to_string()];
         assert_eq!(
-            k6_arguments(&outputs, &tags),
+            k6_arguments(&outputs, &tags, &extra),
             [
                 "run",
                 "--summary-export",
@@ -486,6 +492,8 @@ mod tests {
                 "run_id=r 1",
                 "--tag",
                 "workload=peva_faas",
+                "--vus",
+                "10",
                 "script.js"
             ]
         );

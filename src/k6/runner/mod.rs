@@ -49,7 +49,7 @@ use remote::{parse_poll, K6Status, Workspace};
 use ssh::SshSession;
 
 /// k6's exit code when thresholds failed.
-const EXIT_THRESHOLDS_FAILED: i32 = 99;
+pub(crate) const EXIT_THRESHOLDS_FAILED: i32 = 99;
 
 /// Polls in a row that may fail on the transport before the run fails.
 const MAX_POLL_FAILURES: u32 = 3;
@@ -132,6 +132,10 @@ pub struct K6Job<'a> {
     pub outputs: &'a [String],
     /// `--tag key=value` pairs.
     pub tags: &'a BTreeMap<String, String>,
+    /// Further `k6 run` arguments placed before the script, each one
+    /// quoted word (e.g. `--vus`, `10`: the CLI overrides the script's
+    /// own options).
+    pub args: &'a [String],
     /// k6 is stopped and the run fails with [`RunnerError::Timeout`] after
     /// this long (scenario duration plus a margin).
     pub max_runtime: Duration,
@@ -255,7 +259,13 @@ impl K6Runner {
         // Every program is built (and every value checked) before the
         // host is contacted.
         let workspace = Workspace::new(&self.workspace_root, job)?;
-        let start = remote::start(&workspace, &self.options.k6_command, job.outputs, job.tags)?;
+        let start = remote::start(
+            &workspace,
+            &self.options.k6_command,
+            job.outputs,
+            job.tags,
+            job.args,
+        )?;
         let upload = remote::upload_script(&workspace)?;
         self.connect_for_run(stop).await?;
         self.ssh

@@ -139,12 +139,14 @@ const STOP_LEFTOVER_K6: &str = concat!(
 /// background with all output in k6.log, records its pid, waits for it and
 /// writes its exit status; each file is written whole (`mv`). A k6 still
 /// running in the workspace is stopped first ([`STOP_LEFTOVER_K6`]).
-/// Blank `outputs` are dropped; each tag is one `--tag key=value`.
+/// Blank `outputs` are dropped; each tag is one `--tag key=value`; `args`
+/// are further `k6 run` arguments, one quoted word each.
 pub(super) fn start(
     workspace: &Workspace,
     k6_command: &str,
     outputs: &[String],
     tags: &BTreeMap<String, String>,
+    args: &[String],
 ) -> Result<String, RunnerError> {
     let mut k6 = vec![
         quote(k6_command, "k6_command")?.into_owned(),
@@ -159,6 +161,9 @@ pub(super) fn start(
     for (key, value) in tags {
         k6.push("--tag".to_string());
         k6.push(quote(&format!("{key}={value}"), "k6 tag")?.into_owned());
+    }
+    for arg in args {
+        k6.push(quote(arg, "k6 argument")?.into_owned());
     }
     k6.push("script.js".to_string());
     let inner = format!(
@@ -287,6 +292,7 @@ mod tests {
             script: "",
             outputs,
             tags,
+            args: &[],
             max_runtime: Duration::from_secs(60),
         }
     }
@@ -341,7 +347,13 @@ mod tests {
             ("x".to_string(), "$(boom)".to_string()),
         ]);
         let outputs = vec!["json=out file.json".to_string(), "  ".to_string()];
-        let command = start(&odd_workspace(), "k6", &outputs, &tags).unwrap();
+        let args = vec![
+            "--vus".to_string(),
+            "2".to_string(),
+            "--stage".to_string(),
+            "1s:$(x)".to_string(),
+        ];
+        let command = start(&odd_workspace(), "k6", &outputs, &tags, &args).unwrap();
         // The outer command as the remote shell splits it.
         let words = shlex::split(&command).unwrap();
         assert_eq!(words[..4], ["cd", "--", ODD, "&&"], "{command}");
@@ -354,7 +366,7 @@ mod tests {
         // The inner script as `sh -c` splits it.
         let inner = shlex::split(&words[at + 3]).unwrap();
         assert_eq!(
-            inner[..14],
+            inner[..18],
             [
                 "K6_NO_USAGE_REPORT=true",
                 "k6",
@@ -367,6 +379,10 @@ mod tests {
                 "run_id=r'1",
                 "--tag",
                 "x=$(boom)",
+                "--vus",
+                "2",
+                "--stage",
+                "1s:$(x)",
                 "script.js",
                 ">",
                 "k6.log"
@@ -380,7 +396,7 @@ mod tests {
     fn nul_cannot_be_quoted() {
         let tags = BTreeMap::from([("a".to_string(), "b\0c".to_string())]);
         assert!(matches!(
-            start(&odd_workspace(), "k6", &[], &tags),
+            start(&odd_workspace(), "k6", &[], &tags, &[]),
             Err(RunnerError::Unquotable { .. })
         ));
         assert!(matches!(
