@@ -30,6 +30,7 @@ use crate::context::RunContext;
 use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
+use crate::memory::{self, inspect, MemoryError};
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
 use crate::protocol::{Context, ExitCode as Code, Plugin, Request, RunResult};
 use crate::report::{self, CommandError};
@@ -133,6 +134,44 @@ pub enum Command {
         #[arg(long, value_name = "PY", default_value = "python3")]
         python: PathBuf,
     },
+    /// Read the campaign memory (DuckDB, opened read-only).
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+}
+
+/// `lb-dfaas memory ...`: never writes to the memory file.
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Runs, configurations, iterations, overloads and per-function counts (JSON).
+    Summary(MemoryFile),
+    /// Run one SQL statement on the memory; rows on stdout.
+    Query {
+        /// The SQL statement, e.g. `SELECT * FROM run_sessions`.
+        #[arg(value_name = "SQL")]
+        sql: String,
+        /// `jsonl`: one JSON object per row; `csv`: a header, then the rows.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Jsonl)]
+        format: QueryFormat,
+        #[command(flatten)]
+        file: MemoryFile,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MemoryFile {
+    /// The memory file; default: memory.db_path's default
+    /// (`benchmark_results/peva_faas/memory/peva_faas.duckdb`) under the
+    /// current directory, where lb's runner keeps it.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    Jsonl,
+    Csv,
 }
 
 /// How `validate` prints its verdict.
@@ -514,6 +553,7 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 lb_root: lb_root.clone(),
                 python: python.clone(),
                 binary,
+                libraries: memory::loaded_library().into_iter().collect(),
                 ansible_dir: install_root().join("ansible"),
             })?;
             Ok(document(&report, Code::Ok))
@@ -536,11 +576,62 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 exit_code: Code::Ok.code(),
             })
         }
+        Command::Memory { command } => memory_cmd(command),
         Command::Run(args) => {
             let input = load_input(&args.input, stdin)?;
             let (result, exit_code) =
                 run_cmd(&input, args.display(std::io::stderr().is_terminal()));
             Ok(document(&result, exit_code))
+        }
+    }
+}
+
+/// `memory summary` (a JSON document) and `memory query` (rows streamed
+/// to stdout), on the file opened read-only.
+fn memory_cmd(command: &MemoryCommand) -> Result<Outcome, CommandError> {
+    let file = match command {
+        MemoryCommand::Summary(file) | MemoryCommand::Query { file, .. } => file,
+    };
+    let db = file
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(memory::config::DEFAULT_DB_PATH));
+    let conn = inspect::open_read_only(&db).map_err(|e| memory_error(e, "--db", &db))?;
+    match command {
+        MemoryCommand::Summary(_) => {
+            let summary = inspect::summary(&conn, &db).map_err(|e| memory_error(e, "--db", &db))?;
+            Ok(document(&summary, Code::Ok))
+        }
+        MemoryCommand::Query { sql, format, .. } => {
+            let format = match format {
+                QueryFormat::Jsonl => inspect::QueryFormat::JsonLines,
+                QueryFormat::Csv => inspect::QueryFormat::Csv,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            inspect::query(&conn, sql, format, &mut out)
+                .map_err(|e| memory_error(e, "SQL", &db))?;
+            Ok(Outcome {
+                stdout: String::new(),
+                exit_code: Code::Ok.code(),
+            })
+        }
+    }
+}
+
+/// A memory problem as a command error: what the user pointed at (the
+/// file, the SQL) is invalid input naming `field`; anything else (a lock
+/// held by a running campaign, permissions) is the environment.
+fn memory_error(error: MemoryError, field: &str, db: &Path) -> CommandError {
+    if error.is_input() {
+        let field = match error {
+            MemoryError::Query(_) => field,
+            _ => "--db",
+        };
+        CommandError::input(field, error.to_string())
+    } else {
+        CommandError::Environment {
+            message: error.to_string(),
+            context: json!({"db": db}),
         }
     }
 }

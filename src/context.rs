@@ -26,6 +26,9 @@ pub struct RunContext {
     /// the config's `output_dir` (the default counts as the latter).
     pub output_dir_field: &'static str,
     pub stop_file: Option<PathBuf>,
+    /// lb's working directory (absolute), when lb runs the campaign: the
+    /// base of relative memory paths (else the output directory).
+    pub lb_workdir: Option<PathBuf>,
 }
 
 impl RunContext {
@@ -71,6 +74,16 @@ impl RunContext {
             (None, Some(dir)) => dir.clone(),
             (None, None) => PathBuf::from(crate::config::default_output_dir(config.plugin)),
         };
+        let lb_workdir = match context.lb_workdir.as_deref() {
+            None => None,
+            Some(dir) if !std::path::Path::new(dir).is_absolute() => {
+                return Err(CommandError::input(
+                    "context.lb_workdir",
+                    format!("{dir:?} must be an absolute path"),
+                ))
+            }
+            Some(dir) => Some(PathBuf::from(dir)),
+        };
         Ok(RunContext {
             host,
             workload: context
@@ -87,6 +100,7 @@ impl RunContext {
                 .as_ref()
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            lb_workdir,
         })
     }
 
@@ -103,6 +117,7 @@ impl RunContext {
             output_dir,
             output_dir_field: "output_dir",
             stop_file: None,
+            lb_workdir: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod events;
 pub mod html_report;
 pub mod k6;
 pub mod lb_install;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod plan;

@@ -72,6 +72,11 @@ pub struct Context {
     pub output_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_file: Option<String>,
+    /// lb's working directory when lb runs the campaign (where lb's runner
+    /// starts workloads): relative `memory` paths resolve against it, as
+    /// lb's `peva_faas` plugin resolves its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_workdir: Option<String>,
 }
 
 /// A CSV row as a JSON object: column name → cell text, in header order.

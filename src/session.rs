@@ -1,6 +1,8 @@
-//! One `run`: resolve the request context, check the environment (k6 host
-//! over SSH, Prometheus), drive the campaign with the real services, stop
-//! cleanly on a signal or the stop file, and build the result document.
+//! One `run`: resolve the request context, open the output directory and
+//! the campaign memory, check the environment (k6 host over SSH,
+//! Prometheus), drive the campaign with the real services, stop cleanly on
+//! a signal or the stop file (k6 first, then the memory is closed), and
+//! return the campaign's outcome.
 //!
 //! Start-up failures are environment errors (exit 3) and happen within
 //! seconds: the SSH connect (or, with `k6_host: local`, `k6 version` on
@@ -16,12 +18,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::campaign::live::{LiveK6, LiveMeasurements, LocalK6, RemoteK6};
-use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
+use crate::campaign::progress::{Observer, Observers, Progress, RunStarted, RunTotals};
 use crate::campaign::{Campaign, CampaignError, Outcome, Services};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::events::{LbEvents, StderrSink};
 use crate::k6::runner::{K6Runner, LocalK6Runner, LocalOptions, RunnerOptions};
+use crate::memory::{MemoryRecorder, RunPlace, RunStatus};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
@@ -73,11 +76,32 @@ async fn run_async(
     stop: Stop,
 ) -> Result<Outcome, CommandError> {
     let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
-    let mut observers = display.observers(lb_events);
+    let shown: Arc<dyn Observer> = Arc::new(display.observers(lb_events));
+    let memory = Arc::new(MemoryRecorder::new(shown.clone()));
+    // The memory first: at run_finished it is closed before lb reads that line.
+    let mut observers = Observers::new(vec![memory.clone(), shown]);
     if let Some(extra) = extra {
         observers.push(extra);
     }
-    let observer: &dyn Observer = &observers;
+    let ran = run_observed(config, ctx, &observers, &memory, stop).await;
+    // A run that ended before its campaign did (a start-up check failed, a
+    // stop during them) ends in the memory here; the others did at
+    // run_finished. Either way after k6 stopped and before the exit.
+    memory.finish(match &ran {
+        Ok(outcome) => RunStatus::of_exit_code(report::run_exit_code(&outcome.end).code()),
+        Err(CommandError::Interrupted) => RunStatus::Interrupted,
+        Err(_) => RunStatus::Failed,
+    });
+    ran
+}
+
+async fn run_observed(
+    config: &Config,
+    ctx: &RunContext,
+    observer: &dyn Observer,
+    memory: &MemoryRecorder,
+    stop: Stop,
+) -> Result<Outcome, CommandError> {
     observer.observe(&Progress::RunStarted(RunStarted {
         run_id: &ctx.run_id,
         host: &ctx.host,
@@ -98,7 +122,20 @@ async fn run_async(
     )
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
     // Every output problem is found before connecting, let alone loading.
-    let campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
+    let mut campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
+    // So is a memory that cannot be used.
+    let place = RunPlace {
+        run_id: &ctx.run_id,
+        repetition: ctx.repetition,
+        lb_workdir: ctx.lb_workdir.as_deref(),
+        output_dir: &ctx.output_dir,
+    };
+    if let Some(known) = memory.start(config, &place)? {
+        let (full, part) = campaign.recall(known);
+        observer.observe(&Progress::Note(&format!(
+            "memory: {full} configuration(s) of this duration and query set known in full, {part} in part"
+        )));
+    }
     let Ready {
         mut load,
         cores,

@@ -725,6 +725,8 @@ mod tests {
                     row: &row,
                     metrics: &metrics,
                     summary: &serde_json::Value::Null,
+                    started_at: std::time::SystemTime::UNIX_EPOCH,
+                    ended_at: std::time::SystemTime::UNIX_EPOCH,
                 },
                 at(s),
             )

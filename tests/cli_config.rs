@@ -416,6 +416,7 @@ fn lb_install_refuses_an_lb_that_does_not_resolve_dfaas_to_the_installed_plugin(
     let plugin = dir.path().join("lb_plugins/plugins/_user/lb_dfaas_plugin");
     assert!(plugin.join("lb_dfaas_plugin/plugin.py").is_file());
     assert!(plugin.join("bin/lb-dfaas").is_file());
+    assert!(plugin.join("bin/libduckdb.so").is_file());
     assert!(plugin.join("ansible/setup_global.yml").is_file());
 }
 
@@ -574,6 +575,11 @@ fn validate_refuses_the_contexts_run_refuses() {
             json!({"output_dir": "/dev/null"}),
             "context.output_dir",
             "not a directory",
+        ),
+        (
+            json!({"lb_workdir": "relative/dir"}),
+            "context.lb_workdir",
+            "must be an absolute path",
         ),
     ];
     for (context, field, reason) in cases {

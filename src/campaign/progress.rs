@@ -13,6 +13,7 @@
 //! observer's business.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -119,6 +120,9 @@ pub enum Progress<'a> {
         row: &'a ResultRow,
         metrics: &'a IterationMetrics,
         summary: &'a Value,
+        /// k6's start and end (the window the metrics were read over).
+        started_at: SystemTime,
+        ended_at: SystemTime,
     },
     IterationOverloaded {
         id: &'a ConfigId,

@@ -93,6 +93,7 @@ mod tests {
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.90,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         }
     }
 

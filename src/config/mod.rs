@@ -79,6 +79,8 @@ pub struct Config {
     pub output_dir: Option<PathBuf>,
     /// Run id from the config (the request context wins).
     pub run_id: Option<String>,
+    /// Campaign memory settings (paths not yet resolved).
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// Where and how to reach the k6 load generator.
@@ -203,6 +205,9 @@ pub struct Overload {
     pub success_rate_node_min: f64,
     pub success_rate_function_min: f64,
     pub replicas_overload_threshold: u64,
+    /// Skip configurations predicted to overload from an overloaded
+    /// configuration of a subset of their functions.
+    pub skip_predicted: bool,
 }
 
 /// OpenFaaS basic-auth credentials.

@@ -187,6 +187,8 @@ pub(crate) struct RawConfig {
     pub openfaas_port: Option<Value>,
     /// Accepted for compatibility with lb; ignored (use `prometheus_url`).
     pub prometheus_port: Option<Value>,
+    /// Campaign memory (DuckDB, lb's `peva_faas` schema); on by default.
+    pub memory: crate::memory::RawMemoryConfig,
     /// lb's common plugin field; ignored.
     pub max_retries: Option<Value>,
     /// lb's common plugin field; ignored.
@@ -266,6 +268,7 @@ impl Default for RawConfig {
             deploy_functions: None,
             openfaas_port: None,
             prometheus_port: None,
+            memory: Default::default(),
             max_retries: None,
             timeout_buffer: None,
             tags: None,
@@ -522,6 +525,10 @@ pub(crate) struct RawOverload {
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub replicas_overload_threshold: u64,
+    /// Skip, as `predicted_overload`, a configuration that loads every
+    /// function of an overloaded configuration of a subset of its functions
+    /// at an equal or higher rate (off: only lb's same-set dominance).
+    pub skip_predicted: bool,
 }
 
 impl Default for RawOverload {
@@ -532,6 +539,7 @@ impl Default for RawOverload {
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.90,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         }
     }
 }
@@ -678,7 +686,7 @@ impl RawConfig {
 /// list where a mapping belongs is almost certainly a mistake.
 fn positional_struct_errors(map: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for key in ["combinations", "cooldown", "overload", "rates"] {
+    for key in ["combinations", "cooldown", "overload", "rates", "memory"] {
         if let Some(value @ Value::Array(_)) = map.get(key) {
             errors.push(FieldError::new(
                 key,

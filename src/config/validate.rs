@@ -147,6 +147,9 @@ pub(crate) fn validate(
     let function_pid_regexes = pid_regexes(&raw, &mut found);
     let output_dir = output_dir(&raw, &mut found);
     let run_id = run_id(&raw, &mut found);
+    let memory = crate::memory::config::validate(&raw.memory, machine.home.as_deref())
+        .map_err(|errors| found.errors.extend(errors))
+        .ok();
 
     // Each part is `None` exactly when it recorded an error.
     let config = (|| {
@@ -173,6 +176,7 @@ pub(crate) fn validate(
             function_pid_regexes: function_pid_regexes?,
             output_dir: output_dir?,
             run_id: run_id?,
+            memory: memory?,
         })
     })();
     match config {
@@ -1148,6 +1152,7 @@ fn overload(raw: &RawConfig, found: &mut Findings) -> Option<Overload> {
         success_rate_node_min: node?,
         success_rate_function_min: function?,
         replicas_overload_threshold: replicas_ok.then_some(o.replicas_overload_threshold)?,
+        skip_predicted: o.skip_predicted,
     })
 }
 

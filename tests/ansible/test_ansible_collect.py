@@ -195,3 +195,45 @@ def test_post_brings_the_logs_of_a_k6_run_on_the_target_with_its_outputs(ansible
         run.output.split()
     ), run.describe()
     assert "no k6 logs for target1" not in run.output
+
+
+def test_post_fetches_each_workloads_memory_and_its_write_ahead_log(ansible: Ansible, tmp_path: Path) -> None:
+    """memory.db_path as lb-dfaas resolves it: relative under lb's workdir,
+    absolute as it is (from the workload's options, which lb merges over the
+    plugin settings); the write-ahead log beside it when there is one, and a
+    stale one from an earlier collect removed; nothing for a disabled memory
+    or a path with '..'."""
+    paths = fabricate(tmp_path)
+    lb_workdir = tmp_path / "lbwd"
+    shared = lb_workdir / "benchmark_results" / "peva_faas" / "memory" / "peva_faas.duckdb"
+    write(shared, os.urandom(16384))
+    write(shared.with_name("peva_faas.duckdb.wal"), os.urandom(700))
+    own = tmp_path / "elsewhere" / "own.duckdb"
+    write(own, os.urandom(3000))
+    extra = collect_vars(ansible, paths, collect_post_playbook=str(ANSIBLE_DIR / "collect" / "post.yml"))
+    extra["lb_workdir"] = str(lb_workdir)
+    workloads = extra["benchmark_config"]["workloads"]
+    workloads["dfaas_own"] = {"plugin": "dfaas", "options": {"memory": {"db_path": str(own)}}}
+    workloads["dfaas_off"] = {"plugin": "dfaas", "options": {"memory": {"enabled": False}}}
+    workloads["dfaas_up"] = {"plugin": "dfaas", "options": {"memory": {"db_path": "../up.duckdb"}}}
+    controller = paths["hosts"] / "target1"
+    stale = controller / "dfaas_own" / "own.duckdb.wal"
+    write(stale, b"a log of an older file\n")
+
+    run = ansible.run(HARNESS, {"target1": ansible.local_host_vars()}, extra).assert_ok()
+
+    assert (controller / "dfaas" / "peva_faas.duckdb").read_bytes() == shared.read_bytes()
+    assert (controller / "dfaas" / "peva_faas.duckdb.wal").read_bytes() == (
+        shared.with_name("peva_faas.duckdb.wal").read_bytes()
+    )
+    assert (controller / "dfaas_own" / "own.duckdb").read_bytes() == own.read_bytes()
+    assert not stale.exists(), "a stale write-ahead log would be replayed into the newer file"
+    assert not list(controller.glob("dfaas_off/*.duckdb*"))
+    assert not list(controller.glob("dfaas_up/*.duckdb*"))
+    assert "memory.db_path of workload dfaas_up has '..' segments" in run.output, run.describe()
+
+    # The log is gone once the run that left it is checkpointed.
+    shared.with_name("peva_faas.duckdb.wal").unlink()
+    ansible.run(HARNESS, {"target1": ansible.local_host_vars()}, extra).assert_ok()
+    assert not (controller / "dfaas" / "peva_faas.duckdb.wal").exists()
+    assert (controller / "dfaas" / "peva_faas.duckdb").read_bytes() == shared.read_bytes()

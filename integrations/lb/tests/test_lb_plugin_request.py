@@ -137,6 +137,7 @@ def test_context_from_lb_ansible_environment(tmp_path: Path) -> None:
         total_repetitions=3,
         output_dir=str((tmp_path / "out" / "target1" / "dfaas").resolve()),
         stop_file="/opt/lb/STOP",
+        lb_workdir=os.getcwd(),
     )
 
 
@@ -186,6 +187,14 @@ def test_config_output_dir_is_left_to_the_binary(tmp_path: Path) -> None:
     context = lb_context.discover_context({"output_dir": "/data/mine"}, {}, handlers)
     assert context.output_dir is None
     assert context.run_id == "run-1"
+
+
+def test_lb_workdir_is_where_lb_runs_us(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    handlers = [LBEventLogHandler("run-1", "h", "dfaas", 1, 1)]
+    assert plugin.discover_context({}, {}, handlers).lb_workdir == str(tmp_path)
+    assert plugin.discover_context({}, {"LB_RUN_ID": "run-1"}, []).lb_workdir == str(tmp_path)
+    assert plugin.discover_context({}, {}, []).lb_workdir is None
 
 
 def test_no_lb_at_all_gives_an_empty_context() -> None:

@@ -92,12 +92,14 @@ fn defaults_are_lbs() {
                 success_rate_node_min: 0.95,
                 success_rate_function_min: 0.90,
                 replicas_overload_threshold: 15,
+                skip_predicted: false,
             },
             queries_path: None,
             scaphandre_enabled: false,
             function_pid_regexes: BTreeMap::new(),
             output_dir: None,
             run_id: None,
+            memory: Default::default(),
         }
     );
 }
