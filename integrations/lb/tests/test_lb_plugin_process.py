@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import signal
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_run_writes_the_request_and_returns_the_result(fake_env: dict, tmp_path:
         "run_id": "run-1",
         "repetition": 1,
         "total_repetitions": 2,
+        # Run by lb (LB_RUN_*): relative memory paths resolve in lb's workdir.
+        "lb_workdir": os.getcwd(),
     }
     assert request["plugin"] == "dfaas"
     assert result["returncode"] == 0 and result["success"] is True and result["error"] is None

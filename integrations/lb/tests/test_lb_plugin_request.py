@@ -192,9 +192,9 @@ def test_config_output_dir_is_left_to_the_binary(tmp_path: Path) -> None:
 def test_lb_workdir_is_where_lb_runs_us(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     handlers = [LBEventLogHandler("run-1", "h", "dfaas", 1, 1)]
-    assert plugin.discover_context({}, {}, handlers).lb_workdir == str(tmp_path)
-    assert plugin.discover_context({}, {"LB_RUN_ID": "run-1"}, []).lb_workdir == str(tmp_path)
-    assert plugin.discover_context({}, {}, []).lb_workdir is None
+    assert lb_context.discover_context({}, {}, handlers).lb_workdir == str(tmp_path)
+    assert lb_context.discover_context({}, {"LB_RUN_ID": "run-1"}, []).lb_workdir == str(tmp_path)
+    assert lb_context.discover_context({}, {}, []).lb_workdir is None
 
 
 def test_no_lb_at_all_gives_an_empty_context() -> None:
