@@ -62,6 +62,10 @@ def campaign_config(testbed: dict[str, str], tmp_path: Path, **overrides: object
         "duration": "2s",
         "iterations": 1,
         "cooldown": {"max_wait_seconds": 60, "sleep_step_seconds": 1, "idle_threshold_pct": 100},
+        # Each test's own campaign memory: the default path is relative to
+        # lb's workdir (here the working directory), shared by every test and
+        # run, where a configuration measured before is skipped as known.
+        "memory": {"db_path": str(tmp_path / "memory" / "campaign.duckdb")},
         # This machine is shared: never call a configuration overloaded, so
         # no configuration is skipped as dominated and the rows are known.
         "overload": {
