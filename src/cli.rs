@@ -56,7 +56,7 @@ const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
         `plugins: {dfaas: ...}` sections (deep-merged, the plugin winning), or a request \
         envelope (`config:` + `context:`), or else is the dfaas config itself."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Format of the logs written to stderr (filter with RUST_LOG, default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -65,13 +65,13 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the plugin manifest: name, version, config JSON Schema, playbooks, tools.
     Describe,
     /// Check a request's config without touching the network.
@@ -143,7 +143,7 @@ pub enum Command {
 
 /// `lb-dfaas memory ...`: never writes to the memory file.
 #[derive(Debug, Subcommand)]
-pub enum MemoryCommand {
+pub(crate) enum MemoryCommand {
     /// Runs, configurations, iterations, overloads and per-function counts (JSON).
     Summary(MemoryFile),
     /// Run one SQL statement on the memory; rows on stdout.
@@ -160,7 +160,7 @@ pub enum MemoryCommand {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct MemoryFile {
+pub(crate) struct MemoryFile {
     /// The memory file; default: memory.db_path's default
     /// (`benchmark_results/peva_faas/memory/peva_faas.duckdb`) under the
     /// current directory, where lb's runner keeps it.
@@ -169,27 +169,27 @@ pub struct MemoryFile {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum QueryFormat {
+pub(crate) enum QueryFormat {
     Jsonl,
     Csv,
 }
 
 /// How `validate` prints its verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ValidateFormat {
+pub(crate) enum ValidateFormat {
     Json,
     Text,
 }
 
 /// How `plan` prints the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
     Json,
     Table,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// The campaign's output directory (results.csv, skipped.csv,
     /// index.csv, metrics/; or the legacy sampler's results-*.csv files).
     #[arg(value_name = "OUTPUT_DIR")]
@@ -211,7 +211,7 @@ pub struct ReportArgs {
 impl Cli {
     /// Fills in the output formats not given on the command line: the
     /// human one when stdout is a terminal, JSON otherwise (the protocol).
-    pub fn default_formats(&mut self, stdout_is_terminal: bool) {
+    pub(crate) fn default_formats(&mut self, stdout_is_terminal: bool) {
         match &mut self.command {
             Command::Validate { format, .. } if format.is_none() => {
                 *format = Some(if stdout_is_terminal {
@@ -247,14 +247,14 @@ impl Cli {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// Read the request from this YAML/JSON file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// The live progress view on stderr: `auto` when stderr is a terminal.
@@ -269,14 +269,14 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// What `run` shows on stderr, whose being a terminal is given.
-    pub fn display(&self, stderr_is_terminal: bool) -> RunDisplay {
+    pub(crate) fn display(&self, stderr_is_terminal: bool) -> RunDisplay {
         RunDisplay::choose(self.progress, self.events, stderr_is_terminal)
     }
 }
 
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
-pub struct SelectorArgs {
+pub(crate) struct SelectorArgs {
     /// The configuration's id (12 hex digits, as in the plan).
     #[arg(long, value_name = "ID")]
     pub config_id: Option<String>,
@@ -287,7 +287,7 @@ pub struct SelectorArgs {
 
 /// Which configuration `script` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScriptSelector {
+pub(crate) enum ScriptSelector {
     /// A plan configuration id.
     ConfigId(ConfigId),
     /// Function and rate pairs, functions configured, each named once,
@@ -297,16 +297,17 @@ pub enum ScriptSelector {
 
 /// A validated request: what `plan`, `script` and `run` work from.
 #[derive(Debug, Clone)]
-pub struct Input {
+pub(crate) struct Input {
     pub config: Config,
     pub context: Context,
     /// Warnings from loading (already logged to stderr).
     pub warnings: Vec<String>,
 }
 
+#[cfg(test)]
 /// `plan`: streams the plan document to `out` (a plan may hold millions
 /// of configurations; `limit` bounds how many are listed, counts stay exact).
-pub fn plan_cmd(
+pub(crate) fn plan_cmd(
     input: &Input,
     limit: Option<u64>,
     out: &mut dyn Write,
@@ -315,7 +316,7 @@ pub fn plan_cmd(
 }
 
 /// `plan` in the given format.
-pub fn plan_cmd_as(
+pub(crate) fn plan_cmd_as(
     input: &Input,
     limit: Option<u64>,
     format: PlanFormat,
@@ -337,7 +338,7 @@ pub fn plan_cmd_as(
 }
 
 /// `validate --format text`: the verdict and a short summary of the plan.
-pub fn validate_text(input: &Input) -> String {
+pub(crate) fn validate_text(input: &Input) -> String {
     let config = &input.config;
     let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
     let configurations = match Plan::new(config).count() {
@@ -363,7 +364,7 @@ pub fn validate_text(input: &Input) -> String {
 }
 
 /// `report`: writes the page; returns its path.
-pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandError> {
+pub(crate) fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandError> {
     let settings = match &args.config {
         Some(path) => {
             let request = config::read_request_file(path)?;
@@ -398,7 +399,7 @@ pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandErro
 }
 
 /// `script`: the k6 JavaScript printed on stdout.
-pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
+pub(crate) fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
     let configuration = match selector {
         ScriptSelector::ConfigId(id) => {
             let plan = Plan::new(&input.config);
@@ -431,7 +432,7 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
 }
 
 /// `run`: the result document and its exit code.
-pub fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
+pub(crate) fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
     let ran = crate::session::run(&input.config, &input.context, display);
     if let Err(error) = &ran {
         tracing::error!("{error}");
@@ -466,14 +467,14 @@ pub fn main() -> ExitCode {
 
 /// What a command prints on stdout and its exit code.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub stdout: String,
     pub exit_code: u8,
 }
 
 /// Runs a parsed command. `stdin` is `None` when it is a terminal. Never
 /// panics outward: a panic becomes an internal error document.
-pub fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
+pub(crate) fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
     let is_run = matches!(cli.command, Command::Run(_));
     let human = cli.human_output();
     let result = panic::catch_unwind(AssertUnwindSafe(|| dispatch(&cli.command, stdin)));
@@ -802,7 +803,7 @@ fn parse_pairs(text: &str, config: &Config) -> Result<Vec<(FunctionName, u64)>, 
 }
 
 /// The manifest `describe` prints.
-pub fn manifest() -> Value {
+pub(crate) fn manifest() -> Value {
     let root = install_root();
     let playbook = |relative: &str| root.join(relative).display().to_string();
     json!({
@@ -833,7 +834,7 @@ pub fn manifest() -> Value {
 ///    that holds `ansible/` (next to the binary, `<prefix>/bin/lb-dfaas`,
 ///    or cargo's `target/<profile>/lb-dfaas`);
 /// 3. the source tree the binary was built from.
-pub fn install_root() -> PathBuf {
+pub(crate) fn install_root() -> PathBuf {
     let from_env = std::env::var_os("LB_DFAAS_HOME").filter(|v| !v.is_empty());
     let exe_dir = std::env::current_exe()
         .ok()

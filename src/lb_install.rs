@@ -37,12 +37,12 @@ use serde_json::Value;
 use crate::report::CommandError;
 
 /// Name of the plugin directory under `_user/`, and of the package in it.
-pub const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
+pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
 /// The workload names the package registers (its `PLUGINS`: lb's `dfaas`
 /// and `peva_faas`, both run by this binary), each checked to resolve to it
 /// after the install; `dfaas` first.
-pub const REGISTERED_NAMES: &[&str] = &["dfaas", "peva_faas"];
+pub(crate) const REGISTERED_NAMES: &[&str] = &["dfaas", "peva_faas"];
 
 /// The package's modules, relative to the plugin directory.
 const PACKAGE_FILES: &[(&str, &str)] = &[

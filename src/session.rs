@@ -37,7 +37,7 @@ use crate::terminal_progress::RunDisplay;
 /// Runs the campaign described by `config` in `context`, showing its
 /// progress as `display` says: what it did, or why it could not start
 /// ([`report::run_report`] makes either the result document).
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     context: &Context,
     display: RunDisplay,
@@ -58,7 +58,7 @@ pub fn run(
 /// [`run`] inside the caller's runtime (the control API's jobs):
 /// `observer` gets every progress value besides the `LB_EVENT` lines, and
 /// `stop` is the only stop request — no signal or stop file is watched.
-pub async fn run_with(
+pub(crate) async fn run_with(
     config: &Config,
     context: &Context,
     observer: Arc<dyn Observer>,

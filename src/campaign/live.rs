@@ -78,7 +78,7 @@ fn load_result(result: Result<K6Run, RunnerError>) -> Result<LoadRun, LoadError>
 }
 
 /// k6 on the remote host.
-pub struct RemoteK6<'a> {
+pub(crate) struct RemoteK6<'a> {
     runner: K6Runner,
     settings: K6Settings<'a>,
 }
@@ -86,7 +86,7 @@ pub struct RemoteK6<'a> {
 impl<'a> RemoteK6<'a> {
     /// The context's host and run id name the workspace; the standard tags
     /// (run_id, component, workload, repetition) are merged over `k6_tags`.
-    pub fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
+    pub(crate) fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
         RemoteK6 {
             runner,
             settings: K6Settings::new(config, ctx),
@@ -94,7 +94,7 @@ impl<'a> RemoteK6<'a> {
     }
 
     /// Stops whatever still runs remotely and closes the connection.
-    pub async fn close(self) -> Result<(), RunnerError> {
+    pub(crate) async fn close(self) -> Result<(), RunnerError> {
         self.runner.close().await
     }
 }
@@ -113,14 +113,14 @@ impl LoadGenerator for RemoteK6<'_> {
 
 /// k6 on this machine (`k6_host: local`), in the workspaces below the
 /// runner's root (`<output dir>/k6`).
-pub struct LocalK6<'a> {
+pub(crate) struct LocalK6<'a> {
     runner: LocalK6Runner,
     settings: K6Settings<'a>,
 }
 
 impl<'a> LocalK6<'a> {
     /// Named and tagged as [`RemoteK6::new`] names and tags its runs.
-    pub fn new(runner: LocalK6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
+    pub(crate) fn new(runner: LocalK6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
         LocalK6 {
             runner,
             settings: K6Settings::new(config, ctx),
@@ -142,7 +142,7 @@ impl LoadGenerator for LocalK6<'_> {
 
 /// The load generator of a run, as the config's `k6_host` says (the SSH
 /// runner boxed: it is the bigger by far, and there is one per run).
-pub enum LiveK6<'a> {
+pub(crate) enum LiveK6<'a> {
     Remote(Box<RemoteK6<'a>>),
     Local(LocalK6<'a>),
 }
@@ -150,7 +150,7 @@ pub enum LiveK6<'a> {
 impl LiveK6<'_> {
     /// Stops whatever still runs and closes the SSH connection, if any (a
     /// local k6 is never left running: its run waits for it).
-    pub async fn close(self) -> Result<(), RunnerError> {
+    pub(crate) async fn close(self) -> Result<(), RunnerError> {
         match self {
             LiveK6::Remote(remote) => (*remote).close().await,
             LiveK6::Local(_) => Ok(()),
@@ -174,7 +174,7 @@ impl LoadGenerator for LiveK6<'_> {
 
 /// Prometheus and the gateway. The meter's queries end on `stop` by
 /// themselves; gateway requests are raced against it here.
-pub struct LiveMeasurements {
+pub(crate) struct LiveMeasurements {
     pub meter: Meter,
     pub gateway: GatewayClient,
     pub stop: Stop,

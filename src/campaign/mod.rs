@@ -47,7 +47,7 @@ use services::{LoadError, LoadGenerator, LoadJob, Measurements};
 
 /// Why a campaign could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum CampaignError {
+pub(crate) enum CampaignError {
     /// The output directory cannot be used or written: files this campaign
     /// must not touch (another header, an unreadable index, a special
     /// file), or the system refused (read-only, full). [`OutputError::fault`]
@@ -63,14 +63,14 @@ pub enum CampaignError {
 /// What a campaign did: what it recorded and how it ended.
 /// [`crate::report::run_report`] turns it into `run`'s result document.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub data: RunData,
     pub end: RunEnd,
 }
 
 /// How a campaign ended.
 #[derive(Debug, Default)]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// Every configuration ran or was skipped.
     #[default]
     Completed,
@@ -97,14 +97,15 @@ pub enum RunEnd {
 }
 
 /// What the campaign uses from the outside world.
-pub struct Services<'s, L, M> {
+pub(crate) struct Services<'s, L, M> {
     pub load: &'s mut L,
     pub meter: &'s M,
     pub stop: &'s Stop,
 }
 
+#[cfg(test)]
 /// Runs the whole campaign: [`Campaign::open`], then [`Campaign::execute`].
-pub async fn run<L: LoadGenerator, M: Measurements>(
+pub(crate) async fn run<L: LoadGenerator, M: Measurements>(
     config: &Config,
     ctx: &RunContext,
     observer: &dyn Observer,
@@ -117,7 +118,7 @@ pub async fn run<L: LoadGenerator, M: Measurements>(
 }
 
 /// One campaign, its output directory open.
-pub struct Campaign<'a> {
+pub(crate) struct Campaign<'a> {
     config: &'a Config,
     ctx: &'a RunContext,
     observer: &'a dyn Observer,
@@ -161,7 +162,7 @@ impl<'a> Campaign<'a> {
     /// Prepares the output directory (see [`output::location::prepare`]),
     /// opens its tables and reads what earlier runs left there. Sends no
     /// load: every output problem is found here, before the first k6 run.
-    pub fn open(
+    pub(crate) fn open(
         config: &'a Config,
         ctx: &'a RunContext,
         observer: &'a dyn Observer,
@@ -227,7 +228,7 @@ impl<'a> Campaign<'a> {
     /// known in part run only their missing iterations; this output
     /// directory's own index and rows win (see [`recall`]). Returns how
     /// many configurations are known in full and in part.
-    pub fn recall(&mut self, known: HashMap<ConfigKey, Known>) -> (usize, usize) {
+    pub(crate) fn recall(&mut self, known: HashMap<ConfigKey, Known>) -> (usize, usize) {
         self.recalled = Recalled::fold(
             known,
             &self.indexed,
@@ -241,7 +242,7 @@ impl<'a> Campaign<'a> {
     /// Runs the plan on a node of `cores` cores. An output failure on the
     /// way (a full disk) stops the campaign: the outcome ends in
     /// [`RunEnd::OutputFailed`], with everything finished before it.
-    pub async fn execute<L: LoadGenerator, M: Measurements>(
+    pub(crate) async fn execute<L: LoadGenerator, M: Measurements>(
         self,
         services: Services<'_, L, M>,
         cores: f64,
@@ -603,7 +604,6 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         });
         let job = LoadJob {
             config_id: id.as_str(),
-            iteration,
             script,
             duration: config.duration,
         };

@@ -16,9 +16,8 @@ use crate::stop::Stop;
 
 /// One k6 run to perform.
 #[derive(Debug, Clone, Copy)]
-pub struct LoadJob<'a> {
+pub(crate) struct LoadJob<'a> {
     pub config_id: &'a str,
-    pub iteration: u32,
     pub script: &'a str,
     /// k6's scenario duration (the run itself takes a little longer).
     pub duration: Duration,
@@ -26,7 +25,7 @@ pub struct LoadJob<'a> {
 
 /// A finished k6 run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadRun {
+pub(crate) struct LoadRun {
     /// k6's `--summary-export` document.
     pub summary: serde_json::Value,
     pub started_at: SystemTime,
@@ -37,7 +36,7 @@ pub struct LoadRun {
 
 /// Why a k6 run produced no usable summary.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// Stopped on request (signal or stop file).
     #[error("interrupted")]
     Interrupted,
@@ -52,7 +51,7 @@ pub enum LoadError {
 }
 
 /// Runs k6 scripts.
-pub trait LoadGenerator {
+pub(crate) trait LoadGenerator {
     /// Runs `job`, handing every k6 output line to `on_line` while it runs;
     /// returns early with [`LoadError::Interrupted`] once `stop` fires,
     /// after the remote k6 is gone.
@@ -66,7 +65,7 @@ pub trait LoadGenerator {
 
 /// Reads node and function measurements. Failed readings are NaN plus a
 /// warning, never an error: only replicas can fail, and the loop decides.
-pub trait Measurements {
+pub(crate) trait Measurements {
     /// The node right now (instant queries).
     fn node_snapshot(&self) -> impl Future<Output = Measured<NodeReading>>;
 
