@@ -88,8 +88,10 @@ impl StopHandle {
     }
 }
 
+/// Returns at SIGINT or SIGTERM (ctrl-c only where those cannot be
+/// watched): what stops a `run`, and a `serve` with its job.
 #[cfg(unix)]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
@@ -109,7 +111,7 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 

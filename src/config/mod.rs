@@ -28,6 +28,7 @@ mod validate;
 pub use name::{is_path_segment, FunctionName, NameError, PATH_SEGMENT_RULE};
 pub(crate) use plugin::default_output_dir;
 pub use plugin::LOCAL_K6_HOST;
+pub(crate) use validate::parse_k6_duration;
 
 use std::collections::BTreeMap;
 use std::fmt;

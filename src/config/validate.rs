@@ -1046,6 +1046,17 @@ fn scenario_duration(text: &str) -> Result<(Duration, String), String> {
 /// `<n>ms|s|m|h` with n > 0, and the text as written.
 fn duration(text: &str) -> Result<(Duration, String), String> {
     let text = text.trim();
+    let parsed = parse_k6_duration(text)?;
+    if parsed.is_zero() {
+        return Err("must be > 0".to_string());
+    }
+    Ok((parsed, text.to_string()))
+}
+
+/// `<n>ms|s|m|h` (n >= 0), as k6 reads durations: the config's durations
+/// and the control API's script-suite durations.
+pub(crate) fn parse_k6_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -1062,16 +1073,12 @@ fn duration(text: &str) -> Result<(Duration, String), String> {
             "{text:?} must match <number><unit> with unit ms, s, m or h, e.g. 30s or 1m"
         ));
     }
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is too large"))?;
-    if value == 0 {
-        return Err("must be > 0".to_string());
-    }
-    let millis = value
-        .checked_mul(unit_ms)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    Ok((Duration::from_millis(millis), text.to_string()))
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn iterations(value: u64, found: &mut Findings) -> Option<u32> {

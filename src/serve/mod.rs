@@ -245,7 +245,7 @@ async fn serve(server: Arc<Server>, addr: SocketAddr) -> Result<(), CommandError
     let on_signal = {
         let server = Arc::clone(&server);
         async move {
-            wait_for_signal().await;
+            crate::stop::wait_for_signal().await;
             tracing::info!("serve: stopping (signal)");
             server
                 .hub
@@ -293,30 +293,6 @@ fn announce(server: &Server, bound: SocketAddr) {
         "server_started",
         &format!("listening on http://{bound}"),
     );
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -187,8 +187,8 @@ pub(crate) fn validate(
             None
         }
     };
-    let mut duration_in =
-        |field: &str, text: &str, min: Duration, max: Duration| match parse_duration(text) {
+    let mut duration_in = |field: &str, text: &str, min: Duration, max: Duration| {
+        match crate::config::parse_k6_duration(text) {
             Ok(d) if d >= min && d <= max => Some((d, text.trim().to_string())),
             Ok(_) => {
                 error(
@@ -201,7 +201,8 @@ pub(crate) fn validate(
                 error(field, reason);
                 None
             }
-        };
+        }
+    };
     let test = duration_in(
         "testDuration",
         &raw.test_duration,
@@ -297,33 +298,6 @@ fn k6_config(fields: &Map<String, Value>) -> Result<Config, Vec<FieldError>> {
                 .map(|f| FieldError::new(format!("suite.k6.{}", f.field), f.reason))
                 .collect()
         })
-}
-
-/// `<n>ms|s|m|h` (n ≥ 0), as k6 reads durations.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => 0,
-    };
-    if digits.is_empty() || unit_ms == 0 {
-        return Err(format!(
-            "{text:?} must be <number><unit> with unit ms, s, m or h, e.g. 30s"
-        ));
-    }
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn human(d: Duration) -> String {
@@ -819,13 +793,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration(" 2m "), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
+        assert_eq!(crate::config::parse_k6_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            crate::config::parse_k6_duration("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            crate::config::parse_k6_duration(" 2m "),
+            Ok(Duration::from_secs(120))
+        );
+        assert!(crate::config::parse_k6_duration("2").is_err());
+        assert!(crate::config::parse_k6_duration("1d").is_err());
+        assert!(crate::config::parse_k6_duration("-1s").is_err());
+        assert!(crate::config::parse_k6_duration("99999999999999999999h").is_err());
     }
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
