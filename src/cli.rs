@@ -32,7 +32,7 @@ use crate::k6::script;
 use crate::lb_install;
 use crate::memory::{self, inspect, MemoryError};
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
-use crate::protocol::{Context, ExitCode as Code, Request, RunResult};
+use crate::protocol::{Context, ExitCode as Code, Plugin, Request, RunResult};
 use crate::report::{self, CommandError};
 use crate::terminal_progress::{ProgressMode, RunDisplay, StderrAboveView};
 
@@ -124,7 +124,7 @@ pub(crate) enum Command {
     /// its WebSocket and the dashboard; runs until SIGTERM or SIGINT.
     Serve(crate::serve::ServeArgs),
     /// Install the lb plugin, this binary and the playbooks into an lb's
-    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
+    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` and `peva_faas` to it.
     LbInstall {
         /// lb's source tree or site-packages (the directory holding
         /// `lb_plugins/`); default: where `--python` imports lb from.
@@ -808,6 +808,8 @@ pub(crate) fn manifest() -> Value {
     let playbook = |relative: &str| root.join(relative).display().to_string();
     json!({
         "name": "dfaas",
+        // The lb plugins whose configs a request may hold (its `plugin`).
+        "plugins": Plugin::ALL.map(Plugin::name),
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
         "config_schema": config::json_schema(),
@@ -820,7 +822,7 @@ pub(crate) fn manifest() -> Value {
         },
         "required_tools": [
             "ssh (OpenSSH client) on the target",
-            "k6 on the k6 host (installed by the setup_global playbook)",
+            "k6 on the k6 host, or on the target with k6_host local (installed by the setup_global playbook)",
             "ansible-playbook on the controller, for the bundled playbooks",
         ],
     })
@@ -1133,6 +1135,7 @@ mod tests {
                 output_dir: Some(dir.display().to_string()),
                 ..Context::default()
             },
+            plugin: Default::default(),
         };
         let loaded = config::load_request(&request).unwrap();
         Input {
@@ -1170,6 +1173,7 @@ mod tests {
         let config = config::load_request(&Request {
             config: json!({"functions": [{"name": "figlet"}, {"name": "env"}]}),
             context: Context::default(),
+            plugin: Default::default(),
         })
         .unwrap()
         .config;

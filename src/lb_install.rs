@@ -39,9 +39,10 @@ use crate::report::CommandError;
 /// Name of the plugin directory under `_user/`, and of the package in it.
 pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
-/// The workload names the package registers (its `PLUGINS`), each checked
-/// to resolve to it after the install; `dfaas` first.
-pub(crate) const REGISTERED_NAMES: &[&str] = &["dfaas"];
+/// The workload names the package registers (its `PLUGINS`: lb's `dfaas`
+/// and `peva_faas`, both run by this binary), each checked to resolve to it
+/// after the install; `dfaas` first.
+pub(crate) const REGISTERED_NAMES: &[&str] = &["dfaas", "peva_faas"];
 
 /// The package's modules, relative to the plugin directory.
 const PACKAGE_FILES: &[(&str, &str)] = &[
@@ -103,8 +104,8 @@ pub(crate) struct InstallReport {
 }
 
 /// Installs and checks. Errors: bad `--lb-root` → invalid input (2); lb
-/// not importable, a file that cannot be written, or lb resolving `dfaas`
-/// to another plugin → environment (3).
+/// not importable, a file that cannot be written, or lb resolving one of
+/// [`REGISTERED_NAMES`] to another plugin → environment (3).
 pub(crate) fn install(options: &InstallOptions) -> Result<InstallReport, CommandError> {
     let lb_plugins = match &options.lb_root {
         Some(root) => lb_plugins_under(root)?,

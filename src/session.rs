@@ -5,7 +5,8 @@
 //! return the campaign's outcome.
 //!
 //! Start-up failures are environment errors (exit 3) and happen within
-//! seconds: the SSH connect, the Prometheus check (core count, scrape
+//! seconds: the SSH connect (or, with `k6_host: local`, `k6 version` on
+//! this machine), the Prometheus check (core count, scrape
 //! interval) and the gateway check (`/system/functions` with the
 //! configured credentials) run side by side, each with its own bound, and
 //! a stop request ends them at once (exit 130).
@@ -16,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::campaign::live::{LiveMeasurements, RemoteK6};
+use crate::campaign::live::{LiveK6, LiveMeasurements, LocalK6, RemoteK6};
 use crate::campaign::progress::{Observer, Observers, Progress, RunStarted, RunTotals};
 use crate::campaign::{Campaign, CampaignError, Outcome, Services};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::events::{LbEvents, StderrSink};
-use crate::k6::runner::{K6Runner, RunnerOptions};
+use crate::k6::runner::{K6Runner, LocalK6Runner, LocalOptions, RunnerOptions};
 use crate::memory::{MemoryRecorder, RunPlace, RunStatus};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
@@ -104,7 +105,7 @@ async fn run_observed(
     observer.observe(&Progress::RunStarted(RunStarted {
         run_id: &ctx.run_id,
         host: &ctx.host,
-        k6_target: format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port),
+        k6_target: k6_target(config),
         gateway_url: config.gateway_url.as_str(),
         prometheus_url: config.prometheus_url.as_str(),
         output_dir: &ctx.output_dir,
@@ -136,13 +137,12 @@ async fn run_observed(
         )));
     }
     let Ready {
-        runner,
+        mut load,
         cores,
         sampling,
-    } = start_up(config, &gateway, &stop, observer).await?;
+    } = start_up(config, ctx, &gateway, &stop, observer).await?;
     let meter = meter.with_sampling(sampling);
 
-    let mut load = RemoteK6::new(runner, config, ctx);
     let services = LiveMeasurements {
         meter,
         gateway,
@@ -174,21 +174,23 @@ async fn run_observed(
 }
 
 /// What the start-up checks found.
-struct Ready {
-    runner: K6Runner,
+struct Ready<'a> {
+    load: LiveK6<'a>,
     cores: u32,
     sampling: Sampling,
 }
 
-/// The start-up checks, side by side: the k6 host over SSH, Prometheus
-/// (core count, scrape interval) and the gateway. Any failure is the
-/// run's error (the SSH connection closed again); a stop ends them at once.
-async fn start_up(
-    config: &Config,
+/// The start-up checks, side by side: the k6 host over SSH (or k6 on this
+/// machine), Prometheus (core count, scrape interval) and the gateway. Any
+/// failure is the run's error (the SSH connection closed again); a stop
+/// ends them at once.
+async fn start_up<'a>(
+    config: &'a Config,
+    ctx: &'a RunContext,
     gateway: &GatewayClient,
     stop: &Stop,
     observer: &dyn Observer,
-) -> Result<Ready, CommandError> {
+) -> Result<Ready<'a>, CommandError> {
     // The checks' own meter: requests bounded like their retries, so a
     // Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
@@ -196,32 +198,32 @@ async fn start_up(
         .with_stop(stop.clone());
     let checks = async {
         tokio::join!(
-            connect_k6(config),
+            connect_load(config, ctx),
             check_prometheus(&startup_meter, config),
             check_gateway(gateway, config),
         )
     };
     // A stop during the checks ends them at once (an SSH connect in
     // flight is dropped, as its own timeout would).
-    let (runner, prometheus, listed) = tokio::select! {
+    let (load, prometheus, listed) = tokio::select! {
         done = checks => done,
         () = stop.stopped() => return Err(CommandError::Interrupted),
     };
-    let failure = match (&runner, prometheus, listed) {
+    let failure = match (&load, prometheus, listed) {
         (Ok(_), Ok(prometheus), Ok(listed)) => Ok((prometheus, listed)),
         (Err(_), _, _) => Err(None),
         (Ok(_), Err(e), _) | (Ok(_), Ok(_), Err(e)) => Err(Some(e)),
     };
-    let runner = runner?;
+    let load = load?;
     let ((cores, sampling), listed) = match failure {
         Ok(found) => found,
         Err(e) => {
-            let _ = runner.close().await;
+            let _ = load.close().await;
             return Err(e.unwrap_or(CommandError::Interrupted));
         }
     };
     if stop.is_stopped() {
-        let _ = runner.close().await;
+        let _ = load.close().await;
         return Err(CommandError::Interrupted);
     }
     for warning in sampling.warnings {
@@ -243,7 +245,7 @@ async fn start_up(
         )));
     }
     Ok(Ready {
-        runner,
+        load,
         cores,
         sampling,
     })
@@ -341,8 +343,57 @@ fn status_of(error: &PrometheusError) -> Option<u16> {
     }
 }
 
-/// Connects to the k6 host and checks k6 is there.
+/// `user@host:port` of the k6 host, or `local`.
+fn k6_target(config: &Config) -> String {
+    if config.k6.is_local() {
+        config.k6.host.clone()
+    } else {
+        format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port)
+    }
+}
+
+/// The load generator: connected to the k6 host with k6 there, or k6 on
+/// this machine (its workspaces in `<output dir>/k6`).
+async fn connect_load<'a>(
+    config: &'a Config,
+    ctx: &'a RunContext,
+) -> Result<LiveK6<'a>, CommandError> {
+    if config.k6.is_local() {
+        return local_k6(ctx)
+            .await
+            .map(|runner| LiveK6::Local(LocalK6::new(runner, config, ctx)));
+    }
+    connect_k6(config)
+        .await
+        .map(|runner| LiveK6::Remote(Box::new(RemoteK6::new(runner, config, ctx))))
+}
+
+/// k6 on this machine: `k6 version` answers.
+async fn local_k6(ctx: &RunContext) -> Result<LocalK6Runner, CommandError> {
+    let unusable = |e: crate::k6::runner::RunnerError| {
+        environment(
+            format!("k6 is not usable on this machine (k6_host: local): {e}"),
+            json!({"k6_host": crate::config::LOCAL_K6_HOST}),
+        )
+    };
+    let runner = LocalK6Runner::new(&ctx.output_dir.join("k6"), LocalOptions::default())
+        .map_err(unusable)?;
+    let version = runner.k6_version().await.map_err(unusable)?;
+    tracing::info!("k6 on this machine: {version}");
+    Ok(runner)
+}
+
+/// Connects to the k6 host and checks k6 is there. With `k6_host: local`
+/// there is no k6 host to connect to ([`connect_load`] runs k6 here
+/// instead; a script suite of `serve` needs a k6 host).
 pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+    if config.k6.is_local() {
+        return Err(environment(
+            "k6_host is local: k6 runs on this machine for campaigns only; connecting over SSH needs a k6 host"
+                .to_string(),
+            json!({"k6_host": config.k6.host}),
+        ));
+    }
     let options = RunnerOptions {
         known_hosts_file: config.k6.known_hosts_file.clone(),
         reconnect_within: config.k6.reconnect_within,

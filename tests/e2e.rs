@@ -23,7 +23,9 @@
 //!   Python's duckdb reads it; SIGKILL mid-iteration and the rerun that runs
 //!   only what the memory lacks.
 //! - `terminal`: piped, stderr is the protocol whatever `--progress` says;
-//!   on a pseudo-terminal, the live progress view and its counts.
+//!   on a pseudo-terminal, the live progress view and its counts;
+//! - `local_k6`: lb's peva_faas config with k6 on this machine
+//!   (`k6_host: local`): streamed output, measured rows, the stop file.
 
 mod support;
 
@@ -40,6 +42,8 @@ mod environment;
 mod injection;
 #[path = "e2e/interrupt.rs"]
 mod interrupt;
+#[path = "e2e/local_k6.rs"]
+mod local_k6;
 #[path = "e2e/memory.rs"]
 mod memory;
 #[path = "e2e/terminal.rs"]

@@ -26,6 +26,7 @@ fn linear(min: u64, max: u64, step: u64) -> Vec<u64> {
 /// plan reads varying.
 fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: usize) -> Config {
     Config {
+        plugin: Default::default(),
         k6: K6Host {
             host: "127.0.0.1".into(),
             user: "root".into(),

@@ -28,7 +28,7 @@ use crate::metrics::readings::NodeReading;
 pub(crate) struct RunStarted<'a> {
     pub run_id: &'a str,
     pub host: &'a str,
-    /// `user@host:port` of the k6 host.
+    /// `user@host:port` of the k6 host, or `local` (k6 on this machine).
     pub k6_target: String,
     pub gateway_url: &'a str,
     pub prometheus_url: &'a str,

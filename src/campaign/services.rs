@@ -1,5 +1,5 @@
 //! What the campaign loop needs from the outside world, as two small
-//! traits: a load generator (k6 on the remote host) and a measurement
+//! traits: a load generator (k6 on the k6 host, or here) and a measurement
 //! source (Prometheus + the gateway). The loop takes them as parameters so
 //! unit tests can drive it with in-memory fakes; `run` wires the real ones.
 

@@ -435,6 +435,7 @@ pub(crate) fn validate_campaign(campaign: &Value) -> Result<(Config, Vec<String>
     let request = Request {
         config: campaign.clone(),
         context: campaign_context(),
+        plugin: Default::default(),
     };
     config::load_request(&request)
         .map(|loaded| (loaded.config, loaded.warnings))

@@ -288,6 +288,7 @@ fn k6_config(fields: &Map<String, Value>) -> Result<Config, Vec<FieldError>> {
     let request = Request {
         config: Value::Object(fields.clone()),
         context: Context::default(),
+        plugin: Default::default(),
     };
     config::load_request(&request)
         .map(|loaded| loaded.config)

@@ -60,7 +60,13 @@ def plugin_install(lb_install):
         pytest.fail(str(exc))
     plugin_dir = lb_install.source / "lb_plugins" / "plugins" / "_user" / "lb_dfaas_plugin"
     assert report["ok"] is True, report
-    assert Path(report["dfaas_resolves_to"]) == plugin_dir / "lb_dfaas_plugin" / "plugin.py", report
+    installed = plugin_dir / "lb_dfaas_plugin" / "plugin.py"
+    assert Path(report["dfaas_resolves_to"]) == installed, report
+    # lb's real registry hands out our plugin for both of lb's DFaaS names.
+    assert {name: Path(path) for name, path in report["resolves_to"].items()} == {
+        "dfaas": installed,
+        "peva_faas": installed,
+    }, report
     assert (plugin_dir / "bin" / "lb-dfaas").is_file()
     assert (plugin_dir / "ansible" / "setup_global.yml").is_file()
     return report

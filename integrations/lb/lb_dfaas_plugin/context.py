@@ -1,4 +1,5 @@
-"""The request the binary reads on stdin: the dfaas config and the run context.
+"""The request the binary reads on stdin: the config, the plugin it belongs
+to (``dfaas`` or ``peva_faas``) and the run context.
 
 lb hands a generator only its config; this module reconstructs the rest of
 the request ``context`` (run id, host, repetition, output directory, stop
@@ -70,9 +71,12 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def build_request(config: Any, context: RunContext) -> dict[str, Any]:
-    """The request document ``lb-dfaas`` reads on stdin."""
-    return {"config": config_payload(config), "context": context.as_json()}
+def build_request(config: Any, context: RunContext, plugin: str = "dfaas") -> dict[str, Any]:
+    """The request document ``lb-dfaas`` reads on stdin. ``plugin`` names
+    the lb plugin whose config ``config`` is: the binary reads its fields
+    and defaults as that plugin's (``peva_faas``: k6 on this machine unless
+    ``k6_host`` names another)."""
+    return {"config": config_payload(config), "context": context.as_json(), "plugin": plugin}
 
 
 def discover_context(

@@ -73,17 +73,34 @@ def test_build_request_has_config_and_known_context_fields_only() -> None:
     assert request == {
         "config": {"functions": [{"name": "env"}]},
         "context": {"host": "node1", "run_id": "run-1", "repetition": 2, "total_repetitions": 3},
+        "plugin": "dfaas",
     }
     json.dumps(request)  # serialisable as is
+    peva = lb_context.build_request({}, lb_context.RunContext(), "peva_faas")
+    assert peva == {"config": {}, "context": {}, "plugin": "peva_faas"}
 
 
 def test_the_package_registers_one_plugin_per_workload_name() -> None:
     import lb_dfaas_plugin
 
-    assert [p.name for p in plugin.PLUGINS] == ["dfaas"]
+    assert [p.name for p in plugin.PLUGINS] == ["dfaas", "peva_faas"]
     assert plugin.PLUGIN in plugin.PLUGINS
+    assert plugin.PEVA_FAAS_PLUGIN in plugin.PLUGINS
     # What lb takes when it imports the package itself as the entry point.
     assert lb_dfaas_plugin.PLUGINS is plugin.PLUGINS
+    # lb's registry checks these two attributes of each plugin.
+    for each in plugin.PLUGINS:
+        assert hasattr(each, "name") and hasattr(each, "create_generator")
+
+
+def test_peva_faas_plugin_is_dfaas_under_its_own_name_and_config() -> None:
+    peva = plugin.PEVA_FAAS_PLUGIN
+    assert (peva.name, "k6 on the runner host" in peva.description) == ("peva_faas", True)
+    assert peva.config_cls is plugin.PevaFaasConfig
+    assert issubclass(peva.config_cls, plugin.DfaasConfig)
+    # peva_faas's own fields pass through like every other.
+    config = peva.config_cls(k3s_host="10.0.0.5", selection_mode="micro_batch", memory={})
+    assert lb_context.config_payload(config)["k3s_host"] == "10.0.0.5"
 
 
 def test_config_model_accepts_unknown_fields_and_dumps_them() -> None:

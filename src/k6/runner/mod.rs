@@ -20,11 +20,15 @@
 //! - `log_lines`: framing of k6's streamed log into lines;
 //! - this module: [`K6Runner`], which orders those steps for one k6 run
 //!   and decides what its end means (a summary, a warning or an error).
+//! - `local`: [`LocalK6Runner`], k6 on this machine as a child process
+//!   (`k6_host: local`), with the same log framing, stop bound and
+//!   outcomes.
 //!
 //! Nothing here prints: k6 log lines go to a caller-supplied callback.
 
 mod control_dir;
 mod error;
+mod local;
 mod log_lines;
 mod remote;
 mod ssh;
@@ -39,6 +43,7 @@ use crate::config::K6Host;
 use crate::stop::Stop;
 pub use error::RunnerError;
 use error::{excerpt, require_success};
+pub use local::{LocalK6Runner, LocalOptions};
 use log_lines::LogLines;
 use remote::{parse_poll, K6Status, Workspace};
 use ssh::SshSession;

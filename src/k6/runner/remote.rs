@@ -59,19 +59,7 @@ impl Workspace {
                 reason: "must not contain NUL",
             });
         }
-        for (what, value) in [
-            ("host", job.host),
-            ("run id", job.run_id),
-            ("config id", job.config_id),
-        ] {
-            if !is_path_segment(value) {
-                return Err(RunnerError::InvalidWorkspace {
-                    what,
-                    value: value.to_string(),
-                    reason: PATH_SEGMENT_RULE,
-                });
-            }
-        }
+        check_segments(job)?;
         Ok(Workspace(format!(
             "{}/{}/{}/{}",
             root.trim_end_matches('/'),
@@ -88,6 +76,26 @@ impl Workspace {
     fn quoted(&self) -> Result<Cow<'_, str>, RunnerError> {
         quote(&self.0, "workspace")
     }
+}
+
+/// The job's host, run id and config id are plain directory names, by the
+/// crate's one rule for them ([`is_path_segment`]): the workspace's path
+/// segments, here and on this machine (`local`).
+pub(super) fn check_segments(job: &K6Job<'_>) -> Result<(), RunnerError> {
+    for (what, value) in [
+        ("host", job.host),
+        ("run id", job.run_id),
+        ("config id", job.config_id),
+    ] {
+        if !is_path_segment(value) {
+            return Err(RunnerError::InvalidWorkspace {
+                what,
+                value: value.to_string(),
+                reason: PATH_SEGMENT_RULE,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Prints the remote k6's version line.
