@@ -3,7 +3,9 @@
 #   1. the criterion micro-benchmarks (plan, output, k6), short settings;
 #   2. the testbed benchmark (benches/testbed/): orchestration overhead per
 #      iteration (ours vs fresh ssh vs ansible-playbook), plan scale, load
-#      fidelity — on testbed instance $BENCH_TESTBED_ID (default 20), which
+#      fidelity, overloads predicted from subsets vs lb's same-set rule (two
+#      campaigns of a 3-function plan through lb-dfaas run) — on testbed
+#      instance $BENCH_TESTBED_ID (default 20), which
 #      is brought up with the functions the benchmark needs and always
 #      torn down on exit.
 # Run as root (the testbed creates a network namespace). Extra arguments go
@@ -60,11 +62,13 @@ fi
 # A fresh instance with the functions the benchmark needs: `fast` answers
 # at once (64 workers, deep queue), `slow` burns 20 ms of CPU per call on
 # 2 workers with a 32-deep queue (about 100 calls/s at most, less while
-# k6 competes for the same cores).
+# k6 competes for the same cores); `io30` and `io50` wait (no CPU) 100 ms
+# on 3 workers and 40 ms on 2, without a queue: at most 30 and 50 calls/s
+# whatever the machine's load (the prediction section's functions).
 # The k6 host runs remote commands without root's interactive ~/.bashrc,
 # as a real load generator would (see testbed/k6host.sh).
 export TESTBED_SKIP_SHELL_RC=1
-export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32}
+export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32,io30=100:3:0:wait,io50=40:2:0:wait}
 export GATEWAY_BIN=$PWD/target/release/dfaas-test-gateway
 # A second k6 host whose root login shell runs ~/.bashrc (pyenv init here,
 # ~250 ms per remote command), as on a researcher's own machine; the

@@ -30,8 +30,9 @@ use crate::context::RunContext;
 use crate::html_report;
 use crate::k6::script;
 use crate::lb_install;
+use crate::memory::{self, inspect, MemoryError};
 use crate::plan::{write_plan_json, write_plan_table, ConfigId, Configuration, IdSearch, Plan};
-use crate::protocol::{Context, ExitCode as Code, Request, RunResult};
+use crate::protocol::{Context, ExitCode as Code, Plugin, Request, RunResult};
 use crate::report::{self, CommandError};
 use crate::terminal_progress::{ProgressMode, RunDisplay, StderrAboveView};
 
@@ -55,7 +56,7 @@ const MAX_STDIN_BYTES: u64 = 64 * 1024 * 1024;
         `plugins: {dfaas: ...}` sections (deep-merged, the plugin winning), or a request \
         envelope (`config:` + `context:`), or else is the dfaas config itself."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Format of the logs written to stderr (filter with RUST_LOG, default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -64,13 +65,13 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the plugin manifest: name, version, config JSON Schema, playbooks, tools.
     Describe,
     /// Check a request's config without touching the network.
@@ -119,8 +120,11 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         inputs: Vec<PathBuf>,
     },
+    /// Serve the control API (config, start, stop, status, logs, results),
+    /// its WebSocket and the dashboard; runs until SIGTERM or SIGINT.
+    Serve(crate::serve::ServeArgs),
     /// Install the lb plugin, this binary and the playbooks into an lb's
-    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` to it.
+    /// `lb_plugins/plugins/_user/`, then check lb resolves `dfaas` and `peva_faas` to it.
     LbInstall {
         /// lb's source tree or site-packages (the directory holding
         /// `lb_plugins/`); default: where `--python` imports lb from.
@@ -130,24 +134,62 @@ pub enum Command {
         #[arg(long, value_name = "PY", default_value = "python3")]
         python: PathBuf,
     },
+    /// Read the campaign memory (DuckDB, opened read-only).
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+}
+
+/// `lb-dfaas memory ...`: never writes to the memory file.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemoryCommand {
+    /// Runs, configurations, iterations, overloads and per-function counts (JSON).
+    Summary(MemoryFile),
+    /// Run one SQL statement on the memory; rows on stdout.
+    Query {
+        /// The SQL statement, e.g. `SELECT * FROM run_sessions`.
+        #[arg(value_name = "SQL")]
+        sql: String,
+        /// `jsonl`: one JSON object per row; `csv`: a header, then the rows.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Jsonl)]
+        format: QueryFormat,
+        #[command(flatten)]
+        file: MemoryFile,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MemoryFile {
+    /// The memory file; default: memory.db_path's default
+    /// (`benchmark_results/peva_faas/memory/peva_faas.duckdb`) under the
+    /// current directory, where lb's runner keeps it.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum QueryFormat {
+    Jsonl,
+    Csv,
 }
 
 /// How `validate` prints its verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ValidateFormat {
+pub(crate) enum ValidateFormat {
     Json,
     Text,
 }
 
 /// How `plan` prints the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
     Json,
     Table,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// The campaign's output directory (results.csv, skipped.csv,
     /// index.csv, metrics/; or the legacy sampler's results-*.csv files).
     #[arg(value_name = "OUTPUT_DIR")]
@@ -169,7 +211,7 @@ pub struct ReportArgs {
 impl Cli {
     /// Fills in the output formats not given on the command line: the
     /// human one when stdout is a terminal, JSON otherwise (the protocol).
-    pub fn default_formats(&mut self, stdout_is_terminal: bool) {
+    pub(crate) fn default_formats(&mut self, stdout_is_terminal: bool) {
         match &mut self.command {
             Command::Validate { format, .. } if format.is_none() => {
                 *format = Some(if stdout_is_terminal {
@@ -205,14 +247,14 @@ impl Cli {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// Read the request from this YAML/JSON file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// The live progress view on stderr: `auto` when stderr is a terminal.
@@ -227,14 +269,14 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// What `run` shows on stderr, whose being a terminal is given.
-    pub fn display(&self, stderr_is_terminal: bool) -> RunDisplay {
+    pub(crate) fn display(&self, stderr_is_terminal: bool) -> RunDisplay {
         RunDisplay::choose(self.progress, self.events, stderr_is_terminal)
     }
 }
 
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
-pub struct SelectorArgs {
+pub(crate) struct SelectorArgs {
     /// The configuration's id (12 hex digits, as in the plan).
     #[arg(long, value_name = "ID")]
     pub config_id: Option<String>,
@@ -245,7 +287,7 @@ pub struct SelectorArgs {
 
 /// Which configuration `script` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScriptSelector {
+pub(crate) enum ScriptSelector {
     /// A plan configuration id.
     ConfigId(ConfigId),
     /// Function and rate pairs, functions configured, each named once,
@@ -255,16 +297,17 @@ pub enum ScriptSelector {
 
 /// A validated request: what `plan`, `script` and `run` work from.
 #[derive(Debug, Clone)]
-pub struct Input {
+pub(crate) struct Input {
     pub config: Config,
     pub context: Context,
     /// Warnings from loading (already logged to stderr).
     pub warnings: Vec<String>,
 }
 
+#[cfg(test)]
 /// `plan`: streams the plan document to `out` (a plan may hold millions
 /// of configurations; `limit` bounds how many are listed, counts stay exact).
-pub fn plan_cmd(
+pub(crate) fn plan_cmd(
     input: &Input,
     limit: Option<u64>,
     out: &mut dyn Write,
@@ -273,7 +316,7 @@ pub fn plan_cmd(
 }
 
 /// `plan` in the given format.
-pub fn plan_cmd_as(
+pub(crate) fn plan_cmd_as(
     input: &Input,
     limit: Option<u64>,
     format: PlanFormat,
@@ -295,7 +338,7 @@ pub fn plan_cmd_as(
 }
 
 /// `validate --format text`: the verdict and a short summary of the plan.
-pub fn validate_text(input: &Input) -> String {
+pub(crate) fn validate_text(input: &Input) -> String {
     let config = &input.config;
     let names: Vec<&str> = config.functions.iter().map(|f| f.name.as_str()).collect();
     let configurations = match Plan::new(config).count() {
@@ -321,7 +364,7 @@ pub fn validate_text(input: &Input) -> String {
 }
 
 /// `report`: writes the page; returns its path.
-pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandError> {
+pub(crate) fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandError> {
     let settings = match &args.config {
         Some(path) => {
             let request = config::read_request_file(path)?;
@@ -356,7 +399,7 @@ pub fn report_cmd(args: &ReportArgs) -> Result<html_report::Written, CommandErro
 }
 
 /// `script`: the k6 JavaScript printed on stdout.
-pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
+pub(crate) fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, CommandError> {
     let configuration = match selector {
         ScriptSelector::ConfigId(id) => {
             let plan = Plan::new(&input.config);
@@ -389,7 +432,7 @@ pub fn script_cmd(input: &Input, selector: &ScriptSelector) -> Result<String, Co
 }
 
 /// `run`: the result document and its exit code.
-pub fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
+pub(crate) fn run_cmd(input: &Input, display: RunDisplay) -> (RunResult, Code) {
     let ran = crate::session::run(&input.config, &input.context, display);
     if let Err(error) = &ran {
         tracing::error!("{error}");
@@ -424,14 +467,14 @@ pub fn main() -> ExitCode {
 
 /// What a command prints on stdout and its exit code.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub stdout: String,
     pub exit_code: u8,
 }
 
 /// Runs a parsed command. `stdin` is `None` when it is a terminal. Never
 /// panics outward: a panic becomes an internal error document.
-pub fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
+pub(crate) fn execute(cli: &Cli, stdin: Option<&mut dyn Read>) -> Outcome {
     let is_run = matches!(cli.command, Command::Run(_));
     let human = cli.human_output();
     let result = panic::catch_unwind(AssertUnwindSafe(|| dispatch(&cli.command, stdin)));
@@ -511,6 +554,7 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 lb_root: lb_root.clone(),
                 python: python.clone(),
                 binary,
+                libraries: memory::loaded_library().into_iter().collect(),
                 ansible_dir: install_root().join("ansible"),
             })?;
             Ok(document(&report, Code::Ok))
@@ -526,11 +570,69 @@ fn dispatch(command: &Command, stdin: Option<&mut dyn Read>) -> Result<Outcome, 
                 exit_code: Code::Ok.code(),
             })
         }
+        Command::Serve(args) => {
+            crate::serve::run(args)?;
+            Ok(Outcome {
+                stdout: String::new(),
+                exit_code: Code::Ok.code(),
+            })
+        }
+        Command::Memory { command } => memory_cmd(command),
         Command::Run(args) => {
             let input = load_input(&args.input, stdin)?;
             let (result, exit_code) =
                 run_cmd(&input, args.display(std::io::stderr().is_terminal()));
             Ok(document(&result, exit_code))
+        }
+    }
+}
+
+/// `memory summary` (a JSON document) and `memory query` (rows streamed
+/// to stdout), on the file opened read-only.
+fn memory_cmd(command: &MemoryCommand) -> Result<Outcome, CommandError> {
+    let file = match command {
+        MemoryCommand::Summary(file) | MemoryCommand::Query { file, .. } => file,
+    };
+    let db = file
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(memory::config::DEFAULT_DB_PATH));
+    let conn = inspect::open_read_only(&db).map_err(|e| memory_error(e, "--db", &db))?;
+    match command {
+        MemoryCommand::Summary(_) => {
+            let summary = inspect::summary(&conn, &db).map_err(|e| memory_error(e, "--db", &db))?;
+            Ok(document(&summary, Code::Ok))
+        }
+        MemoryCommand::Query { sql, format, .. } => {
+            let format = match format {
+                QueryFormat::Jsonl => inspect::QueryFormat::JsonLines,
+                QueryFormat::Csv => inspect::QueryFormat::Csv,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            inspect::query(&conn, sql, format, &mut out)
+                .map_err(|e| memory_error(e, "SQL", &db))?;
+            Ok(Outcome {
+                stdout: String::new(),
+                exit_code: Code::Ok.code(),
+            })
+        }
+    }
+}
+
+/// A memory problem as a command error: what the user pointed at (the
+/// file, the SQL) is invalid input naming `field`; anything else (a lock
+/// held by a running campaign, permissions) is the environment.
+fn memory_error(error: MemoryError, field: &str, db: &Path) -> CommandError {
+    if error.is_input() {
+        let field = match error {
+            MemoryError::Query(_) => field,
+            _ => "--db",
+        };
+        CommandError::input(field, error.to_string())
+    } else {
+        CommandError::Environment {
+            message: error.to_string(),
+            context: json!({"db": db}),
         }
     }
 }
@@ -701,11 +803,13 @@ fn parse_pairs(text: &str, config: &Config) -> Result<Vec<(FunctionName, u64)>, 
 }
 
 /// The manifest `describe` prints.
-pub fn manifest() -> Value {
+pub(crate) fn manifest() -> Value {
     let root = install_root();
     let playbook = |relative: &str| root.join(relative).display().to_string();
     json!({
         "name": "dfaas",
+        // The lb plugins whose configs a request may hold (its `plugin`).
+        "plugins": Plugin::ALL.map(Plugin::name),
         "version": env!("CARGO_PKG_VERSION"),
         "description": env!("CARGO_PKG_DESCRIPTION"),
         "config_schema": config::json_schema(),
@@ -718,7 +822,7 @@ pub fn manifest() -> Value {
         },
         "required_tools": [
             "ssh (OpenSSH client) on the target",
-            "k6 on the k6 host (installed by the setup_global playbook)",
+            "k6 on the k6 host, or on the target with k6_host local (installed by the setup_global playbook)",
             "ansible-playbook on the controller, for the bundled playbooks",
         ],
     })
@@ -730,7 +834,7 @@ pub fn manifest() -> Value {
 ///    that holds `ansible/` (next to the binary, `<prefix>/bin/lb-dfaas`,
 ///    or cargo's `target/<profile>/lb-dfaas`);
 /// 3. the source tree the binary was built from.
-pub fn install_root() -> PathBuf {
+pub(crate) fn install_root() -> PathBuf {
     let from_env = std::env::var_os("LB_DFAAS_HOME").filter(|v| !v.is_empty());
     let exe_dir = std::env::current_exe()
         .ok()
@@ -1031,6 +1135,7 @@ mod tests {
                 output_dir: Some(dir.display().to_string()),
                 ..Context::default()
             },
+            plugin: Default::default(),
         };
         let loaded = config::load_request(&request).unwrap();
         Input {
@@ -1068,6 +1173,7 @@ mod tests {
         let config = config::load_request(&Request {
             config: json!({"functions": [{"name": "figlet"}, {"name": "env"}]}),
             context: Context::default(),
+            plugin: Default::default(),
         })
         .unwrap()
         .config;

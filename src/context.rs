@@ -11,9 +11,6 @@ use crate::output::OutputError;
 use crate::protocol::Context;
 use crate::report::{self, CommandError};
 
-/// Where output goes when neither the context nor the config says.
-const DEFAULT_OUTPUT_DIR: &str = "benchmark_results/dfaas";
-
 /// The request context with every default filled in and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunContext {
@@ -29,6 +26,9 @@ pub struct RunContext {
     /// the config's `output_dir` (the default counts as the latter).
     pub output_dir_field: &'static str,
     pub stop_file: Option<PathBuf>,
+    /// lb's working directory (absolute), when lb runs the campaign: the
+    /// base of relative memory paths (else the output directory).
+    pub lb_workdir: Option<PathBuf>,
 }
 
 impl RunContext {
@@ -72,14 +72,24 @@ impl RunContext {
             }
             (Some(dir), _) => PathBuf::from(dir),
             (None, Some(dir)) => dir.clone(),
-            (None, None) => PathBuf::from(DEFAULT_OUTPUT_DIR),
+            (None, None) => PathBuf::from(crate::config::default_output_dir(config.plugin)),
+        };
+        let lb_workdir = match context.lb_workdir.as_deref() {
+            None => None,
+            Some(dir) if !std::path::Path::new(dir).is_absolute() => {
+                return Err(CommandError::input(
+                    "context.lb_workdir",
+                    format!("{dir:?} must be an absolute path"),
+                ))
+            }
+            Some(dir) => Some(PathBuf::from(dir)),
         };
         Ok(RunContext {
             host,
             workload: context
                 .workload
                 .clone()
-                .unwrap_or_else(|| "dfaas".to_string()),
+                .unwrap_or_else(|| config.plugin.name().to_string()),
             run_id,
             repetition,
             total_repetitions,
@@ -90,6 +100,7 @@ impl RunContext {
                 .as_ref()
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            lb_workdir,
         })
     }
 
@@ -106,6 +117,7 @@ impl RunContext {
             output_dir,
             output_dir_field: "output_dir",
             stop_file: None,
+            lb_workdir: None,
         }
     }
 
@@ -142,4 +154,43 @@ fn local_hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Plugin, Request};
+
+    fn config(plugin: Plugin) -> Config {
+        crate::config::load_request(&Request {
+            plugin,
+            ..Request::default()
+        })
+        .unwrap()
+        .config
+    }
+
+    /// Without a context, the workload and the output directory are named
+    /// after the plugin, as lb's dfaas and peva_faas name them.
+    #[test]
+    fn defaults_follow_the_plugin() {
+        for (plugin, workload, output) in [
+            (Plugin::Dfaas, "dfaas", "benchmark_results/dfaas"),
+            (Plugin::PevaFaas, "peva_faas", "benchmark_results/peva_faas"),
+        ] {
+            let ctx = RunContext::resolve(&Context::default(), &config(plugin)).unwrap();
+            assert_eq!(ctx.workload, workload);
+            assert_eq!(ctx.output_dir, PathBuf::from(output));
+        }
+        let given = Context {
+            workload: Some("my_peva".into()),
+            output_dir: Some("/data/out".into()),
+            ..Context::default()
+        };
+        let ctx = RunContext::resolve(&given, &config(Plugin::PevaFaas)).unwrap();
+        assert_eq!(
+            (ctx.workload.as_str(), ctx.output_dir),
+            ("my_peva", PathBuf::from("/data/out"))
+        );
+    }
 }

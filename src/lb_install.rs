@@ -13,6 +13,8 @@
 //! lb_dfaas_plugin/lb_dfaas_plugin/     the package (embedded in this binary):
 //!                                      __init__, binary, context, generator, plugin
 //! lb_dfaas_plugin/bin/lb-dfaas         a copy of this binary
+//! lb_dfaas_plugin/bin/libduckdb.so     the DuckDB library it runs with (found
+//!                                      beside the binary through its `$ORIGIN` rpath)
 //! lb_dfaas_plugin/ansible/             the bundled playbooks
 //! ```
 //!
@@ -35,11 +37,12 @@ use serde_json::Value;
 use crate::report::CommandError;
 
 /// Name of the plugin directory under `_user/`, and of the package in it.
-pub const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
+pub(crate) const PLUGIN_DIR_NAME: &str = "lb_dfaas_plugin";
 
-/// The workload names the package registers (its `PLUGINS`), each checked
-/// to resolve to it after the install; `dfaas` first.
-pub const REGISTERED_NAMES: &[&str] = &["dfaas"];
+/// The workload names the package registers (its `PLUGINS`: lb's `dfaas`
+/// and `peva_faas`, both run by this binary), each checked to resolve to it
+/// after the install; `dfaas` first.
+pub(crate) const REGISTERED_NAMES: &[&str] = &["dfaas", "peva_faas"];
 
 /// The package's modules, relative to the plugin directory.
 const PACKAGE_FILES: &[(&str, &str)] = &[
@@ -76,6 +79,9 @@ pub(crate) struct InstallOptions {
     pub python: PathBuf,
     /// This binary, copied as `bin/lb-dfaas`.
     pub binary: PathBuf,
+    /// Shared libraries the binary needs at run time (`libduckdb.so`),
+    /// copied beside it into `bin/`.
+    pub libraries: Vec<PathBuf>,
     /// The bundled `ansible/` directory.
     pub ansible_dir: PathBuf,
 }
@@ -98,8 +104,8 @@ pub(crate) struct InstallReport {
 }
 
 /// Installs and checks. Errors: bad `--lb-root` → invalid input (2); lb
-/// not importable, a file that cannot be written, or lb resolving `dfaas`
-/// to another plugin → environment (3).
+/// not importable, a file that cannot be written, or lb resolving one of
+/// [`REGISTERED_NAMES`] to another plugin → environment (3).
 pub(crate) fn install(options: &InstallOptions) -> Result<InstallReport, CommandError> {
     let lb_plugins = match &options.lb_root {
         Some(root) => lb_plugins_under(root)?,
@@ -316,6 +322,16 @@ fn wanted_tree(options: &InstallOptions) -> Result<Vec<TreeFile>, CommandError> 
         contents: binary,
         executable: true,
     });
+    for library in &options.libraries {
+        let Some(name) = library.file_name() else {
+            continue;
+        };
+        files.push(TreeFile {
+            relative: PathBuf::from("bin").join(name),
+            contents: fs::read(library).map_err(|e| io_error("read", library, &e))?,
+            executable: false,
+        });
+    }
     if !options.ansible_dir.join("setup_global.yml").is_file() {
         return Err(environment(
             format!(
@@ -441,6 +457,8 @@ mod tests {
     fn options(dir: &Path) -> InstallOptions {
         let binary = dir.join("lb-dfaas");
         fs::write(&binary, b"binary").unwrap();
+        let library = dir.join("libduckdb.so");
+        fs::write(&library, b"library").unwrap();
         let ansible = dir.join("ansible");
         fs::create_dir_all(ansible.join("collect")).unwrap();
         fs::write(ansible.join("setup_global.yml"), b"---\n").unwrap();
@@ -451,6 +469,7 @@ mod tests {
             lb_root: None,
             python: PathBuf::from("python3"),
             binary,
+            libraries: vec![library],
             ansible_dir: ansible,
         }
     }
@@ -469,6 +488,7 @@ mod tests {
                 "ansible/collect/post.yml",
                 "ansible/setup_global.yml",
                 "bin/lb-dfaas",
+                "bin/libduckdb.so",
                 "lb_dfaas_plugin/__init__.py",
                 "lb_dfaas_plugin/binary.py",
                 "lb_dfaas_plugin/context.py",

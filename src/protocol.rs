@@ -8,12 +8,49 @@ use serde_json::{Map, Value};
 /// What lb writes on stdin.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Request {
-    /// The dfaas config, as lb's `dfaas` plugin accepts it. Validated by
-    /// `config`, so kept as plain JSON here.
+    /// The config, as lb's plugin named by `plugin` accepts it. Validated
+    /// by `config`, so kept as plain JSON here.
     #[serde(default)]
     pub config: Value,
     #[serde(default)]
     pub context: Context,
+    /// Whose config `config` is: `dfaas` (the default) or `peva_faas`.
+    #[serde(default)]
+    pub plugin: Plugin,
+}
+
+/// The lb plugin whose config a request holds. lb has two DFaaS plugins
+/// with the same campaign and nearly the same fields; the name selects the
+/// section of a config file (`plugins.<name>`), the defaults that differ
+/// (peva_faas runs k6 on the runner host itself: `k6_host` `local`), the
+/// fields only one of them has, and the `workload` k6 tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plugin {
+    /// lb's `dfaas` plugin.
+    #[default]
+    Dfaas,
+    /// lb's `peva_faas` plugin (dfaas plus a memory; k6 on the runner host).
+    PevaFaas,
+}
+
+impl Plugin {
+    /// Every plugin, `dfaas` first.
+    pub const ALL: [Plugin; 2] = [Plugin::Dfaas, Plugin::PevaFaas];
+
+    /// The plugin's name in lb (`plugin_settings.<name>`, `plugins.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Plugin::Dfaas => "dfaas",
+            Plugin::PevaFaas => "peva_faas",
+        }
+    }
+}
+
+impl std::fmt::Display for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where the run happens. Every field is optional.
@@ -35,6 +72,11 @@ pub struct Context {
     pub output_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_file: Option<String>,
+    /// lb's working directory when lb runs the campaign (where lb's runner
+    /// starts workloads): relative `memory` paths resolve against it, as
+    /// lb's `peva_faas` plugin resolves its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_workdir: Option<String>,
 }
 
 /// A CSV row as a JSON object: column name → cell text, in header order.

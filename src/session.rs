@@ -1,9 +1,12 @@
-//! One `run`: resolve the request context, check the environment (k6 host
-//! over SSH, Prometheus), drive the campaign with the real services, stop
-//! cleanly on a signal or the stop file, and build the result document.
+//! One `run`: resolve the request context, open the output directory and
+//! the campaign memory, check the environment (k6 host over SSH,
+//! Prometheus), drive the campaign with the real services, stop cleanly on
+//! a signal or the stop file (k6 first, then the memory is closed), and
+//! return the campaign's outcome.
 //!
 //! Start-up failures are environment errors (exit 3) and happen within
-//! seconds: the SSH connect, the Prometheus check (core count, scrape
+//! seconds: the SSH connect (or, with `k6_host: local`, `k6 version` on
+//! this machine), the Prometheus check (core count, scrape
 //! interval) and the gateway check (`/system/functions` with the
 //! configured credentials) run side by side, each with its own bound, and
 //! a stop request ends them at once (exit 130).
@@ -14,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::campaign::live::{LiveMeasurements, RemoteK6};
-use crate::campaign::progress::{Observer, Progress, RunStarted, RunTotals};
+use crate::campaign::live::{LiveK6, LiveMeasurements, LocalK6, RemoteK6};
+use crate::campaign::progress::{Observer, Observers, Progress, RunStarted, RunTotals};
 use crate::campaign::{Campaign, CampaignError, Outcome, Services};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::events::{LbEvents, StderrSink};
-use crate::k6::runner::{K6Runner, RunnerOptions};
+use crate::k6::runner::{K6Runner, LocalK6Runner, LocalOptions, RunnerOptions};
+use crate::memory::{MemoryRecorder, RunPlace, RunStatus};
 use crate::metrics::gateway::{GatewayClient, GatewayError, GatewaySettings};
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::{Deadlines, Measured, PrometheusError, PrometheusSettings};
@@ -33,7 +37,7 @@ use crate::terminal_progress::RunDisplay;
 /// Runs the campaign described by `config` in `context`, showing its
 /// progress as `display` says: what it did, or why it could not start
 /// ([`report::run_report`] makes either the result document).
-pub fn run(
+pub(crate) fn run(
     config: &Config,
     context: &Context,
     display: RunDisplay,
@@ -44,23 +48,64 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| CommandError::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run_async(config, &ctx, display))
+    runtime.block_on(async {
+        let (handle, stop) = Stop::new();
+        handle.watch(ctx.stop_file.clone());
+        run_async(config, &ctx, display, None, stop).await
+    })
+}
+
+/// [`run`] inside the caller's runtime (the control API's jobs):
+/// `observer` gets every progress value besides the `LB_EVENT` lines, and
+/// `stop` is the only stop request — no signal or stop file is watched.
+pub(crate) async fn run_with(
+    config: &Config,
+    context: &Context,
+    observer: Arc<dyn Observer>,
+    stop: Stop,
+) -> Result<Outcome, CommandError> {
+    let ctx = RunContext::resolve(context, config)?;
+    run_async(config, &ctx, RunDisplay::PROTOCOL, Some(observer), stop).await
 }
 
 async fn run_async(
     config: &Config,
     ctx: &RunContext,
     display: RunDisplay,
+    extra: Option<Arc<dyn Observer>>,
+    stop: Stop,
 ) -> Result<Outcome, CommandError> {
     let lb_events = LbEvents::new(ctx, Arc::new(StderrSink), config.k6.log_stream);
-    let observers = display.observers(lb_events);
-    let observer: &dyn Observer = &observers;
-    let (handle, stop) = Stop::new();
-    handle.watch(ctx.stop_file.clone());
+    let shown: Arc<dyn Observer> = Arc::new(display.observers(lb_events));
+    let memory = Arc::new(MemoryRecorder::new(shown.clone()));
+    // The memory first: at run_finished it is closed before lb reads that line.
+    let mut observers = Observers::new(vec![memory.clone(), shown]);
+    if let Some(extra) = extra {
+        observers.push(extra);
+    }
+    let ran = run_observed(config, ctx, &observers, &memory, stop).await;
+    // A run that ended before its campaign did (a start-up check failed, a
+    // stop during them) ends in the memory here; the others did at
+    // run_finished. Either way after k6 stopped and before the exit.
+    memory.finish(match &ran {
+        Ok(outcome) => RunStatus::of_exit_code(report::run_exit_code(&outcome.end).code()),
+        Err(CommandError::Interrupted) => RunStatus::Interrupted,
+        Err(_) => RunStatus::Failed,
+    });
+    ran
+}
+
+async fn run_observed(
+    config: &Config,
+    ctx: &RunContext,
+    observer: &dyn Observer,
+    memory: &MemoryRecorder,
+    stop: Stop,
+) -> Result<Outcome, CommandError> {
     observer.observe(&Progress::RunStarted(RunStarted {
         run_id: &ctx.run_id,
         host: &ctx.host,
-        k6_target: format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port),
+        k6_target: k6_target(config),
         gateway_url: config.gateway_url.as_str(),
         prometheus_url: config.prometheus_url.as_str(),
         output_dir: &ctx.output_dir,
@@ -77,15 +122,27 @@ async fn run_async(
     )
     .map_err(|e| CommandError::input("gateway_url", e.to_string()))?;
     // Every output problem is found before connecting, let alone loading.
-    let campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
+    let mut campaign = Campaign::open(config, ctx, observer).map_err(|e| campaign_error(ctx, e))?;
+    // So is a memory that cannot be used.
+    let place = RunPlace {
+        run_id: &ctx.run_id,
+        repetition: ctx.repetition,
+        lb_workdir: ctx.lb_workdir.as_deref(),
+        output_dir: &ctx.output_dir,
+    };
+    if let Some(known) = memory.start(config, &place)? {
+        let (full, part) = campaign.recall(known);
+        observer.observe(&Progress::Note(&format!(
+            "memory: {full} configuration(s) of this duration and query set known in full, {part} in part"
+        )));
+    }
     let Ready {
-        runner,
+        mut load,
         cores,
         sampling,
-    } = start_up(config, &gateway, &stop, observer).await?;
+    } = start_up(config, ctx, &gateway, &stop, observer).await?;
     let meter = meter.with_sampling(sampling);
 
-    let mut load = RemoteK6::new(runner, config, ctx);
     let services = LiveMeasurements {
         meter,
         gateway,
@@ -117,21 +174,23 @@ async fn run_async(
 }
 
 /// What the start-up checks found.
-struct Ready {
-    runner: K6Runner,
+struct Ready<'a> {
+    load: LiveK6<'a>,
     cores: u32,
     sampling: Sampling,
 }
 
-/// The start-up checks, side by side: the k6 host over SSH, Prometheus
-/// (core count, scrape interval) and the gateway. Any failure is the
-/// run's error (the SSH connection closed again); a stop ends them at once.
-async fn start_up(
-    config: &Config,
+/// The start-up checks, side by side: the k6 host over SSH (or k6 on this
+/// machine), Prometheus (core count, scrape interval) and the gateway. Any
+/// failure is the run's error (the SSH connection closed again); a stop
+/// ends them at once.
+async fn start_up<'a>(
+    config: &'a Config,
+    ctx: &'a RunContext,
     gateway: &GatewayClient,
     stop: &Stop,
     observer: &dyn Observer,
-) -> Result<Ready, CommandError> {
+) -> Result<Ready<'a>, CommandError> {
     // The checks' own meter: requests bounded like their retries, so a
     // Prometheus that accepts and never answers fails as fast.
     let startup_meter = Meter::from_config(config, STARTUP_SETTINGS)
@@ -139,32 +198,32 @@ async fn start_up(
         .with_stop(stop.clone());
     let checks = async {
         tokio::join!(
-            connect_k6(config),
+            connect_load(config, ctx),
             check_prometheus(&startup_meter, config),
             check_gateway(gateway, config),
         )
     };
     // A stop during the checks ends them at once (an SSH connect in
     // flight is dropped, as its own timeout would).
-    let (runner, prometheus, listed) = tokio::select! {
+    let (load, prometheus, listed) = tokio::select! {
         done = checks => done,
         () = stop.stopped() => return Err(CommandError::Interrupted),
     };
-    let failure = match (&runner, prometheus, listed) {
+    let failure = match (&load, prometheus, listed) {
         (Ok(_), Ok(prometheus), Ok(listed)) => Ok((prometheus, listed)),
         (Err(_), _, _) => Err(None),
         (Ok(_), Err(e), _) | (Ok(_), Ok(_), Err(e)) => Err(Some(e)),
     };
-    let runner = runner?;
+    let load = load?;
     let ((cores, sampling), listed) = match failure {
         Ok(found) => found,
         Err(e) => {
-            let _ = runner.close().await;
+            let _ = load.close().await;
             return Err(e.unwrap_or(CommandError::Interrupted));
         }
     };
     if stop.is_stopped() {
-        let _ = runner.close().await;
+        let _ = load.close().await;
         return Err(CommandError::Interrupted);
     }
     for warning in sampling.warnings {
@@ -186,7 +245,7 @@ async fn start_up(
         )));
     }
     Ok(Ready {
-        runner,
+        load,
         cores,
         sampling,
     })
@@ -284,8 +343,57 @@ fn status_of(error: &PrometheusError) -> Option<u16> {
     }
 }
 
-/// Connects to the k6 host and checks k6 is there.
-async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+/// `user@host:port` of the k6 host, or `local`.
+fn k6_target(config: &Config) -> String {
+    if config.k6.is_local() {
+        config.k6.host.clone()
+    } else {
+        format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port)
+    }
+}
+
+/// The load generator: connected to the k6 host with k6 there, or k6 on
+/// this machine (its workspaces in `<output dir>/k6`).
+async fn connect_load<'a>(
+    config: &'a Config,
+    ctx: &'a RunContext,
+) -> Result<LiveK6<'a>, CommandError> {
+    if config.k6.is_local() {
+        return local_k6(ctx)
+            .await
+            .map(|runner| LiveK6::Local(LocalK6::new(runner, config, ctx)));
+    }
+    connect_k6(config)
+        .await
+        .map(|runner| LiveK6::Remote(Box::new(RemoteK6::new(runner, config, ctx))))
+}
+
+/// k6 on this machine: `k6 version` answers.
+async fn local_k6(ctx: &RunContext) -> Result<LocalK6Runner, CommandError> {
+    let unusable = |e: crate::k6::runner::RunnerError| {
+        environment(
+            format!("k6 is not usable on this machine (k6_host: local): {e}"),
+            json!({"k6_host": crate::config::LOCAL_K6_HOST}),
+        )
+    };
+    let runner = LocalK6Runner::new(&ctx.output_dir.join("k6"), LocalOptions::default())
+        .map_err(unusable)?;
+    let version = runner.k6_version().await.map_err(unusable)?;
+    tracing::info!("k6 on this machine: {version}");
+    Ok(runner)
+}
+
+/// Connects to the k6 host and checks k6 is there. With `k6_host: local`
+/// there is no k6 host to connect to ([`connect_load`] runs k6 here
+/// instead; a script suite of `serve` needs a k6 host).
+pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError> {
+    if config.k6.is_local() {
+        return Err(environment(
+            "k6_host is local: k6 runs on this machine for campaigns only; connecting over SSH needs a k6 host"
+                .to_string(),
+            json!({"k6_host": config.k6.host}),
+        ));
+    }
     let options = RunnerOptions {
         known_hosts_file: config.k6.known_hosts_file.clone(),
         reconnect_within: config.k6.reconnect_within,

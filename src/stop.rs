@@ -39,12 +39,12 @@ impl Stop {
         Stop::new().1
     }
 
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         *self.rx.borrow()
     }
 
     /// Resolves once a stop was requested (at once if it already was).
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         let mut rx = self.rx.clone();
         // An error means every sender is gone: no stop can come any more.
         if rx.wait_for(|stopped| *stopped).await.is_err() {
@@ -53,7 +53,7 @@ impl Stop {
     }
 
     /// Sleeps for `duration`; returns `false` when woken by a stop.
-    pub async fn sleep(&self, duration: Duration) -> bool {
+    pub(crate) async fn sleep(&self, duration: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(duration) => true,
             _ = self.stopped() => false,
@@ -68,7 +68,7 @@ impl StopHandle {
 
     /// Watches SIGINT, SIGTERM and, when given, the stop file; requests a
     /// stop on the first of them. Runs until the process ends.
-    pub fn watch(self, stop_file: Option<PathBuf>) {
+    pub(crate) fn watch(self, stop_file: Option<PathBuf>) {
         let handle = self.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -88,8 +88,10 @@ impl StopHandle {
     }
 }
 
+/// Returns at SIGINT or SIGTERM (ctrl-c only where those cannot be
+/// watched): what stops a `run`, and a `serve` with its job.
 #[cfg(unix)]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
@@ -109,7 +111,7 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 

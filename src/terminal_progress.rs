@@ -66,7 +66,7 @@ pub struct RunDisplay {
 
 impl RunDisplay {
     /// The protocol: `LB_EVENT` lines, no view (stderr not a terminal).
-    pub const PROTOCOL: RunDisplay = RunDisplay {
+    pub(crate) const PROTOCOL: RunDisplay = RunDisplay {
         view: false,
         events: true,
     };
@@ -74,7 +74,7 @@ impl RunDisplay {
     /// The display for `--progress mode`, `--events` and whether stderr is
     /// a terminal. Without the view the events are always written: the
     /// protocol does not depend on the flags.
-    pub fn choose(mode: ProgressMode, events: bool, stderr_is_terminal: bool) -> RunDisplay {
+    pub(crate) fn choose(mode: ProgressMode, events: bool, stderr_is_terminal: bool) -> RunDisplay {
         let view = match mode {
             ProgressMode::Auto => stderr_is_terminal,
             ProgressMode::Always => true,
@@ -102,7 +102,7 @@ impl RunDisplay {
     /// The default log filter (without `RUST_LOG`): with the view, the
     /// campaign's warnings are printed by the view, so their copies in the
     /// logs are left out.
-    pub fn log_filter(self) -> &'static str {
+    pub(crate) fn log_filter(self) -> &'static str {
         if self.view {
             "info,lb_dfaas::campaign=error"
         } else {
@@ -122,7 +122,7 @@ fn active() -> MutexGuard<'static, Option<ProgressBar>> {
 
 /// Writes `bytes` to stderr (one write, then a flush), above the view when
 /// it is drawn. Without the view: exactly a locked `write_all` and `flush`.
-pub fn write_stderr(bytes: &[u8]) {
+pub(crate) fn write_stderr(bytes: &[u8]) {
     let bar = active().clone().filter(|bar| !bar.is_finished());
     let write = || {
         let mut err = std::io::stderr().lock();
@@ -139,7 +139,7 @@ pub fn write_stderr(bytes: &[u8]) {
 /// The logs' writer ([`tracing_subscriber::fmt::MakeWriter`]): stderr,
 /// through [`write_stderr`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StderrAboveView;
+pub(crate) struct StderrAboveView;
 
 impl std::io::Write for StderrAboveView {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -171,7 +171,7 @@ const TEMPLATE: &str =
 const TICK: Duration = Duration::from_millis(250);
 
 /// The view: an [`Observer`] drawing a [`Tally`] on stderr.
-pub struct TerminalProgress {
+pub(crate) struct TerminalProgress {
     bar: ProgressBar,
     tally: Arc<Mutex<Tally>>,
 }
@@ -179,7 +179,7 @@ pub struct TerminalProgress {
 impl TerminalProgress {
     /// Starts drawing on stderr, whether it is a terminal or not (the
     /// caller decides, see [`RunDisplay::choose`]).
-    pub fn start() -> TerminalProgress {
+    pub(crate) fn start() -> TerminalProgress {
         let term = console::Term::buffered_stderr();
         let target = ProgressDrawTarget::term_like_with_hz(Box::new(term), 10);
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -725,6 +725,8 @@ mod tests {
                     row: &row,
                     metrics: &metrics,
                     summary: &serde_json::Value::Null,
+                    started_at: std::time::SystemTime::UNIX_EPOCH,
+                    ended_at: std::time::SystemTime::UNIX_EPOCH,
                 },
                 at(s),
             )

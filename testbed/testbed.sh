@@ -14,7 +14,7 @@
 # Environment read by `up`:
 #   TESTBED_DIR          state root (default /tmp/lbd-testbed); instance state in <root>/<ID>/
 #   TESTBED_PORT_BASE    port base (default 19000)
-#   TESTBED_FUNCTIONS    gateway functions, name=work_ms[:workers[:queue]],...
+#   TESTBED_FUNCTIONS    gateway functions, name=work_ms[:workers[:queue[:wait]]],...
 #                        (default figlet=20,env=5,nodeinfo=40)
 #   TESTBED_GATEWAY_ARGS extra gateway flags, split on spaces (e.g. "--queue-capacity 8")
 #   TESTBED_BASIC_AUTH   user:password for the gateway's /system/* (passed via env, not argv)

@@ -416,7 +416,101 @@ fn lb_install_refuses_an_lb_that_does_not_resolve_dfaas_to_the_installed_plugin(
     let plugin = dir.path().join("lb_plugins/plugins/_user/lb_dfaas_plugin");
     assert!(plugin.join("lb_dfaas_plugin/plugin.py").is_file());
     assert!(plugin.join("bin/lb-dfaas").is_file());
+    assert!(plugin.join("bin/libduckdb.so").is_file());
     assert!(plugin.join("ansible/setup_global.yml").is_file());
+}
+
+/// A stand-in lb whose registry is built as lb builds it: its built-in
+/// `dfaas` and `peva_faas`, then the user plugins of `plugins/_user/<dir>/`
+/// (the package's `plugin.py` imported as `<package>.plugin`, its `PLUGINS`
+/// registered by name, the last registration winning). With
+/// `keeps_peva_faas`, its built-in `peva_faas` is registered after the user
+/// plugins: an lb that shadows ours. `python3` runs it (with pydantic,
+/// which the plugin package needs).
+fn lb_with_a_registry(root: &Path, keeps_peva_faas: bool) {
+    let package = root.join("lb_plugins");
+    std::fs::create_dir_all(package.join("plugins")).unwrap();
+    write(&package, "__init__.py", "");
+    let api = format!(
+        r#"import importlib, sys
+from pathlib import Path
+
+
+class BuiltinDfaas:
+    name = "dfaas"
+
+
+class BuiltinPevaFaas:
+    name = "peva_faas"
+
+
+class Registry:
+    def __init__(self, keeps_peva_faas):
+        self._plugins = {{"dfaas": BuiltinDfaas()}}
+        if not keeps_peva_faas:
+            self._plugins["peva_faas"] = BuiltinPevaFaas()
+        user = Path(__file__).resolve().parent / "plugins" / "_user"
+        for directory in sorted(user.iterdir()) if user.is_dir() else []:
+            if directory.name.startswith("_"):
+                continue
+            for sub in sorted(directory.iterdir()):
+                if (sub / "plugin.py").is_file():
+                    sys.path.insert(0, str(directory))
+                    module = importlib.import_module(sub.name + ".plugin")
+                    for plugin in getattr(module, "PLUGINS", None) or [module.PLUGIN]:
+                        self._plugins[plugin.name] = plugin
+        if keeps_peva_faas:
+            self._plugins["peva_faas"] = BuiltinPevaFaas()
+
+    def get(self, name):
+        return self._plugins[name]
+
+
+def create_registry():
+    return Registry({})
+"#,
+        if keeps_peva_faas { "True" } else { "False" }
+    );
+    write(&package, "api.py", &api);
+}
+
+/// lb-install checks every name the package registers: `dfaas` and
+/// `peva_faas` both resolve to the installed package in an lb that loads
+/// user plugins after its built-ins, as lb does.
+#[test]
+fn lb_install_resolves_dfaas_and_peva_faas_to_the_installed_package() {
+    let dir = tempfile::tempdir().unwrap();
+    lb_with_a_registry(dir.path(), false);
+    let root = dir.path().display().to_string();
+    let out = lb_dfaas(&["lb-install", "--lb-root", &root], None, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report = out.json();
+    let plugin_py = dir
+        .path()
+        .join("lb_plugins/plugins/_user/lb_dfaas_plugin/lb_dfaas_plugin/plugin.py")
+        .canonicalize()
+        .unwrap();
+    for name in ["dfaas", "peva_faas"] {
+        let resolved = report["resolves_to"][name].as_str().unwrap_or_default();
+        assert_eq!(
+            Path::new(resolved).canonicalize().ok().as_deref(),
+            Some(plugin_py.as_path()),
+            "{name}: {report}"
+        );
+    }
+}
+
+/// An lb that keeps its own `peva_faas` is refused, naming that name.
+#[test]
+fn lb_install_refuses_an_lb_that_keeps_its_own_peva_faas() {
+    let dir = tempfile::tempdir().unwrap();
+    lb_with_a_registry(dir.path(), true);
+    let root = dir.path().display().to_string();
+    let out = lb_dfaas(&["lb-install", "--lb-root", &root], None, &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let message = out.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("resolves `peva_faas` to"), "{message}");
+    assert!(message.contains("lb_plugins/api.py"), "{message}");
 }
 
 #[test]
@@ -481,6 +575,11 @@ fn validate_refuses_the_contexts_run_refuses() {
             json!({"output_dir": "/dev/null"}),
             "context.output_dir",
             "not a directory",
+        ),
+        (
+            json!({"lb_workdir": "relative/dir"}),
+            "context.lb_workdir",
+            "must be an absolute path",
         ),
     ];
     for (context, field, reason) in cases {
@@ -593,4 +692,53 @@ fn script_config_id_search_is_bounded_on_a_huge_plan() {
         .first_error()
         .1
         .ends_with("is not a configuration of this plan"));
+}
+
+/// A request names the lb plugin whose config it holds: peva_faas's needs
+/// no k6 host (k6 runs here), an unknown plugin is invalid input naming
+/// the field, and `--config` takes a file with only a peva_faas section as
+/// a peva_faas config.
+#[test]
+fn peva_faas_requests() {
+    let out = validate_stdin(r#"{"plugin": "peva_faas", "config": {"k3s_host": "10.0.0.5"}}"#);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.json(), json!({"ok": true, "warnings": []}));
+
+    let out = validate_stdin(
+        r#"{"plugin": "peva_faas", "config": {"algorithm_entrypoint": "pkg.mod:Policy"}}"#,
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert_eq!(out.first_error().0, "algorithm_entrypoint");
+
+    let out = validate_stdin(r#"{"plugin": "pevafaas", "config": {}}"#);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let (field, reason) = out.first_error();
+    assert_eq!(field, "plugin");
+    assert!(
+        reason.contains("dfaas") && reason.contains("peva_faas"),
+        "{reason}"
+    );
+
+    // The same fields in a dfaas request are unknown fields.
+    let out = validate_stdin(r#"{"config": {"k3s_host": "10.0.0.5"}}"#);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["warnings"],
+        json!(["unknown field `k3s_host` ignored (a peva_faas field)"])
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "peva.yml",
+        "plugins:\n  peva_faas:\n    selection_mode: micro_batch\n    functions: [{name: env}]\n",
+    );
+    let out = lb_dfaas(
+        &["plan", "--limit", "1", "--config", file.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("unknown field"), "{}", out.stderr);
+    assert_eq!(out.json()["functions"], json!(["env"]));
 }

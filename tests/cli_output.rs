@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cli::{lb_dfaas, Output};
+use cli::{closed_port_request, lb_dfaas, Output};
 use serde_json::json;
 
 /// Far more than any of these commands needs: a command still running
@@ -26,21 +26,7 @@ use serde_json::json;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn request(output_dir: &Path) -> String {
-    json!({
-        "config": {
-            "k6_host": "127.0.0.1",
-            "k6_port": 1,
-            "k6_ssh_key": "/nonexistent/key",
-            "gateway_url": "http://127.0.0.1:1",
-            "prometheus_url": "http://127.0.0.1:1",
-            "functions": [{"name": "figlet"}],
-            "rate_strategy": {"type": "custom", "rates": [10]},
-            "duration": "1s",
-            "iterations": 1,
-        },
-        "context": {"host": "node1", "run_id": "run-1", "output_dir": output_dir},
-    })
-    .to_string()
+    closed_port_request(output_dir, json!({}))
 }
 
 fn command(name: &str, output_dir: &Path) -> Output {

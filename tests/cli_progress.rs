@@ -14,30 +14,15 @@ mod cli;
 use std::path::Path;
 use std::time::Duration;
 
-use cli::lb_dfaas;
+use cli::{closed_port_request, lb_dfaas};
 use serde_json::json;
 
 /// Far more than a start-up failure needs.
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A warning in the logs (`typo`), before the run starts.
 fn request(output_dir: &Path) -> String {
-    json!({
-        "config": {
-            "k6_host": "127.0.0.1",
-            "k6_port": 1,
-            "k6_ssh_key": "/nonexistent/key",
-            "gateway_url": "http://127.0.0.1:1",
-            "prometheus_url": "http://127.0.0.1:1",
-            "functions": [{"name": "figlet"}],
-            "rate_strategy": {"type": "custom", "rates": [10]},
-            "duration": "1s",
-            "iterations": 1,
-            // A warning in the logs, before the run starts.
-            "typo": 1,
-        },
-        "context": {"host": "node1", "run_id": "run-1", "output_dir": output_dir},
-    })
-    .to_string()
+    closed_port_request(output_dir, json!({"typo": 1}))
 }
 
 /// stderr with its timestamps (log lines' first word, events'

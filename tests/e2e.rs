@@ -18,8 +18,14 @@
 //! - `endpoints`: a gateway refusing the credentials, Prometheus
 //!   unreachable or failing at start, stops while Prometheus hangs, 1 s
 //!   iterations on a 1 s scrape, Prometheus behind TLS and basic auth;
+//! - `memory`: the campaign memory under lb's workdir: the stop file, then
+//!   lb-dfaas's collect tasks bring the DuckDB file to the controller where
+//!   Python's duckdb reads it; SIGKILL mid-iteration and the rerun that runs
+//!   only what the memory lacks.
 //! - `terminal`: piped, stderr is the protocol whatever `--progress` says;
-//!   on a pseudo-terminal, the live progress view and its counts.
+//!   on a pseudo-terminal, the live progress view and its counts;
+//! - `local_k6`: lb's peva_faas config with k6 on this machine
+//!   (`k6_host: local`): streamed output, measured rows, the stop file.
 
 mod support;
 
@@ -36,5 +42,9 @@ mod environment;
 mod injection;
 #[path = "e2e/interrupt.rs"]
 mod interrupt;
+#[path = "e2e/local_k6.rs"]
+mod local_k6;
+#[path = "e2e/memory.rs"]
+mod memory;
 #[path = "e2e/terminal.rs"]
 mod terminal;

@@ -26,6 +26,7 @@ fn linear(min: u64, max: u64, step: u64) -> Vec<u64> {
 /// plan reads varying.
 fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: usize) -> Config {
     Config {
+        plugin: Default::default(),
         k6: K6Host {
             host: "127.0.0.1".into(),
             user: "root".into(),
@@ -77,12 +78,14 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.9,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         },
         queries_path: None,
         scaphandre_enabled: false,
         function_pid_regexes: BTreeMap::new(),
         output_dir: None,
         run_id: None,
+        memory: Default::default(),
     }
 }
 

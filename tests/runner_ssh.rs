@@ -45,7 +45,14 @@ fn k6host(command: &str, id: u32) -> String {
 }
 
 impl Testbed {
+    /// k6 host `id`, shifted by `LBD_RUNNER_SSH_TESTBED_OFFSET` (default 0)
+    /// so that a second checkout can run these tests beside CI.
     fn acquire(id: u32) -> Testbed {
+        let offset: u32 = std::env::var("LBD_RUNNER_SSH_TESTBED_OFFSET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let id = id + offset;
         let mut users = users().lock().unwrap_or_else(|p| p.into_inner());
         let count = users.entry(id).or_insert(0);
         if *count == 0 {
@@ -127,6 +134,7 @@ fn job<'a>(
         script,
         outputs: &[],
         tags,
+        args: &[],
         max_runtime: Duration::from_secs(60),
     }
 }
@@ -136,12 +144,24 @@ fn pid_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Running, not a zombie waiting to be reaped.
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
 fn read_pid(workspace: &Path) -> u32 {
+    k6_pid(workspace).expect("a k6.pid")
+}
+
+/// The pid in a workspace's k6.pid, if there is one.
+fn k6_pid(workspace: &Path) -> Option<u32> {
     std::fs::read_to_string(workspace.join("k6.pid"))
-        .unwrap()
+        .ok()?
         .trim()
         .parse()
-        .unwrap()
+        .ok()
 }
 
 /// Answers every HTTP request with 200 and counts them.
@@ -400,13 +420,16 @@ async fn cancel_stops_k6_within_seconds() {
     let (handle, stop) = Stop::new();
     let cancelled_at = Arc::new(Mutex::new(None));
     let mark = cancelled_at.clone();
-    let mut lines = 0;
-    let mut on_line = |_: &str| {
-        lines += 1;
-        // Once k6 is reporting progress, ask it to stop.
-        if lines == 3 {
-            *mark.lock().unwrap() = Some(Instant::now());
-            handle.stop();
+    let mut progress = 0;
+    let mut on_line = |line: &str| {
+        // Once k6 is reporting progress (its banner came while it waited,
+        // paused), ask it to stop.
+        if line.contains("running (") {
+            progress += 1;
+            if progress == 2 {
+                *mark.lock().unwrap() = Some(Instant::now());
+                handle.stop();
+            }
         }
     };
     let result = tokio::time::timeout(
@@ -556,7 +579,11 @@ async fn stop_asked_before_start_starts_nothing() {
     );
     let workspace = root.path().join("node1/run-s/cfg");
     assert!(workspace.join("script.js").is_file());
-    assert!(!workspace.join("k6.pid").exists(), "k6 was started");
+    // k6 may have been started paused; it never ran and is gone.
+    if let Some(pid) = k6_pid(&workspace) {
+        wait_gone(pid).await;
+    }
+    assert!(!workspace.join("summary.json").exists(), "k6 ran");
     runner.close().await.unwrap();
 }
 
@@ -704,6 +731,17 @@ async fn the_next_start_cleans_up_what_a_killed_run_left() {
 }
 
 /// A script that prints one numbered line every 50 ms for `duration`.
+/// Waits (up to 5 s) for `pid` to be gone; panics if it is not.
+async fn wait_gone(pid: u32) {
+    for _ in 0..50 {
+        if !is_alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("k6 {pid} still runs");
+}
+
 fn counting_script(duration: &str) -> String {
     format!(
         r#"import {{ sleep }} from "k6";
@@ -728,16 +766,20 @@ async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() 
     runner.prepare(&job, &Stop::never()).await.unwrap();
     let prepared = runner.remote_commands();
     assert_eq!(prepared - before_prepare, 1, "preparing is one command");
-    // Nothing starts before the run: the script is there, k6 is not.
+    // k6 waits, paused, with its script: started, no iteration run.
     let workspace = root.path().join("node1/run-p/cfg");
     assert_eq!(
         std::fs::read_to_string(workspace.join("script.js")).unwrap(),
         script
     );
-    assert!(!workspace.join("k6.pid").exists());
+    let pid = k6_pid(&workspace).expect("k6 started paused");
+    assert!(is_alive(pid), "paused k6 {pid} runs");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!workspace.join("summary.json").exists());
 
     let run = runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
     assert_eq!(run.exit_code, 0);
+    assert!(run.resumed_through_api, "resumed over the forwarded REST API");
     assert_eq!(
         runner.remote_commands(),
         prepared,
@@ -746,6 +788,9 @@ async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() 
     let cpu = run.generator_cpu.expect("the generator's CPU use");
     assert!((0.0..=1.0).contains(&cpu.busy), "{cpu:?}");
     assert!(cpu.cores >= 1, "{cpu:?}");
+    // k6's own share, from its CPU times: some, and no more than the host's.
+    let k6_busy = cpu.k6_busy.expect("k6's own CPU use");
+    assert!(k6_busy > 0.0 && k6_busy <= cpu.busy + 0.05, "{cpu:?}");
 
     // Unprepared, the run launches its one command itself.
     let job = crate::job("run-p", "cfg2", &script, &tags);
@@ -753,13 +798,15 @@ async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() 
     runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
     assert_eq!(runner.remote_commands() - before, 1);
 
-    // A prepared job that is not the one run is dropped, and its remote
-    // command starts nothing.
+    // A prepared job that is not the one run is dropped: its paused k6
+    // is killed without having run.
     let other = crate::job("run-p", "cfg3", &script, &tags);
     runner.prepare(&other, &Stop::never()).await.unwrap();
+    let dropped = root.path().join("node1/run-p/cfg3");
+    let paused = k6_pid(&dropped).expect("k6 started paused");
     runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!root.path().join("node1/run-p/cfg3/k6.pid").exists());
+    wait_gone(paused).await;
+    assert!(!dropped.join("summary.json").exists());
     runner.close().await.unwrap();
 }
 

@@ -215,6 +215,7 @@ async fn observe(
         script: &script.text,
         outputs: &[],
         tags: &tags,
+        args: &[],
         max_runtime: script.duration + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(60),
     };
     testbed.reset_truth().await?;

@@ -6,16 +6,18 @@
 //!    vs `ansible-playbook` per iteration ([`overhead`]);
 //! 2. plan scale: count and iterate 10^6 / 10^7 configurations, dominance
 //!    checks, each phase's time and peak memory ([`plan_scale`]);
-//! 3. load fidelity and CSV success vs the gateway's truth ([`fidelity`]).
+//! 3. load fidelity and CSV success vs the gateway's truth ([`fidelity`]);
+//! 4. overloads predicted from subsets vs lb's same-set rule: configurations
+//!    and load-seconds saved, and the overload frontier ([`prediction`]).
 //!
 //! It asserts nothing: each target is reported "met" or "MISSED by X".
-//! Sections 1 and 3 need a testbed instance described by the environment
+//! Sections 1, 3 and 4 need a testbed instance described by the environment
 //! (`testbed/testbed.sh env ID`); without `TESTBED_ID` they are skipped.
 //! `scripts/bench.sh` brings instance 20 up with the functions this needs,
 //! runs everything and tears it down.
 //!
 //! ```text
-//! cargo bench --bench testbed [-- [--only overhead,plan,fidelity]
+//! cargo bench --bench testbed [-- [--only overhead,plan,fidelity,prediction]
 //!                                 [--iterations N] [--ansible-iterations N]]
 //! ```
 
@@ -24,6 +26,7 @@ mod fidelity;
 mod load;
 mod overhead;
 mod plan_scale;
+mod prediction;
 mod report;
 
 use std::process::ExitCode;
@@ -49,7 +52,12 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         phase: None,
-        sections: vec!["overhead".into(), "plan".into(), "fidelity".into()],
+        sections: vec![
+            "overhead".into(),
+            "plan".into(),
+            "fidelity".into(),
+            "prediction".into(),
+        ],
         overhead: overhead::Settings {
             iterations: 20,
             ansible_iterations: 10,
@@ -79,13 +87,13 @@ fn parse_args() -> Result<Args> {
                     .context("--ansible-iterations must be a count")?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --only overhead,plan,fidelity, --iterations N, --ansible-iterations N"
+                "unknown argument {other:?}; use --only overhead,plan,fidelity,prediction, --iterations N, --ansible-iterations N"
             ),
         }
     }
     for section in &args.sections {
-        if !["overhead", "plan", "fidelity"].contains(&section.as_str()) {
-            bail!("unknown section {section:?} in --only (overhead, plan, fidelity)");
+        if !["overhead", "plan", "fidelity", "prediction"].contains(&section.as_str()) {
+            bail!("unknown section {section:?} in --only (overhead, plan, fidelity, prediction)");
         }
     }
     Ok(args)
@@ -115,7 +123,7 @@ fn run() -> Result<()> {
             "testbed: instance {}, k6 host {}@{}:{}, gateway {}, prometheus {}",
             tb.id, tb.k6_user, tb.k6_host, tb.k6_port, tb.gateway_url, tb.prometheus_url
         ),
-        None => println!("testbed: none (TESTBED_ID unset) — sections 1 and 3 skipped"),
+        None => println!("testbed: none (TESTBED_ID unset) — sections 1, 3 and 4 skipped"),
     }
     let wants = |section: &str| args.sections.iter().any(|s| s == section);
 
@@ -127,8 +135,12 @@ fn run() -> Result<()> {
     let mut targets: Vec<Target> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let testbed = match testbed {
-        Some(tb) if wants("overhead") || wants("fidelity") => {
-            match runtime.block_on(tb.require_functions(&[FAST_FUNCTION, SLOW_FUNCTION])) {
+        Some(tb) if wants("overhead") || wants("fidelity") || wants("prediction") => {
+            let mut needed = vec![FAST_FUNCTION, SLOW_FUNCTION];
+            if wants("prediction") {
+                needed.extend(prediction::FUNCTIONS);
+            }
+            match runtime.block_on(tb.require_functions(&needed)) {
                 Ok(()) => Some(tb),
                 Err(e) => {
                     failures.push(format!("testbed: {e:#}"));
@@ -154,6 +166,14 @@ fn run() -> Result<()> {
         if let Some(tb) = &testbed {
             if let Err(e) = runtime.block_on(fidelity::run(tb, &mut targets)) {
                 failures.push(format!("fidelity: {e:#}"));
+            }
+        }
+    }
+
+    if wants("prediction") {
+        if let Some(tb) = &testbed {
+            if let Err(e) = prediction::run(tb, &mut targets) {
+                failures.push(format!("prediction: {e:#}"));
             }
         }
     }

@@ -476,6 +476,7 @@ impl Ours {
             script: &script.text,
             outputs: &[],
             tags: &self.tags,
+            args: &[],
             max_runtime: script.duration + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(60),
         };
         let functions: Vec<_> = script.pairs.iter().map(|(f, _)| f.clone()).collect();

@@ -203,6 +203,7 @@ fn config(functions: usize) -> Result<Config> {
             "combinations": {"min_functions": 2, "max_functions": 3},
         }),
         context: RequestContext::default(),
+        plugin: Default::default(),
     };
     let loaded = load_request(&request).map_err(|e| anyhow!("config: {e}"))?;
     Ok(loaded.config)

@@ -16,7 +16,7 @@ use crate::stop::Stop;
 
 /// How a cooldown ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CooldownEnd {
+pub(crate) enum CooldownEnd {
     Idle {
         snapshot: NodeReading,
         /// Whole seconds slept before the idle snapshot.
@@ -32,7 +32,7 @@ pub enum CooldownEnd {
 
 /// Waits until the node is idle relative to `baseline`. Warnings from the
 /// readings go to `warn`.
-pub async fn wait_for_idle<M: Measurements>(
+pub(crate) async fn wait_for_idle<M: Measurements>(
     meter: &M,
     baseline: &NodeReading,
     functions: &[FunctionName],

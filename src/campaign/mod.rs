@@ -11,13 +11,16 @@
 //! directory: k6 and measurements come in through the [`services`] traits
 //! ([`Services`], owned by the campaign while it runs), progress goes out
 //! as typed [`progress::Progress`] values to the observers it is given
-//! (the `LB_EVENT` stream is one). It returns an [`Outcome`] — what it
+//! (the `LB_EVENT` stream and the campaign memory's recorder are two);
+//! what the memory already knows comes in as plain data
+//! ([`Campaign::recall`]). It returns an [`Outcome`] — what it
 //! recorded and how it ended ([`RunEnd`]) — and leaves the result
 //! document and the exit code to [`crate::report::run_report`].
 
 pub mod cooldown;
 pub mod live;
 pub mod progress;
+mod recall;
 pub mod row;
 pub mod services;
 pub mod verdict;
@@ -28,6 +31,7 @@ use std::path::PathBuf;
 use crate::config::{Config, FunctionName};
 use crate::context::RunContext;
 use crate::k6::{script, summary};
+use crate::memory::Known;
 use crate::metrics::readings::{IterationMetrics, NodeReading};
 use crate::output::resume::CompletedIterations;
 use crate::output::row::{index_entry, skipped_to_protocol};
@@ -38,11 +42,12 @@ use crate::protocol::{MetricsEntry, RunData, ScriptEntry, SummaryEntry};
 use crate::stop::Stop;
 use cooldown::CooldownEnd;
 use progress::{Observer, Progress};
+use recall::{Recalled, Resume};
 use services::{LoadError, LoadGenerator, LoadJob, Measurements};
 
 /// Why a campaign could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum CampaignError {
+pub(crate) enum CampaignError {
     /// The output directory cannot be used or written: files this campaign
     /// must not touch (another header, an unreadable index, a special
     /// file), or the system refused (read-only, full). [`OutputError::fault`]
@@ -58,14 +63,14 @@ pub enum CampaignError {
 /// What a campaign did: what it recorded and how it ended.
 /// [`crate::report::run_report`] turns it into `run`'s result document.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub data: RunData,
     pub end: RunEnd,
 }
 
 /// How a campaign ended.
 #[derive(Debug, Default)]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// Every configuration ran or was skipped.
     #[default]
     Completed,
@@ -92,14 +97,15 @@ pub enum RunEnd {
 }
 
 /// What the campaign uses from the outside world.
-pub struct Services<'s, L, M> {
+pub(crate) struct Services<'s, L, M> {
     pub load: &'s mut L,
     pub meter: &'s M,
     pub stop: &'s Stop,
 }
 
+#[cfg(test)]
 /// Runs the whole campaign: [`Campaign::open`], then [`Campaign::execute`].
-pub async fn run<L: LoadGenerator, M: Measurements>(
+pub(crate) async fn run<L: LoadGenerator, M: Measurements>(
     config: &Config,
     ctx: &RunContext,
     observer: &dyn Observer,
@@ -112,7 +118,7 @@ pub async fn run<L: LoadGenerator, M: Measurements>(
 }
 
 /// One campaign, its output directory open.
-pub struct Campaign<'a> {
+pub(crate) struct Campaign<'a> {
     config: &'a Config,
     ctx: &'a RunContext,
     observer: &'a dyn Observer,
@@ -123,6 +129,9 @@ pub struct Campaign<'a> {
     /// (a run killed mid-configuration).
     partial: HashMap<ConfigKey, CompletedIterations>,
     skipped_before: HashSet<ConfigKey>,
+    /// What the campaign memory holds of configurations this output
+    /// directory knows nothing of ([`Campaign::recall`]).
+    recalled: Recalled,
     memory: OverloadMemory,
     data: RunData,
     failed_configs: u32,
@@ -153,7 +162,7 @@ impl<'a> Campaign<'a> {
     /// Prepares the output directory (see [`output::location::prepare`]),
     /// opens its tables and reads what earlier runs left there. Sends no
     /// load: every output problem is found here, before the first k6 run.
-    pub fn open(
+    pub(crate) fn open(
         config: &'a Config,
         ctx: &'a RunContext,
         observer: &'a dyn Observer,
@@ -205,16 +214,35 @@ impl<'a> Campaign<'a> {
             indexed,
             partial,
             skipped_before,
+            recalled: Recalled::default(),
             memory,
             data,
             failed_configs: 0,
         })
     }
 
+    /// Takes what the campaign memory knows (`memory.skip_known`): the
+    /// iterations of each configuration measured with this campaign's
+    /// duration and queries. Configurations known in full are skipped as
+    /// `already_in_memory` (their overloads count for dominance), those
+    /// known in part run only their missing iterations; this output
+    /// directory's own index and rows win (see [`recall`]). Returns how
+    /// many configurations are known in full and in part.
+    pub(crate) fn recall(&mut self, known: HashMap<ConfigKey, Known>) -> (usize, usize) {
+        self.recalled = Recalled::fold(
+            known,
+            &self.indexed,
+            &self.partial,
+            self.config.iterations,
+            &mut self.memory,
+        );
+        self.recalled.counts()
+    }
+
     /// Runs the plan on a node of `cores` cores. An output failure on the
     /// way (a full disk) stops the campaign: the outcome ends in
     /// [`RunEnd::OutputFailed`], with everything finished before it.
-    pub async fn execute<L: LoadGenerator, M: Measurements>(
+    pub(crate) async fn execute<L: LoadGenerator, M: Measurements>(
         self,
         services: Services<'_, L, M>,
         cores: f64,
@@ -247,13 +275,21 @@ impl<'a> Campaign<'a> {
             Some(SkipReason::DominatedByOverload)
         } else if self.indexed.contains(&configuration.key()) {
             Some(SkipReason::AlreadyIndexed)
+        } else if self.recalled.is_complete(&configuration.key()) {
+            Some(SkipReason::AlreadyInMemory)
+        } else if self.config.overload.skip_predicted
+            && self.memory.predicts_overload(configuration)
+        {
+            Some(SkipReason::PredictedOverload)
         } else {
             None
         }
     }
 
     /// Records a skip: an event, the protocol row, and a skipped.csv row
-    /// for dominated configurations (not already there from an earlier run).
+    /// for configurations skipped as overloaded, dominated or predicted
+    /// (not already there from an earlier run). Those measured before
+    /// (indexed, in memory) are not skipped.csv's business.
     fn skip(
         &mut self,
         configuration: &Configuration,
@@ -265,10 +301,13 @@ impl<'a> Campaign<'a> {
             configuration,
             reason,
         });
-        if reason == SkipReason::DominatedByOverload {
-            self.append_skipped(configuration)?;
-        } else {
-            self.push_skipped_row(configuration);
+        match reason {
+            SkipReason::DominatedByOverload | SkipReason::PredictedOverload => {
+                self.append_skipped(configuration)?;
+            }
+            SkipReason::AlreadyIndexed | SkipReason::AlreadyInMemory => {
+                self.push_skipped_row(configuration);
+            }
         }
         Ok(())
     }
@@ -494,7 +533,11 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
     ) -> Result<ConfigEnd, CampaignError> {
         let id = configuration.config_id();
         let key = configuration.key();
-        let done = self.campaign.partial.remove(&key).unwrap_or_default();
+        let resume = Resume::of(
+            self.campaign.partial.remove(&key),
+            self.campaign.recalled.take_partial(&key),
+            self.campaign.config.iterations,
+        );
         let pairs: Vec<(FunctionName, u64)> =
             configuration.pairs().map(|(f, r)| (f.clone(), r)).collect();
         let script = self.campaign.write_script(&id, &pairs)?;
@@ -502,10 +545,10 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         observer.observe(&Progress::ConfigStarted {
             id: &id,
             configuration,
-            resumed_after: done.rows,
+            resumed_after: resume.done,
         });
-        let mut overloaded = done.overloaded;
-        for iteration in (done.rows + 1)..=self.campaign.config.iterations {
+        let mut overloaded = resume.overloaded;
+        for iteration in resume.to_run {
             let step = self
                 .run_iteration(configuration, &id, iteration, &pairs, &script)
                 .await?;
@@ -550,7 +593,6 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         let config = self.campaign.config;
         let job = LoadJob {
             config_id: id.as_str(),
-            iteration,
             script,
             duration: config.duration,
         };
@@ -617,6 +659,8 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
                 row: &row,
                 metrics: &metrics,
                 summary: &entry.summary,
+                started_at: run.started_at,
+                ended_at: run.ended_at,
             });
         }
         if node_overloaded {

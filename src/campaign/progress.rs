@@ -13,6 +13,7 @@
 //! observer's business.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -24,10 +25,10 @@ use crate::metrics::readings::NodeReading;
 
 /// The run's settings, once at the start.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunStarted<'a> {
+pub(crate) struct RunStarted<'a> {
     pub run_id: &'a str,
     pub host: &'a str,
-    /// `user@host:port` of the k6 host.
+    /// `user@host:port` of the k6 host, or `local` (k6 on this machine).
     pub k6_target: String,
     pub gateway_url: &'a str,
     pub prometheus_url: &'a str,
@@ -36,7 +37,7 @@ pub struct RunStarted<'a> {
 
 /// The campaign's totals, once at the end.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RunTotals<'a> {
+pub(crate) struct RunTotals<'a> {
     pub rows: usize,
     pub skipped: usize,
     pub indexed: usize,
@@ -47,7 +48,7 @@ pub struct RunTotals<'a> {
 
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Progress<'a> {
+pub(crate) enum Progress<'a> {
     RunStarted(RunStarted<'a>),
     /// The idle node every cooldown compares against.
     Baseline {
@@ -119,6 +120,9 @@ pub enum Progress<'a> {
         row: &'a ResultRow,
         metrics: &'a IterationMetrics,
         summary: &'a Value,
+        /// k6's start and end (the window the metrics were read over).
+        started_at: SystemTime,
+        ended_at: SystemTime,
     },
     IterationOverloaded {
         id: &'a ConfigId,
@@ -146,20 +150,20 @@ pub enum Progress<'a> {
 }
 
 /// Receives every progress value of a campaign.
-pub trait Observer: Send + Sync {
+pub(crate) trait Observer: Send + Sync {
     fn observe(&self, progress: &Progress<'_>);
 }
 
 /// Several observers as one, in order.
 #[derive(Clone, Default)]
-pub struct Observers(Vec<Arc<dyn Observer>>);
+pub(crate) struct Observers(Vec<Arc<dyn Observer>>);
 
 impl Observers {
-    pub fn new(observers: Vec<Arc<dyn Observer>>) -> Self {
+    pub(crate) fn new(observers: Vec<Arc<dyn Observer>>) -> Self {
         Observers(observers)
     }
 
-    pub fn push(&mut self, observer: Arc<dyn Observer>) {
+    pub(crate) fn push(&mut self, observer: Arc<dyn Observer>) {
         self.0.push(observer);
     }
 }

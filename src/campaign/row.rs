@@ -12,7 +12,7 @@ use super::verdict::{self, NodeReading, NodeVerdictInput};
 
 /// Everything one iteration measured.
 #[derive(Debug, Clone)]
-pub struct IterationMeasures<'a> {
+pub(crate) struct IterationMeasures<'a> {
     pub outcomes: &'a BTreeMap<FunctionName, FunctionOutcome>,
     /// Replicas the gateway listed; a function missing here is unknown.
     pub replicas: &'a BTreeMap<String, u64>,
@@ -24,7 +24,7 @@ pub struct IterationMeasures<'a> {
 }
 
 /// The row and whether the node was overloaded.
-pub fn build_row(m: &IterationMeasures<'_>, overload: &Overload) -> ResultRow {
+pub(crate) fn build_row(m: &IterationMeasures<'_>, overload: &Overload) -> ResultRow {
     let mut functions = BTreeMap::new();
     let mut any_overloaded = false;
     let mut success_rates = Vec::with_capacity(m.outcomes.len());

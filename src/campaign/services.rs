@@ -1,5 +1,5 @@
 //! What the campaign loop needs from the outside world, as two small
-//! traits: a load generator (k6 on the remote host) and a measurement
+//! traits: a load generator (k6 on the k6 host, or here) and a measurement
 //! source (Prometheus + the gateway). The loop takes them as parameters so
 //! unit tests can drive it with in-memory fakes; `run` wires the real ones.
 
@@ -16,9 +16,8 @@ use crate::stop::Stop;
 
 /// One k6 run to perform.
 #[derive(Debug, Clone, Copy)]
-pub struct LoadJob<'a> {
+pub(crate) struct LoadJob<'a> {
     pub config_id: &'a str,
-    pub iteration: u32,
     pub script: &'a str,
     /// k6's scenario duration (the run itself takes a little longer).
     pub duration: Duration,
@@ -26,7 +25,7 @@ pub struct LoadJob<'a> {
 
 /// A finished k6 run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadRun {
+pub(crate) struct LoadRun {
     /// k6's `--summary-export` document.
     pub summary: serde_json::Value,
     pub started_at: SystemTime,
@@ -37,7 +36,7 @@ pub struct LoadRun {
 
 /// Why a k6 run produced no usable summary.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// Stopped on request (signal or stop file).
     #[error("interrupted")]
     Interrupted,
@@ -52,7 +51,7 @@ pub enum LoadError {
 }
 
 /// Runs k6 scripts.
-pub trait LoadGenerator {
+pub(crate) trait LoadGenerator {
     /// Gets `job` ready to start at once (called before the cooldown, so
     /// that the remote command's launch is off the critical path). A
     /// failure here is not reported: [`LoadGenerator::run`] starts the job
@@ -75,7 +74,7 @@ pub trait LoadGenerator {
 
 /// Reads node and function measurements. Failed readings are NaN plus a
 /// warning, never an error: only replicas can fail, and the loop decides.
-pub trait Measurements {
+pub(crate) trait Measurements {
     /// The node right now (instant queries).
     fn node_snapshot(&self) -> impl Future<Output = Measured<NodeReading>>;
 

@@ -619,3 +619,252 @@ async fn a_full_disk_stops_the_campaign_keeping_what_finished() {
         .iter()
         .any(|e| e.message.contains("the campaign stops")));
 }
+
+// --- the campaign memory, through its progress observer -------------------
+
+mod memory {
+    use super::*;
+    use crate::campaign::progress::{Observer, Observers};
+    use crate::memory::{MemoryConfig, MemoryRecorder, RunSetup, RunStatus};
+
+    /// `functions` at `rates` in combinations of 1..max_functions-1, with
+    /// the given overload extras.
+    fn config_with(functions: &[&str], rates: &[u64], iterations: u32, extra: Value) -> Config {
+        let functions: Vec<Value> = functions.iter().map(|f| json!({"name": f})).collect();
+        let mut body = json!({
+            "functions": functions,
+            "rate_strategy": {"type": "custom", "rates": rates},
+            "duration": "2s",
+            "iterations": iterations,
+            "cooldown": {"max_wait_seconds": 20, "sleep_step_seconds": 5, "idle_threshold_pct": 15},
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let request = Request {
+            config: body,
+            ..Request::default()
+        };
+        crate::config::load_request(&request).unwrap().config
+    }
+
+    /// One run of `cfg` in `dir` with its memory at `db`: returns the
+    /// outcome and the events.
+    async fn run_with_memory(
+        cfg: &Config,
+        dir: &Path,
+        db: &Path,
+        k6: &mut FakeK6,
+        stop: &Stop,
+    ) -> (Ran, MemorySink) {
+        let (em, sink) = emitter();
+        let em: Arc<dyn Observer> = Arc::new(em);
+        let recorder = Arc::new(MemoryRecorder::new(em.clone()));
+        let paths = MemoryConfig {
+            db_path: db.to_path_buf(),
+            ..MemoryConfig::default()
+        }
+        .resolve(dir);
+        let setup = RunSetup::of(cfg, "run-1", 1, SystemTime::now()).unwrap();
+        let known = recorder.open(&paths, setup, true).unwrap();
+        let observers = Observers::new(vec![recorder.clone(), em]);
+        let run_ctx = ctx(dir);
+        let mut campaign = super::super::Campaign::open(cfg, &run_ctx, &observers).unwrap();
+        campaign.recall(known);
+        let services = Services {
+            load: k6,
+            meter: &FakeMeter::quiet(),
+            stop,
+        };
+        let outcome = campaign.execute(services, 2.0).await;
+        recorder.finish(RunStatus::of_exit_code(
+            crate::report::run_exit_code(&outcome.end).code(),
+        ));
+        (ran(outcome), sink)
+    }
+
+    /// `(config_id, iteration, skip_reason)` of every event, sorted.
+    fn events(db: &Path) -> Vec<(String, i64, Option<String>)> {
+        let conn = duckdb::Connection::open(db).unwrap();
+        let mut statement = conn
+            .prepare(
+                "SELECT config_id, iteration, skip_reason FROM execution_events \
+                 ORDER BY config_id, iteration, skip_reason",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn id(pairs: &[(&str, u64)]) -> String {
+        crate::plan::Configuration::from_pairs(pairs.iter().map(|&(f, r)| (name(f), r)))
+            .unwrap()
+            .config_id()
+            .to_string()
+    }
+
+    fn skipped_with(sink: &MemorySink, reason: &str) -> usize {
+        sink.events()
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::ConfigSkipped && e.message.contains(&format!("({reason})"))
+            })
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_iteration_is_recorded_and_a_second_run_skips_what_the_memory_knows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("mem").join("m.duckdb");
+        let cfg = config_with(&["env", "figlet"], &[0, 10, 20, 30], 2, json!({}));
+        let (_h, stop) = Stop::new();
+        let mut k6 = FakeK6::new(10);
+        let (out, _) = run_with_memory(&cfg, &tmp.path().join("a"), &db, &mut k6, &stop).await;
+        assert_eq!(out.result.returncode, 0);
+        // env:0 env:10 env:20 (overloaded) and the same for figlet, twice each.
+        assert_eq!(k6.runs.len(), 12, "{:?}", k6.runs);
+        let recorded = events(&db);
+        let measured: Vec<_> = recorded.iter().filter(|e| e.2.is_none()).collect();
+        assert_eq!(measured.len(), 12);
+        assert!(measured.iter().all(|e| e.1 == 1 || e.1 == 2));
+        let dominated: Vec<_> = recorded.iter().filter(|e| e.2.is_some()).collect();
+        assert_eq!(dominated.len(), 2);
+        assert!(dominated.iter().all(|e| e.1 == 0
+            && e.2.as_deref() == Some("dominated_by_overload")
+            && (e.0 == id(&[("env", 30)]) || e.0 == id(&[("figlet", 30)]))));
+        {
+            let conn = duckdb::Connection::open(&db).unwrap();
+            let (status, summaries): (String, i64) = conn
+                .query_row(
+                    "SELECT status, (SELECT count(*) FROM k6_raw_summaries) FROM run_sessions",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((status.as_str(), summaries), ("completed", 12));
+            let cpu: String = conn
+                .query_row(
+                    "SELECT json_extract_string(payload_json, '$.metrics.cpu_usage_node') \
+                     FROM execution_events WHERE iteration = 1 LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(cpu, "50.0");
+        }
+
+        // Another output directory, the same memory: nothing is measured
+        // again, and the overload found before still skips env:30.
+        let mut again = FakeK6::new(10);
+        let b = tmp.path().join("b");
+        let (out, sink) = run_with_memory(&cfg, &b, &db, &mut again, &stop).await;
+        assert!(again.runs.is_empty(), "{:?}", again.runs);
+        assert_eq!(out.result.returncode, 0);
+        assert_eq!(skipped_with(&sink, "already_in_memory"), 6);
+        assert_eq!(skipped_with(&sink, "dominated_by_overload"), 2);
+        assert_eq!(out.result.data.dfaas_skipped.len(), 8);
+        // skipped.csv lists the dominated ones only; nothing was measured.
+        assert_eq!(lines(&b.join("skipped.csv")).len(), 3);
+        assert_eq!(lines(&b.join("results.csv")).len(), 1);
+        // The second run's skips are events of its own; under the same run
+        // id and repetition (a resumed run) a skip is recorded once.
+        assert_eq!(events(&db).len(), 14 + 6);
+
+        // Other iterations: the memory knows 2 of 3, the third runs.
+        let more = config_with(&["env", "figlet"], &[0, 10, 20, 30], 3, json!({}));
+        let mut third = FakeK6::new(10);
+        let c = tmp.path().join("c");
+        let (_, sink) = run_with_memory(&more, &c, &db, &mut third, &stop).await;
+        assert_eq!(third.runs.len(), 6, "{:?}", third.runs);
+        assert!(sink.events().iter().any(|e| e
+            .message
+            .contains("resuming after 2 completed iteration(s)")));
+        assert_eq!(lines(&c.join("results.csv")).len(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_configuration_stopped_midway_runs_only_its_missing_iterations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("m.duckdb");
+        let cfg = config_with(&["env"], &[10, 20], 3, json!({}));
+        let (handle, stop) = Stop::new();
+        let mut k6 = FakeK6::new(100);
+        k6.stop_after = Some((2, handle));
+        let (out, _) = run_with_memory(&cfg, &tmp.path().join("a"), &db, &mut k6, &stop).await;
+        assert!(out.interrupted);
+        assert_eq!(events(&db).len(), 2);
+        {
+            let conn = duckdb::Connection::open(&db).unwrap();
+            let status: String = conn
+                .query_row("SELECT status FROM run_sessions", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(status, "interrupted");
+        }
+        let (_h, stop) = Stop::new();
+        let mut rerun = FakeK6::new(100);
+        let (out, _) = run_with_memory(&cfg, &tmp.path().join("b"), &db, &mut rerun, &stop).await;
+        assert_eq!(out.result.returncode, 0);
+        // Iteration 3 of env:10, then env:20 in full.
+        assert_eq!(rerun.runs.len(), 4, "{:?}", rerun.runs);
+        let mut iterations: Vec<i64> = events(&db)
+            .iter()
+            .filter(|e| e.0 == id(&[("env", 10)]))
+            .map(|e| e.1)
+            .collect();
+        iterations.sort_unstable();
+        assert_eq!(iterations, [1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn predicted_overloads_are_skipped_only_when_asked() {
+        let rates = [0, 10, 20];
+        let combinations = json!({"combinations": {"min_functions": 1, "max_functions": 3}});
+        let mut lb_rule = FakeK6::new(10);
+        let tmp = tempfile::tempdir().unwrap();
+        let (_h, stop) = Stop::new();
+        let cfg = config_with(&["env", "figlet"], &rates, 1, combinations.clone());
+        let (_, sink) = run_with_memory(
+            &cfg,
+            &tmp.path().join("a"),
+            &tmp.path().join("a.duckdb"),
+            &mut lb_rule,
+            &stop,
+        )
+        .await;
+        // 6 singles; pairs (0,0) (0,10) (0,20) (10,0) (10,10) (20,0).
+        assert_eq!(lb_rule.runs.len(), 12, "{:?}", lb_rule.runs);
+        assert_eq!(skipped_with(&sink, "predicted_overload"), 0);
+
+        let mut extra = combinations;
+        extra["overload"] = json!({"skip_predicted": true});
+        let cfg = config_with(&["env", "figlet"], &rates, 1, extra);
+        let mut predicted = FakeK6::new(10);
+        let dir = tmp.path().join("b");
+        let db = tmp.path().join("b.duckdb");
+        let (out, sink) = run_with_memory(&cfg, &dir, &db, &mut predicted, &stop).await;
+        assert_eq!(out.result.returncode, 0);
+        // Every pair with figlet:20 or env:20 is predicted from those two
+        // singles: (0,20) and (20,0), which the same-set rule measures,
+        // and (10,20) (20,10) (20,20), which it skips as dominated.
+        assert_eq!(predicted.runs.len(), 10, "{:?}", predicted.runs);
+        assert!(!predicted.runs.contains(&id(&[("env", 0), ("figlet", 20)])));
+        assert!(!predicted.runs.contains(&id(&[("env", 20), ("figlet", 0)])));
+        assert_eq!(skipped_with(&sink, "predicted_overload"), 5);
+        assert_eq!(skipped_with(&sink, "dominated_by_overload"), 0);
+        let skipped = lines(&dir.join("skipped.csv"));
+        assert_eq!(skipped.len(), 6, "{skipped:?}");
+        assert!(
+            skipped.contains(&"env,0,figlet,20".to_string()),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped.contains(&"env,20,figlet,0".to_string()),
+            "{skipped:?}"
+        );
+        let reasons: Vec<_> = events(&db).into_iter().filter_map(|e| e.2).collect();
+        assert_eq!(reasons, vec!["predicted_overload"; 5]);
+    }
+}

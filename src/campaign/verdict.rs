@@ -7,7 +7,7 @@ pub use crate::metrics::readings::NodeReading;
 /// `current <= baseline * (1 + threshold_pct / 100)`; a NaN on either side
 /// passes, as in the legacy sampler (an unknown reading must not block the
 /// campaign forever; the NaN is reported where it was measured).
-pub fn within_threshold(current: f64, baseline: f64, threshold_pct: f64) -> bool {
+pub(crate) fn within_threshold(current: f64, baseline: f64, threshold_pct: f64) -> bool {
     if current.is_nan() || baseline.is_nan() {
         return true;
     }
@@ -16,7 +16,7 @@ pub fn within_threshold(current: f64, baseline: f64, threshold_pct: f64) -> bool
 
 /// The node is idle when CPU, RAM and power are back within the threshold
 /// of the baseline and every function has fewer than 2 replicas.
-pub fn is_idle<'a>(
+pub(crate) fn is_idle<'a>(
     current: &NodeReading,
     baseline: &NodeReading,
     threshold_pct: f64,
@@ -31,14 +31,18 @@ pub fn is_idle<'a>(
 /// A function is overloaded when its success rate is below the minimum or
 /// its replica count reached the threshold. Unknown replicas (`None`)
 /// cannot trip the replica rule; the row says `nan` and a warning why.
-pub fn function_overloaded(success_rate: f64, replicas: Option<u64>, overload: &Overload) -> bool {
+pub(crate) fn function_overloaded(
+    success_rate: f64,
+    replicas: Option<u64>,
+    overload: &Overload,
+) -> bool {
     success_rate < overload.success_rate_function_min
         || replicas.is_some_and(|r| r >= overload.replicas_overload_threshold)
 }
 
 /// Inputs of the node verdict for one iteration.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeVerdictInput {
+pub(crate) struct NodeVerdictInput {
     /// Mean success rate over the configuration's functions (rate-0
     /// functions count with success 1, as in the legacy sampler).
     pub mean_success_rate: f64,
@@ -55,7 +59,7 @@ pub struct NodeVerdictInput {
 /// above its threshold, or any function is overloaded. NaN readings never
 /// trigger a verdict by themselves. Unknown cores count as one core, the
 /// legacy (strictest) reading of the threshold.
-pub fn node_overloaded(input: &NodeVerdictInput, overload: &Overload) -> bool {
+pub(crate) fn node_overloaded(input: &NodeVerdictInput, overload: &Overload) -> bool {
     let cores = if input.cores.is_finite() && input.cores >= 1.0 {
         input.cores
     } else {
@@ -69,7 +73,7 @@ pub fn node_overloaded(input: &NodeVerdictInput, overload: &Overload) -> bool {
 }
 
 /// Mean of the success rates; 1.0 for an empty configuration.
-pub fn mean_success_rate(rates: &[f64]) -> f64 {
+pub(crate) fn mean_success_rate(rates: &[f64]) -> f64 {
     if rates.is_empty() {
         return 1.0;
     }
@@ -78,7 +82,7 @@ pub fn mean_success_rate(rates: &[f64]) -> f64 {
 
 /// A configuration is remembered as overloaded when more than half of its
 /// iterations were overloaded.
-pub fn config_overloaded(overloaded_iterations: u32, iterations: u32) -> bool {
+pub(crate) fn config_overloaded(overloaded_iterations: u32, iterations: u32) -> bool {
     u64::from(overloaded_iterations) * 2 > u64::from(iterations)
 }
 
@@ -93,6 +97,7 @@ mod tests {
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.90,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         }
     }
 

@@ -14,6 +14,30 @@ pub(crate) fn substitute_host_address(url: &str, address: &str) -> String {
     url.replace(HOST_ADDRESS_PLACEHOLDER, address)
 }
 
+/// `url` with its host replaced by `address` when `replaced` says so for
+/// the host (lower-cased); `url` unchanged otherwise, `None` when it has no
+/// `scheme://host[:port]` to look at. An IPv6 `address` is bracketed.
+pub(crate) fn replace_host(url: &str, replaced: fn(&str) -> bool, address: &str) -> Option<String> {
+    let authority_start = url.find("://")? + "://".len();
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, port) = split_host_port(&rest[..authority_end])?;
+    if !replaced(&host.to_ascii_lowercase()) {
+        return Some(url.to_string());
+    }
+    let host = if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!(
+        "{}{host}{port}{}",
+        &url[..authority_start],
+        &rest[authority_end..]
+    ))
+}
+
 /// Checks that `text` is `http(s)://host[:port][/path]` and returns it
 /// with the scheme lower-cased and trailing slashes removed.
 ///
@@ -111,6 +135,34 @@ pub(crate) fn primary_local_address() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_only_the_chosen_hosts() {
+        let loopback = |host: &str| host == "localhost" || host == "127.0.0.1";
+        let cases = [
+            (
+                "http://127.0.0.1:31112",
+                "10.0.0.5",
+                "http://10.0.0.5:31112",
+            ),
+            ("http://LocalHost/p/q", "10.0.0.5", "http://10.0.0.5/p/q"),
+            ("https://localhost:1", "fd00::5", "https://[fd00::5]:1"),
+            ("http://gateway:31112", "10.0.0.5", "http://gateway:31112"),
+            (
+                "http://127.0.0.2:31112",
+                "10.0.0.5",
+                "http://127.0.0.2:31112",
+            ),
+        ];
+        for (url, address, expected) in cases {
+            assert_eq!(
+                replace_host(url, loopback, address).as_deref(),
+                Some(expected),
+                "{url}"
+            );
+        }
+        assert_eq!(replace_host("127.0.0.1:31112", loopback, "x"), None);
+    }
 
     #[test]
     fn accepts_and_normalises_http_urls() {

@@ -7,6 +7,10 @@
 //! `--config FILE`, `config_path`, deep merge of `common` + `plugins.dfaas`)
 //! and never touches the network.
 //!
+//! A request may hold lb's `peva_faas` config instead (its `plugin`):
+//! `plugin` has what differs — the `plugins.peva_faas` section, the
+//! defaults (`k6_host` `local`), the fields only peva_faas has.
+//!
 //! Entry points: [`load_request`] (a request envelope, as lb sends it),
 //! [`load_file`] (`--config FILE`), [`json_schema`] (for `describe`).
 //! Errors name the field (`functions[1].name`) and the reason, and list
@@ -14,6 +18,7 @@
 
 mod endpoint;
 mod name;
+mod plugin;
 mod python_random;
 mod rates;
 pub mod raw;
@@ -21,18 +26,24 @@ mod source;
 mod validate;
 
 pub use name::{is_path_segment, FunctionName, NameError, PATH_SEGMENT_RULE};
+pub(crate) use plugin::default_output_dir;
+pub use plugin::LOCAL_K6_HOST;
+pub(crate) use validate::parse_k6_duration;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::protocol::{Context, Request};
+use crate::protocol::{Context, Plugin, Request};
 use raw::RawConfig;
 
 /// A validated campaign configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The lb plugin whose config this was (the k6 `workload` tag and the
+    /// default output directory follow it).
+    pub plugin: Plugin,
     pub k6: K6Host,
     /// Base URL of the OpenFaaS gateway, `{host.address}` already resolved,
     /// without a trailing slash (e.g. `http://10.0.0.5:31112`).
@@ -69,11 +80,15 @@ pub struct Config {
     pub output_dir: Option<PathBuf>,
     /// Run id from the config (the request context wins).
     pub run_id: Option<String>,
+    /// Campaign memory settings (paths not yet resolved).
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// Where and how to reach the k6 load generator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct K6Host {
+    /// The k6 host's address or name, or [`LOCAL_K6_HOST`]: k6 runs on
+    /// this machine, without SSH (the SSH fields are then unused).
     pub host: String,
     pub user: String,
     /// Private key path, `~` expanded.
@@ -92,6 +107,13 @@ pub struct K6Host {
     pub log_stream: bool,
     /// How long a k6 host that stops answering mid-run is retried.
     pub reconnect_within: Duration,
+}
+
+impl K6Host {
+    /// k6 runs on this machine as a child process ([`LOCAL_K6_HOST`]).
+    pub fn is_local(&self) -> bool {
+        self.host == LOCAL_K6_HOST
+    }
 }
 
 /// One OpenFaaS function to load.
@@ -184,6 +206,9 @@ pub struct Overload {
     pub success_rate_node_min: f64,
     pub success_rate_function_min: f64,
     pub replicas_overload_threshold: u64,
+    /// Skip configurations predicted to overload from an overloaded
+    /// configuration of a subset of their functions.
+    pub skip_predicted: bool,
 }
 
 /// OpenFaaS basic-auth credentials.
@@ -336,22 +361,24 @@ impl ConfigError {
 /// Loads and validates the config of a request: `config_path` (if any)
 /// first, the request's own fields on top, then every check.
 pub fn load_request(request: &Request) -> Result<Loaded, ConfigError> {
-    let merged = source::apply_config_path(request.config.clone())?;
-    from_value(&merged, &request.context)
+    let merged = source::apply_config_path(request.config.clone(), request.plugin)?;
+    from_value(&merged, &request.context, request.plugin)
 }
 
 /// What `--config FILE` yields: the request to run (context included).
 ///
-/// A file holding a request envelope (`config` + `context`) gives that
-/// request; any other file gives a request with an empty context whose
-/// config is the file's (`common` + `plugins.dfaas` merged, or the whole
-/// mapping).
+/// A file holding a request envelope (`config` + `context`, optionally
+/// `plugin`) gives that request; any other file gives a request with an
+/// empty context whose config is the file's (`common` + `plugins.dfaas`
+/// merged, or `common` + `plugins.peva_faas` for a peva_faas request when
+/// the file has only that plugin section, or the whole mapping).
 pub(crate) fn read_request_file(path: &Path) -> Result<Request, ConfigError> {
     match source::read_config_file(path, "--config")? {
         source::FileContents::Request(request) => Ok(request),
-        source::FileContents::Config(config) => Ok(Request {
+        source::FileContents::Config(config, plugin) => Ok(Request {
             config,
             context: Context::default(),
+            plugin,
         }),
     }
 }
@@ -365,17 +392,43 @@ pub(crate) fn load_file(path: &Path, context: &Context) -> Result<Loaded, Config
     load_request(&request)
 }
 
-/// Parses and validates a merged config (no `config_path` left to apply).
-fn from_value(value: &serde_json::Value, context: &Context) -> Result<Loaded, ConfigError> {
-    let parsed = RawConfig::from_value(value).map_err(ConfigError::Invalid)?;
+/// Parses and validates a merged config (no `config_path` left to apply)
+/// of `plugin`: its defaults under the received fields, the other plugin's
+/// fields out (unknown fields).
+fn from_value(
+    value: &serde_json::Value,
+    context: &Context,
+    plugin: Plugin,
+) -> Result<Loaded, ConfigError> {
+    let (value, foreign) = match value {
+        serde_json::Value::Object(received) => {
+            let mut received = received.clone();
+            let foreign = plugin::take_foreign_fields(plugin, &mut received);
+            let mut config = plugin::default_overrides(plugin);
+            source::deep_merge(&mut config, received);
+            (serde_json::Value::Object(config), foreign)
+        }
+        serde_json::Value::Null => (
+            serde_json::Value::Object(plugin::default_overrides(plugin)),
+            Vec::new(),
+        ),
+        other => (other.clone(), Vec::new()),
+    };
+    let parsed = RawConfig::from_value(&value).map_err(ConfigError::Invalid)?;
     let mut warnings: Vec<String> = parsed
         .unknown_fields
         .iter()
         .map(|field| format!("unknown field `{field}` ignored"))
+        .chain(foreign.iter().map(|field| {
+            format!(
+                "unknown field `{field}` ignored (a {} field)",
+                Plugin::PevaFaas
+            )
+        }))
         .collect();
     let machine = validate::Machine::current();
-    let validated =
-        validate::validate(parsed.config, context, &machine).map_err(ConfigError::Invalid)?;
+    let validated = validate::validate(parsed.config, plugin, context, &machine)
+        .map_err(ConfigError::Invalid)?;
     warnings.extend(validated.warnings);
     Ok(Loaded {
         config: validated.config,

@@ -1,5 +1,6 @@
 //! The config as received: lb's `DfaasConfig` field names, types and
-//! defaults, before any cross-field rule.
+//! defaults (the `dfaas` plugin's; the few peva_faas fields and defaults
+//! are `plugin`'s), before any cross-field rule.
 //!
 //! These types are also the source of the JSON Schema that `describe`
 //! prints. Parsing goes through [`RawConfig::from_value`], which reports
@@ -17,10 +18,6 @@ use serde_json::{Map, Value};
 
 use super::FieldError;
 
-/// lb's default `k6_workspace_root`; treated as "not given" so that the
-/// root follows `k6_user`, as lb does.
-pub(crate) const LB_DEFAULT_WORKSPACE_ROOT: &str = "/home/ubuntu/.dfaas-k6";
-
 /// Configuration of a DFaaS sampling campaign (lb's `dfaas` plugin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -33,7 +30,9 @@ pub(crate) struct RawConfig {
     pub output_dir: Option<String>,
     /// Run identifier (the request context wins).
     pub run_id: Option<String>,
-    /// Address of the k6 host, reached over SSH.
+    /// Address of the k6 host, reached over SSH; `local`: k6 runs on this
+    /// machine as a child process, no SSH (peva_faas's default, where a
+    /// loopback address means `local` too).
     pub k6_host: String,
     /// SSH user on the k6 host.
     pub k6_user: String,
@@ -44,7 +43,10 @@ pub(crate) struct RawConfig {
     #[schemars(range(min = 1, max = 65535))]
     pub k6_port: u64,
     /// Absolute workspace root on the k6 host; defaults to
-    /// `/home/<k6_user>/.dfaas-k6` (`/root/.dfaas-k6` for root).
+    /// `/home/<k6_user>/.dfaas-k6` (`/root/.dfaas-k6` for root;
+    /// `.peva_faas-k6` for peva_faas). lb's own default
+    /// (`/home/ubuntu/.dfaas-k6`) counts as not given. A local k6 works in
+    /// `<output dir>/k6/` instead.
     pub k6_workspace_root: Option<String>,
     /// known_hosts file for the k6 host (new keys are added to it);
     /// default: the user's `~/.ssh/known_hosts`. `~` is expanded.
@@ -148,6 +150,33 @@ pub(crate) struct RawConfig {
     pub k6_become: Option<bool>,
     /// Set-up playbook: extra ssh options Ansible uses for the k6 host.
     pub k6_ssh_common_args: Option<String>,
+    /// peva_faas: the k3s/OpenFaaS node. When not empty it fills
+    /// `{host.address}` in `gateway_url` and `prometheus_url`, and replaces
+    /// a loopback host in them (`127.0.0.1`, `localhost`, `0.0.0.0`), as
+    /// lb's peva_faas does; default `127.0.0.1`. Not a dfaas field.
+    pub k3s_host: Option<String>,
+    /// peva_faas: SSH user of the k3s node (lb's peva_faas set-up only).
+    pub k3s_user: Option<String>,
+    /// peva_faas: SSH key of the k3s node (lb's peva_faas set-up only).
+    pub k3s_ssh_key: Option<String>,
+    /// peva_faas: SSH port of the k3s node (lb's peva_faas set-up only).
+    #[serde(default, deserialize_with = "optional_non_negative")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub k3s_port: Option<u64>,
+    /// peva_faas: `online` or `micro_batch`; accepted, no effect (there is
+    /// no selection policy to update).
+    pub selection_mode: Option<String>,
+    /// peva_faas: configurations per micro-batch; accepted, no effect.
+    #[serde(default, deserialize_with = "optional_non_negative")]
+    #[schemars(range(min = 1))]
+    pub micro_batch_size: Option<u64>,
+    /// peva_faas: seconds per micro-batch window; accepted, no effect.
+    #[serde(default, deserialize_with = "optional_non_negative")]
+    #[schemars(range(min = 1))]
+    pub micro_batch_window_s: Option<u64>,
+    /// peva_faas: a Python `module:Class` policy; only the default (none)
+    /// is accepted: lb-dfaas cannot load Python code.
+    pub algorithm_entrypoint: Option<String>,
     /// Accepted for compatibility with lb; ignored.
     pub grafana: Option<Value>,
     /// Accepted for compatibility with lb; ignored.
@@ -158,6 +187,8 @@ pub(crate) struct RawConfig {
     pub openfaas_port: Option<Value>,
     /// Accepted for compatibility with lb; ignored (use `prometheus_url`).
     pub prometheus_port: Option<Value>,
+    /// Campaign memory (DuckDB, lb's `peva_faas` schema); on by default.
+    pub memory: crate::memory::RawMemoryConfig,
     /// lb's common plugin field; ignored.
     pub max_retries: Option<Value>,
     /// lb's common plugin field; ignored.
@@ -224,11 +255,20 @@ impl Default for RawConfig {
             k6_python: None,
             k6_become: None,
             k6_ssh_common_args: None,
+            k3s_host: None,
+            k3s_user: None,
+            k3s_ssh_key: None,
+            k3s_port: None,
+            selection_mode: None,
+            micro_batch_size: None,
+            micro_batch_window_s: None,
+            algorithm_entrypoint: None,
             grafana: None,
             loki: None,
             deploy_functions: None,
             openfaas_port: None,
             prometheus_port: None,
+            memory: Default::default(),
             max_retries: None,
             timeout_buffer: None,
             tags: None,
@@ -485,6 +525,10 @@ pub(crate) struct RawOverload {
     #[serde(deserialize_with = "non_negative")]
     #[schemars(range(min = 1))]
     pub replicas_overload_threshold: u64,
+    /// Skip, as `predicted_overload`, a configuration that loads every
+    /// function of an overloaded configuration of a subset of its functions
+    /// at an equal or higher rate (off: only lb's same-set dominance).
+    pub skip_predicted: bool,
 }
 
 impl Default for RawOverload {
@@ -495,6 +539,7 @@ impl Default for RawOverload {
             success_rate_node_min: 0.95,
             success_rate_function_min: 0.90,
             replicas_overload_threshold: 15,
+            skip_predicted: false,
         }
     }
 }
@@ -641,7 +686,7 @@ impl RawConfig {
 /// list where a mapping belongs is almost certainly a mistake.
 fn positional_struct_errors(map: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for key in ["combinations", "cooldown", "overload", "rates"] {
+    for key in ["combinations", "cooldown", "overload", "rates", "memory"] {
         if let Some(value @ Value::Array(_)) = map.get(key) {
             errors.push(FieldError::new(
                 key,

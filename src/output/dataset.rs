@@ -84,13 +84,8 @@ impl Dataset {
         Ok((dataset, repairs))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The campaign's functions, sorted: the column layout.
-    pub fn functions(&self) -> &[FunctionName] {
-        &self.functions
     }
 
     pub fn results_path(&self) -> &Path {
@@ -203,7 +198,7 @@ impl Dataset {
     /// Rows per configuration in results.csv as it is now (see
     /// [`completed_iterations`]).
     /// Configurations skipped.csv already lists.
-    pub fn skipped_keys(&self) -> Result<std::collections::HashSet<ConfigKey>, OutputError> {
+    pub(crate) fn skipped_keys(&self) -> Result<std::collections::HashSet<ConfigKey>, OutputError> {
         super::resume::skipped_keys(&self.skipped.path)
     }
 

@@ -99,7 +99,7 @@ pub fn read_entries(reader: impl Read, source: &str) -> Result<Vec<Entry>, Expor
 }
 
 /// The entries of an already parsed input (see [`read_entries`]).
-pub fn entries_from_json(value: Value, source: &str) -> Result<Vec<Entry>, ExportError> {
+pub(crate) fn entries_from_json(value: Value, source: &str) -> Result<Vec<Entry>, ExportError> {
     match value {
         Value::Array(items) => Ok(items
             .into_iter()
@@ -453,7 +453,7 @@ fn iteration_files(
 
 /// `export --out DIR [FILE...]`: reads the entries from the files, or from
 /// stdin without files, writes them and logs the warnings.
-pub fn export_cmd(
+pub(crate) fn export_cmd(
     out: &Path,
     inputs: &[PathBuf],
     stdin: Option<&mut dyn Read>,

@@ -23,10 +23,10 @@ use super::artifact::{METRICS_DIR, SCRIPTS_DIR, SUMMARIES_DIR};
 use super::{OutputError, ENOTDIR};
 
 /// The three tables of an output directory, by file name.
-pub const TABLE_FILES: [&str; 3] = ["results.csv", "skipped.csv", "index.csv"];
+pub(crate) const TABLE_FILES: [&str; 3] = ["results.csv", "skipped.csv", "index.csv"];
 
 /// The per-iteration artifact directories.
-pub const ARTIFACT_DIRS: [&str; 3] = [SUMMARIES_DIR, METRICS_DIR, SCRIPTS_DIR];
+pub(crate) const ARTIFACT_DIRS: [&str; 3] = [SUMMARIES_DIR, METRICS_DIR, SCRIPTS_DIR];
 
 /// What a path in the output location is, as far as it matters here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,7 @@ fn check_output_dir(dir: &Path) -> Result<bool, OutputError> {
 /// Checks, without creating or writing anything, that a campaign could use
 /// `dir`: it is a directory or can be created, and what it already holds
 /// under our names has the right type.
-pub fn inspect(dir: &Path) -> Result<(), OutputError> {
+pub(crate) fn inspect(dir: &Path) -> Result<(), OutputError> {
     if !check_output_dir(dir)? {
         return Ok(());
     }

@@ -27,7 +27,7 @@ pub mod records;
 pub mod resume;
 pub mod row;
 pub mod table;
-mod tail;
+pub(crate) mod tail;
 
 pub use dataset::{Dataset, IterationFiles, IterationRecord};
 pub use row::{FunctionCells, NodeCells, ResultRow};
@@ -126,7 +126,7 @@ impl OutputError {
     }
 
     /// The operating system's message, for an I/O error.
-    pub fn os_error(&self) -> Option<String> {
+    pub(crate) fn os_error(&self) -> Option<String> {
         match self {
             OutputError::Io { source, .. } => Some(source.to_string()),
             _ => None,

@@ -20,7 +20,7 @@ use crate::plan::ConfigKey;
 
 /// The columns of a results.csv or skipped.csv header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowsHeader {
+pub(crate) struct RowsHeader {
     columns: Vec<String>,
     /// `(function, its function_<f> column, its rate_function_<f> column)`
     /// in header order.
@@ -29,12 +29,12 @@ pub struct RowsHeader {
 
 impl RowsHeader {
     /// The functions the header has columns for, in header order.
-    pub fn functions(&self) -> impl Iterator<Item = &str> + '_ {
+    pub(crate) fn functions(&self) -> impl Iterator<Item = &str> + '_ {
         self.functions.iter().map(|(f, _, _)| f.as_str())
     }
 
     /// Position of a column by name.
-    pub fn column(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
 }
@@ -49,7 +49,7 @@ pub(crate) struct RawRow<'a> {
 impl RawRow<'_> {
     /// The cell at column `at` (empty when the row is short); invalid UTF-8
     /// shows as U+FFFD.
-    pub fn cell(&self, at: usize) -> &str {
+    pub(crate) fn cell(&self, at: usize) -> &str {
         std::str::from_utf8(self.record.get(at).unwrap_or_default()).unwrap_or("\u{fffd}")
     }
 }
@@ -214,19 +214,19 @@ pub struct ResultRecord {
 
 impl ResultRecord {
     /// The values of `function`, if the row's configuration has it.
-    pub fn function(&self, function: &str) -> Option<&FunctionValues> {
+    pub(crate) fn function(&self, function: &str) -> Option<&FunctionValues> {
         self.functions.iter().find(|f| f.function == function)
     }
 
     /// Sum of the configuration's rates, requests per second.
-    pub fn total_rate(&self) -> u64 {
+    pub(crate) fn total_rate(&self) -> u64 {
         self.key.rates().iter().sum()
     }
 }
 
 /// What [`read_results`] found in one file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResultsFile {
+pub(crate) struct ResultsFile {
     /// Functions of the header, in header order.
     pub functions: Vec<String>,
     pub rows: Vec<ResultRecord>,
@@ -248,7 +248,7 @@ const VALUE_PREFIXES: [&str; 7] = [
 /// Reads a results.csv (any writer's layout) at `path`; a missing file is
 /// `None`. Every column of the legacy header must be present; a number
 /// that does not parse is an error naming the file, line and column.
-pub fn read_results(path: &Path) -> Result<Option<ResultsFile>, OutputError> {
+pub(crate) fn read_results(path: &Path) -> Result<Option<ResultsFile>, OutputError> {
     let Some(lines) = open_complete(path)? else {
         return Ok(None);
     };
@@ -258,7 +258,10 @@ pub fn read_results(path: &Path) -> Result<Option<ResultsFile>, OutputError> {
 }
 
 /// [`read_results`] over any reader; `source_name` names it in errors.
-pub fn parse_results<R: Read>(reader: R, source_name: &str) -> Result<ResultsFile, OutputError> {
+pub(crate) fn parse_results<R: Read>(
+    reader: R,
+    source_name: &str,
+) -> Result<ResultsFile, OutputError> {
     let mut rows = Vec::new();
     // Column positions, resolved once from the header.
     let mut positions: Option<ValueColumns> = None;
@@ -379,7 +382,7 @@ fn parse_number(
 
 /// What [`read_skipped`] found in one file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SkippedFile {
+pub(crate) struct SkippedFile {
     /// The configurations in file order, duplicates kept.
     pub keys: Vec<ConfigKey>,
     /// An unfinished last line that was ignored.
@@ -387,7 +390,7 @@ pub struct SkippedFile {
 }
 
 /// The configurations of a skipped.csv at `path`; a missing file is `None`.
-pub fn read_skipped(path: &Path) -> Result<Option<SkippedFile>, OutputError> {
+pub(crate) fn read_skipped(path: &Path) -> Result<Option<SkippedFile>, OutputError> {
     let Some(lines) = open_complete(path)? else {
         return Ok(None);
     };

@@ -53,7 +53,7 @@ pub fn parse_completed_iterations<R: Read>(
 /// The configurations skipped.csv at `path` already lists (a rerun does not
 /// list them twice). A missing file lists none; an unfinished last line is
 /// ignored.
-pub fn skipped_keys(path: &Path) -> Result<HashSet<ConfigKey>, OutputError> {
+pub(crate) fn skipped_keys(path: &Path) -> Result<HashSet<ConfigKey>, OutputError> {
     let Some(lines) = open_complete(path)? else {
         return Ok(HashSet::new());
     };

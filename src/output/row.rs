@@ -76,7 +76,7 @@ impl ResultRow {
     }
 
     /// Cells in results.csv column order for a campaign over `functions`.
-    pub fn cells(&self, functions: &[FunctionName]) -> Result<Vec<Cell>, OutputError> {
+    pub(crate) fn cells(&self, functions: &[FunctionName]) -> Result<Vec<Cell>, OutputError> {
         check_members(self.functions.keys(), functions, Members::AtLeastOne)?;
         let mut cells = Vec::with_capacity(functions.len() * 9 + 10);
         for name in functions {
@@ -126,7 +126,7 @@ impl ResultRow {
 }
 
 /// Cells of the skipped.csv row of `config`.
-pub fn skipped_cells(
+pub(crate) fn skipped_cells(
     config: &Configuration,
     functions: &[FunctionName],
 ) -> Result<Vec<Cell>, OutputError> {
@@ -223,7 +223,7 @@ fn python_str_repr(text: &str) -> String {
 impl IterationMetrics {
     /// The whole metrics CSV: header and one row. Floats as Python's
     /// `repr` (the legacy file held raw floats), `nan` for NaN.
-    pub fn csv(&self, functions: &[FunctionName]) -> Result<Vec<u8>, OutputError> {
+    pub(crate) fn csv(&self, functions: &[FunctionName]) -> Result<Vec<u8>, OutputError> {
         check_members(self.functions.keys(), functions, Members::MayBeEmpty)?;
         let mut cells = vec![
             python_float_repr(self.cpu_usage_node),
@@ -246,7 +246,7 @@ impl IterationMetrics {
     /// `{cpu_usage_node, ram_usage_node, ram_usage_node_pct, power_usage_node,
     /// functions: {name: {cpu, ram, power}}}`, numbers as JSON numbers and
     /// NaN / infinities as the strings `"nan"`, `"inf"`, `"-inf"`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut functions = Map::new();
         for (name, m) in &self.functions {
             let mut f = Map::new();
@@ -281,7 +281,7 @@ impl IterationMetrics {
     /// are left out. The query window is not read back (`export` copies
     /// the entry's `window` object as it is). Returns the metrics and what
     /// was left out or unreadable.
-    pub fn from_json(value: &Value, functions: &[FunctionName]) -> (Self, Vec<String>) {
+    pub(crate) fn from_json(value: &Value, functions: &[FunctionName]) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let node =
             |key: &str, warnings: &mut Vec<String>| metric_value(value.get(key), key, warnings);

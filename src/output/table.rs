@@ -19,7 +19,7 @@ const RESULT_FUNCTION_COLUMNS: [&str; 9] = [
 ];
 
 /// The node columns that close every results.csv row.
-pub const RESULT_NODE_COLUMNS: [&str; 10] = [
+pub(crate) const RESULT_NODE_COLUMNS: [&str; 10] = [
     "cpu_usage_idle_node",
     "cpu_usage_node",
     "ram_usage_idle_node",
@@ -47,10 +47,10 @@ const METRICS_FUNCTION_COLUMNS: [&str; 3] = [
 ];
 
 /// The index.csv header.
-pub const INDEX_COLUMNS: [&str; 3] = ["functions", "rates", "results_file"];
+pub(crate) const INDEX_COLUMNS: [&str; 3] = ["functions", "rates", "results_file"];
 
 /// The `results_file` value of every index row.
-pub const RESULTS_FILE: &str = "results.csv";
+pub(crate) const RESULTS_FILE: &str = "results.csv";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -67,7 +67,7 @@ pub enum Table {
 impl Table {
     /// File name in the output directory (metrics files are named per
     /// iteration, see [`crate::output::artifact`]).
-    pub fn file_name(self) -> Option<&'static str> {
+    pub(crate) fn file_name(self) -> Option<&'static str> {
         match self {
             Table::Results => Some(RESULTS_FILE),
             Table::Skipped => Some("skipped.csv"),
@@ -76,7 +76,7 @@ impl Table {
         }
     }
 
-    pub fn delimiter(self) -> u8 {
+    pub(crate) fn delimiter(self) -> u8 {
         match self {
             Table::Index => b';',
             _ => b',',
@@ -115,7 +115,7 @@ impl Table {
 }
 
 /// One CSV record, `\n`-terminated, cells quoted only when necessary.
-pub fn encode_line<S: AsRef<[u8]>>(fields: &[S], delimiter: u8) -> Vec<u8> {
+pub(crate) fn encode_line<S: AsRef<[u8]>>(fields: &[S], delimiter: u8) -> Vec<u8> {
     let mut line =
         Vec::with_capacity(fields.iter().map(|f| f.as_ref().len() + 1).sum::<usize>() + 2);
     let mut writer = csv::WriterBuilder::new()

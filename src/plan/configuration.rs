@@ -46,7 +46,7 @@ impl Configuration {
     }
 
     /// Function names, sorted.
-    pub(crate) fn functions(&self) -> &[FunctionName] {
+    pub fn functions(&self) -> &[FunctionName] {
         &self.functions
     }
 

@@ -3,12 +3,12 @@
 //!
 //! Owns: per-function rate lists (the rate ladder cut at `max_rate`),
 //! combinations of functions, the lazy enumeration of configurations, the
-//! exact count, config ids, the index key, dominance by overload, and the
-//! `plan` document (JSON, and a summary table for people). Pure: it reads
-//! nothing from disk or network (index.csv is parsed by `output`) and
-//! never materialises the whole plan — a plan of
-//! millions of configurations is counted in microseconds and iterated with
-//! memory proportional to the number of functions.
+//! exact count, config ids, the index key, dominance by overload (and
+//! overload predicted from subsets), and the `plan` document (JSON, and a
+//! summary table for people). Pure: it reads nothing from disk or network
+//! (index.csv is parsed by `output`) and never materialises the whole
+//! plan — a plan of millions of configurations is counted in microseconds
+//! and iterated with memory proportional to the number of functions.
 //!
 //! Order (SPEC §4, same as lb): combination sizes ascending; within a size,
 //! combinations of the sorted names in lexicographic order; within a
@@ -23,7 +23,9 @@ mod summary;
 
 pub use configuration::{ConfigId, ConfigKey, Configuration, IndexedConfigs};
 pub use document::{write_plan_json, PlanCounts, PlanDocumentError};
-pub use dominance::{dominates, key_dominates, OverloadMemory};
+pub use dominance::{
+    dominates, key_dominates, key_predicts_overload, predicts_overload, OverloadMemory,
+};
 pub use summary::{
     format_hours_minutes, size_counts, write_plan_table, SizeCounts, DEFAULT_TABLE_LIMIT,
 };
@@ -45,6 +47,13 @@ pub enum SkipReason {
     DominatedByOverload,
     /// index.csv already records it (a previous run finished it).
     AlreadyIndexed,
+    /// The campaign memory holds all its iterations, measured with the
+    /// same duration and queries (`memory.skip_known`).
+    AlreadyInMemory,
+    /// It loads every function of an overloaded configuration of a subset
+    /// of its functions at an equal or higher rate
+    /// (`overload.skip_predicted`).
+    PredictedOverload,
 }
 
 impl SkipReason {
@@ -52,6 +61,8 @@ impl SkipReason {
         match self {
             SkipReason::DominatedByOverload => "dominated_by_overload",
             SkipReason::AlreadyIndexed => "already_indexed",
+            SkipReason::AlreadyInMemory => "already_in_memory",
+            SkipReason::PredictedOverload => "predicted_overload",
         }
     }
 }
@@ -261,10 +272,10 @@ pub(crate) fn estimated_runtime_s(
 
 /// What an iteration may spend besides k6 and the cooldown wait: SSH round
 /// trips, the summary transfer, Prometheus queries, the gateway.
-pub const ITERATION_OVERHEAD: Duration = Duration::from_secs(30);
+pub(crate) const ITERATION_OVERHEAD: Duration = Duration::from_secs(30);
 
 /// What a run spends once: start-up checks, the baseline, the result.
-pub const RUN_OVERHEAD: Duration = Duration::from_secs(120);
+pub(crate) const RUN_OVERHEAD: Duration = Duration::from_secs(120);
 
 /// Upper bound of the wall time of a run executing `configurations`, in
 /// whole seconds: the k6 time ([`estimated_runtime_s`]), plus per
@@ -272,7 +283,7 @@ pub const RUN_OVERHEAD: Duration = Duration::from_secs(120);
 /// [`ITERATION_OVERHEAD`], plus [`RUN_OVERHEAD`]. lb force-stops a
 /// workload that outlives the runtime its plugin announces: this is the
 /// figure announced. Saturates instead of overflowing.
-pub fn runtime_upper_bound_s(configurations: u128, config: &Config) -> u128 {
+pub(crate) fn runtime_upper_bound_s(configurations: u128, config: &Config) -> u128 {
     let per_iteration = config.cooldown.max_wait.saturating_add(ITERATION_OVERHEAD);
     estimated_runtime_s(configurations, config.duration, config.iterations)
         .saturating_add(estimated_runtime_s(
@@ -514,5 +525,11 @@ mod tests {
             serde_json::to_value(SkipReason::AlreadyIndexed).unwrap(),
             serde_json::json!("already_indexed")
         );
+        for reason in [SkipReason::AlreadyInMemory, SkipReason::PredictedOverload] {
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::json!(reason.as_str())
+            );
+        }
     }
 }

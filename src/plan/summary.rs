@@ -294,6 +294,7 @@ mod tests {
         crate::config::load_request(&Request {
             config: value,
             context: Context::default(),
+            plugin: Default::default(),
         })
         .unwrap()
         .config

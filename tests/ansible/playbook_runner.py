@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 K6HOST_SCRIPT = REPO / "testbed" / "k6host.sh"
-# The testbed instance these tests own (netns lbd-k6-7, 10.211.7.2).
-TESTBED_ID = 7
+# The testbed instance these tests own (netns lbd-k6-7, 10.211.7.2);
+# LBD_ANSIBLE_TESTBED_ID picks another (to run beside someone else's tests).
+TESTBED_ID = int(os.environ.get("LBD_ANSIBLE_TESTBED_ID", "7"))
 GENERATOR_NAME = "dfaas-k6"
 
 _RECAP_RE = re.compile(

@@ -160,3 +160,80 @@ def test_post_reads_the_section_named_in_the_collect_extravars(ansible: Ansible,
     del t1["notes.txt"]
     assert files_under(paths["hosts"] / "target1") == {f"peva_faas/{name}": data for name, data in t1.items()}
     assert (paths["out"] / "logs" / "k6" / "target1" / CONFIG_IDS[0] / "k6.log").is_file()
+
+
+def test_post_brings_the_logs_of_a_k6_run_on_the_target_with_its_outputs(ansible: Ansible, tmp_path: Path) -> None:
+    """peva_faas's default k6_host (local): k6 ran on the target, in the
+    workload's output directory; its logs come with the outputs and no k6
+    generator is asked for any."""
+    paths = fabricate(tmp_path)
+    t1 = paths["remote"] / "target1" / "peva_faas"
+    (paths["remote"] / "target1" / "dfaas").rename(t1)
+    local_log = t1 / "k6" / "target1" / RUN_ID / CONFIG_IDS[0] / "k6.log"
+    write(local_log, os.urandom(512))
+    write(t1 / "k6" / "target1" / RUN_ID / CONFIG_IDS[0] / "summary.json", b"{}\n")
+    extra = collect_vars(ansible, paths)
+    config = extra["benchmark_config"]
+    config["plugin_settings"] = {"peva_faas": {}}
+    config["workloads"] = {"peva_faas": {"plugin": "peva_faas", "enabled": True}}
+    config["plugin_assets"] = {
+        "peva_faas": {
+            "collect_post_playbook": str(ANSIBLE_DIR / "collect" / "post.yml"),
+            "collect_post_extravars": {"dfaas_settings_section": "peva_faas"},
+        }
+    }
+
+    run = ansible.run(HARNESS, {"target1": ansible.ssh_host_vars()}, extra).assert_ok()
+
+    fetched = files_under(paths["hosts"] / "target1" / "peva_faas")
+    assert fetched[f"k6/target1/{RUN_ID}/{CONFIG_IDS[0]}/k6.log"] == local_log.read_bytes()
+    # The workspace's other files duplicate summaries/ and k6_scripts/.
+    assert not any(name.endswith("summary.json") and name.startswith("k6/") for name in fetched)
+    assert "results.csv" in fetched
+    assert not (paths["out"] / "logs" / "k6").exists()
+    assert "k6 ran on target1 itself (k6_host local): its k6 logs came with the workload outputs" in " ".join(
+        run.output.split()
+    ), run.describe()
+    assert "no k6 logs for target1" not in run.output
+
+
+def test_post_fetches_each_workloads_memory_and_its_write_ahead_log(ansible: Ansible, tmp_path: Path) -> None:
+    """memory.db_path as lb-dfaas resolves it: relative under lb's workdir,
+    absolute as it is (from the workload's options, which lb merges over the
+    plugin settings); the write-ahead log beside it when there is one, and a
+    stale one from an earlier collect removed; nothing for a disabled memory
+    or a path with '..'."""
+    paths = fabricate(tmp_path)
+    lb_workdir = tmp_path / "lbwd"
+    shared = lb_workdir / "benchmark_results" / "peva_faas" / "memory" / "peva_faas.duckdb"
+    write(shared, os.urandom(16384))
+    write(shared.with_name("peva_faas.duckdb.wal"), os.urandom(700))
+    own = tmp_path / "elsewhere" / "own.duckdb"
+    write(own, os.urandom(3000))
+    extra = collect_vars(ansible, paths, collect_post_playbook=str(ANSIBLE_DIR / "collect" / "post.yml"))
+    extra["lb_workdir"] = str(lb_workdir)
+    workloads = extra["benchmark_config"]["workloads"]
+    workloads["dfaas_own"] = {"plugin": "dfaas", "options": {"memory": {"db_path": str(own)}}}
+    workloads["dfaas_off"] = {"plugin": "dfaas", "options": {"memory": {"enabled": False}}}
+    workloads["dfaas_up"] = {"plugin": "dfaas", "options": {"memory": {"db_path": "../up.duckdb"}}}
+    controller = paths["hosts"] / "target1"
+    stale = controller / "dfaas_own" / "own.duckdb.wal"
+    write(stale, b"a log of an older file\n")
+
+    run = ansible.run(HARNESS, {"target1": ansible.local_host_vars()}, extra).assert_ok()
+
+    assert (controller / "dfaas" / "peva_faas.duckdb").read_bytes() == shared.read_bytes()
+    assert (controller / "dfaas" / "peva_faas.duckdb.wal").read_bytes() == (
+        shared.with_name("peva_faas.duckdb.wal").read_bytes()
+    )
+    assert (controller / "dfaas_own" / "own.duckdb").read_bytes() == own.read_bytes()
+    assert not stale.exists(), "a stale write-ahead log would be replayed into the newer file"
+    assert not list(controller.glob("dfaas_off/*.duckdb*"))
+    assert not list(controller.glob("dfaas_up/*.duckdb*"))
+    assert "memory.db_path of workload dfaas_up has '..' segments" in run.output, run.describe()
+
+    # The log is gone once the run that left it is checkpointed.
+    shared.with_name("peva_faas.duckdb.wal").unlink()
+    ansible.run(HARNESS, {"target1": ansible.local_host_vars()}, extra).assert_ok()
+    assert not (controller / "dfaas" / "peva_faas.duckdb.wal").exists()
+    assert (controller / "dfaas" / "peva_faas.duckdb").read_bytes() == shared.read_bytes()

@@ -173,12 +173,16 @@ def test_lb_dfaas_plugin_with_its_binary_passes_and_version_drift_is_reported(
 def test_lb_check_asks_for_the_settings_section_name(
     ansible: Ansible, target: TargetSshd, k6_binary: Path, k6_version: str, tmp_path: Path
 ) -> None:
+    # lb-dfaas's package registers peva_faas as well as dfaas.
     lb_workdir = make_lb_workdir(tmp_path / "lb", lb_dfaas_plugin=True, binary=BINARY_OK)
     extra = {**install_vars(ansible, k6_binary, k6_version, tmp_path), "lb_workdir": str(lb_workdir)}
+    run = setup(ansible, target, ansible.dfaas_settings(tmp_path / "ws"), extra, section="peva_faas").assert_ok()
+    assert f"lb on target1 resolves 'peva_faas' to {installed_plugin_file(lb_workdir)}" in flat_output(run)
 
-    # This lb registers lb-dfaas's plugin as dfaas only.
+    # An lb without it knows no peva_faas at all.
+    bare = make_lb_workdir(tmp_path / "lb-bare", lb_dfaas_plugin=False)
+    extra["lb_workdir"] = str(bare)
     run = setup(ansible, target, ansible.dfaas_settings(tmp_path / "ws"), extra, section="peva_faas")
-
     assert run.rc != 0
     assert "resolves the plugin 'peva_faas' to nothing" in flat_output(run), run.describe()
 
@@ -200,6 +204,45 @@ def test_loopback_k6_host_targets_are_checked_but_get_no_key(
     assert f"lb on target1 resolves 'dfaas' to {installed_plugin_file(lb_workdir)}" in text
     assert "no k6 SSH key copied to target1: the k6 host is a loopback address" in text
     assert not (target.home / ".ssh").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "settings"),
+    [("peva_faas", {}), ("peva_faas", {"k6_host": "127.0.0.1"}), ("dfaas", {"k6_host": "local"})],
+    ids=["peva_faas-default", "peva_faas-loopback", "dfaas-local"],
+)
+def test_local_k6_is_installed_on_each_target_without_key_or_workspace_root(
+    ansible: Ansible,
+    target: TargetSshd,
+    k6_binary: Path,
+    k6_version: str,
+    tmp_path: Path,
+    section: str,
+    settings: dict[str, Any],
+) -> None:
+    """k6_host local (peva_faas's default; a loopback address there too):
+    lb-dfaas runs k6 on each target as a child process, so the set-up
+    installs k6 on every target and nothing else: no key, no workspace
+    root (the workspaces are in the output directory)."""
+    extra = install_vars(ansible, k6_binary, k6_version, tmp_path)
+
+    run = setup(ansible, target, settings, extra, section=section).assert_ok()
+
+    assert set(run.recap) == {"localhost", "target1"}, run.describe()
+    assert task_results(run.output, K6_COPY_TASK) == [("changed", "target1")]
+    assert filecmp.cmp(tmp_path / "bin" / "k6", k6_binary, shallow=False)
+    assert task_results(run.output, "Create the k6 workspace root") == [("skipping", "target1")]
+    text = flat_output(run)
+    assert "no k6 SSH key copied to target1: k6 runs on the target itself, without SSH (k6_host local)" in text
+    assert not (target.home / ".ssh").exists()
+    if section == "peva_faas":
+        assert (
+            "provision_targets is false (the peva_faas default: lb's peva_faas provisions its k3s node "
+            "k3s_host, not the targets): target1 is not provisioned"
+        ) in text, run.describe()
+
+    again = setup(ansible, target, settings, extra, section=section).assert_ok()
+    assert again.total_changed() == 0, again.describe()
 
 
 # -- provisioning ----------------------------------------------------------

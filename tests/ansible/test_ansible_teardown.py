@@ -83,6 +83,23 @@ def test_generator_comes_from_the_settings_section_passed_by_the_plugin(ansible:
     assert remaining(ws) == {f"target2/{RUN_ID}", f"target3/{RUN_ID}", "target1/run-6"}
 
 
+def test_a_k6_run_on_the_target_has_nothing_to_remove(ansible: Ansible, tmp_path: Path) -> None:
+    """k6_host local (peva_faas's default): the workspaces are in lb's
+    output directory, which the teardown leaves alone."""
+    ws = tmp_path / "ws"
+    make_workspaces(ws)
+    extra = teardown_vars(ansible, ws, dfaas_settings_section="peva_faas")
+    extra["benchmark_config"] = {"plugin_settings": {"peva_faas": {"k6_workspace_root": str(ws)}}}
+
+    run = ansible.run(TEARDOWN, targets(ansible, "target1"), extra).assert_ok()
+
+    assert run.total_changed() == 0, run.describe()
+    assert len(remaining(ws)) == 4
+    assert "k6 ran on target1 itself (k6_host local): its workspaces are in the output directory" in " ".join(
+        run.output.split()
+    ), run.describe()
+
+
 @pytest.mark.parametrize(
     "unsafe",
     ["/", "", "/root", "/home", "WS", "WS/target1/../target1", "WS/", "target1/run-7"],

@@ -339,6 +339,12 @@ impl Running {
         }
     }
 
+    /// The exit code once the process has ended (`Some(None)`: ended by a
+    /// signal), `None` while it runs.
+    pub fn try_exit(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().unwrap().map(|status| status.code())
+    }
+
     /// Sends `signal` (a `kill -s` name: TERM, INT, KILL) to the process.
     pub fn signal(&self, signal: &str) {
         send_signal(self.child.id(), signal);

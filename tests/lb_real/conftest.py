@@ -26,8 +26,9 @@ from lb_real_harness import (
 
 #: Testbed instance of these tests (10.211.12.0/24, ports 19120..19122; the
 #: target on 10.212.12.0/24 and 10.213.12.0/24). Other suites use 1, 7, 11,
-#: 20 and 100..199.
-TESTBED_ID = 12
+#: 20 and 100..199. LBD_LB_REAL_TESTBED_ID picks another (to run beside
+#: someone else's tests).
+TESTBED_ID = int(os.environ.get("LBD_LB_REAL_TESTBED_ID", "12"))
 
 
 def _require_root() -> None:
@@ -59,7 +60,13 @@ def plugin_install(lb_install):
         pytest.fail(str(exc))
     plugin_dir = lb_install.source / "lb_plugins" / "plugins" / "_user" / "lb_dfaas_plugin"
     assert report["ok"] is True, report
-    assert Path(report["dfaas_resolves_to"]) == plugin_dir / "lb_dfaas_plugin" / "plugin.py", report
+    installed = plugin_dir / "lb_dfaas_plugin" / "plugin.py"
+    assert Path(report["dfaas_resolves_to"]) == installed, report
+    # lb's real registry hands out our plugin for both of lb's DFaaS names.
+    assert {name: Path(path) for name, path in report["resolves_to"].items()} == {
+        "dfaas": installed,
+        "peva_faas": installed,
+    }, report
     assert (plugin_dir / "bin" / "lb-dfaas").is_file()
     assert (plugin_dir / "ansible" / "setup_global.yml").is_file()
     return report

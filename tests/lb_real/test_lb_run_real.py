@@ -271,6 +271,23 @@ def test_lb_run_completes_a_campaign(lb_install, plugin_install, bed, k6_host, t
         k6_log = run.output_root / "logs" / "k6" / HOST / cid / "k6.log"
         assert k6_log.is_file() and k6_log.stat().st_size > 0, f"{name}: {k6_log} not collected"
 
+    # The campaign memory: written under lb's workdir on the target (the
+    # default memory.db_path, resolved against the context.lb_workdir our
+    # plugin sends), checkpointed at the end, fetched beside the CSVs by our
+    # collect tasks, and read here by the duckdb lb pins.
+    memory = workload_dir / "peva_faas.duckdb"
+    assert memory.is_file(), f"{memory} not collected"
+    assert not (workload_dir / "peva_faas.duckdb.wal").exists(), "the memory was not checkpointed"
+    import duckdb
+
+    with duckdb.connect(str(memory), read_only=True) as con:
+        measured = con.execute(
+            "SELECT config_id, iteration FROM execution_events WHERE skip_reason IS NULL"
+        ).fetchall()
+        sessions = con.execute("SELECT run_id, status FROM run_sessions").fetchall()
+    assert sorted(measured) == sorted((cid, 1) for cid in ids.values()), measured
+    assert sessions == [(run.run_id, "completed")], sessions
+
     index = read_csv(workload_dir / "index.csv", delimiter=";")
     assert [row["functions"] for row in index] == [str([name]) for name in FUNCTIONS]
     assert read_csv(workload_dir / "skipped.csv") == []

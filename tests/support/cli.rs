@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// What the binary printed and how it exited.
 pub struct Output {
@@ -78,4 +78,30 @@ pub fn lb_dfaas(args: &[&str], stdin: &str, limit: Duration) -> Output {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed,
     }
+}
+
+/// A one-function request whose k6 host, gateway and Prometheus are a
+/// closed local port: a `run` fails at its start-up checks (exit 3) within
+/// seconds, after everything checked before them. `extra` fields are
+/// merged into the config.
+pub fn closed_port_request(output_dir: &std::path::Path, extra: Value) -> String {
+    let mut config = json!({
+        "k6_host": "127.0.0.1",
+        "k6_port": 1,
+        "k6_ssh_key": "/nonexistent/key",
+        "gateway_url": "http://127.0.0.1:1",
+        "prometheus_url": "http://127.0.0.1:1",
+        "functions": [{"name": "figlet"}],
+        "rate_strategy": {"type": "custom", "rates": [10]},
+        "duration": "1s",
+        "iterations": 1,
+    });
+    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
+        config.extend(extra);
+    }
+    json!({
+        "config": config,
+        "context": {"host": "node1", "run_id": "run-1", "output_dir": output_dir},
+    })
+    .to_string()
 }

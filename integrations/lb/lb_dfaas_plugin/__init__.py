@@ -1,8 +1,10 @@
-"""lb user plugin ``dfaas``: DFaaS campaigns run by the ``lb-dfaas`` binary.
+"""lb user plugins ``dfaas`` and ``peva_faas``: DFaaS campaigns run by the
+``lb-dfaas`` binary.
 
 A package laid out as lb's own plugins are:
 
-- :mod:`.plugin` -- the plugins lb registers (``PLUGINS``: ``dfaas``), their
+- :mod:`.plugin` -- the plugins lb registers (``PLUGINS``: ``dfaas``,
+  ``peva_faas``), their
   config model, playbooks, extra vars and CSV export;
 - :mod:`.generator` -- one ``lb-dfaas run`` per repetition, its events
   forwarded to lb, ``stop()`` as SIGTERM;

@@ -1,4 +1,5 @@
-"""The request the binary reads on stdin: the dfaas config and the run context.
+"""The request the binary reads on stdin: the config, the plugin it belongs
+to (``dfaas`` or ``peva_faas``) and the run context.
 
 lb hands a generator only its config; this module reconstructs the rest of
 the request ``context`` (run id, host, repetition, output directory, stop
@@ -38,6 +39,7 @@ class RunContext:
     total_repetitions: int | None = None
     output_dir: str | None = None
     stop_file: str | None = None
+    lb_workdir: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The context object, without the unknown (None) fields."""
@@ -69,9 +71,12 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def build_request(config: Any, context: RunContext) -> dict[str, Any]:
-    """The request document ``lb-dfaas`` reads on stdin."""
-    return {"config": config_payload(config), "context": context.as_json()}
+def build_request(config: Any, context: RunContext, plugin: str = "dfaas") -> dict[str, Any]:
+    """The request document ``lb-dfaas`` reads on stdin. ``plugin`` names
+    the lb plugin whose config ``config`` is: the binary reads its fields
+    and defaults as that plugin's (``peva_faas``: k6 on this machine unless
+    ``k6_host`` names another)."""
+    return {"config": config_payload(config), "context": context.as_json(), "plugin": plugin}
 
 
 def discover_context(
@@ -95,7 +100,10 @@ def discover_context(
       runner's JSONL log handler (``<root>/logs/runner-<host>.jsonl``) or,
       on a target, from the benchmark config at ``LB_BENCH_CONFIG_PATH``
       scoped as lb's runner scopes it. A config that sets ``output_dir``
-      itself keeps it: the context then leaves ``output_dir`` out.
+      itself keeps it: the context then leaves ``output_dir`` out;
+    - lb's workdir: the directory lb's runner starts workloads in (the
+      current one), where relative ``memory`` paths resolve, as lb's
+      ``peva_faas`` resolves its own — sent only when lb runs us.
     """
     event = _runner_event_handler(handlers)
 
@@ -118,6 +126,9 @@ def discover_context(
             output_dir = str(root / workload)
 
     stop = stop_file or _env_str(environ, "LB_RUN_STOP_FILE")
+    run_by_lb = event is not None or any(
+        _env_str(environ, name) for name in ("LB_RUN_ID", "LB_RUN_WORKLOAD", "LB_BENCH_CONFIG_PATH")
+    )
     return RunContext(
         host=host,
         host_address=_env_str(environ, "LB_RUN_HOST_ADDRESS"),
@@ -127,6 +138,7 @@ def discover_context(
         total_repetitions=total,
         output_dir=output_dir,
         stop_file=os.path.abspath(stop) if stop else None,
+        lb_workdir=os.getcwd() if run_by_lb else None,
     )
 
 

@@ -1,8 +1,8 @@
-"""The generator lb runs for a ``dfaas`` workload: one ``lb-dfaas run`` per
-repetition.
+"""The generator lb runs for a ``dfaas`` or ``peva_faas`` workload: one
+``lb-dfaas run`` per repetition.
 
-It spawns ``lb-dfaas run``, writes the request (``{"config", "context"}``,
-see :mod:`.context`) on its stdin, forwards the binary's ``LB_EVENT`` lines
+It spawns ``lb-dfaas run``, writes the request (``{"config", "context",
+"plugin"}``, see :mod:`.context`) on its stdin, forwards the binary's ``LB_EVENT`` lines
 to stdout where lb's event pipeline reads them (never with a status that
 would end lb's repetition early), turns ``stop()`` into SIGTERM, and hands
 lb the parsed result document. It runs no part of the campaign itself.
@@ -137,7 +137,9 @@ class DfaasGenerator(_GeneratorBase):
 
     ``environ`` (default: the process environment) is where the binary and
     lb's run variables are looked up, and the whole environment the binary
-    gets; ``event_writer`` receives each forwarded ``LB_EVENT`` line.
+    gets; ``event_writer`` receives each forwarded ``LB_EVENT`` line;
+    ``plugin`` is the lb plugin whose config ``config`` is (the request's
+    ``plugin``).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class DfaasGenerator(_GeneratorBase):
         environ: Mapping[str, str] | None = None,
         event_writer: Callable[[str], None] = _print_event,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        plugin: str = "dfaas",
     ) -> None:
         # lb's BaseGenerator.__init__ sets exactly these; set them here so the
         # stand-in base behaves the same.
@@ -159,6 +162,7 @@ class DfaasGenerator(_GeneratorBase):
         self._error: Any = None
 
         self.config = config
+        self._plugin = plugin
         self._binary = binary
         self._environ = environ
         self._event_writer = event_writer
@@ -210,7 +214,7 @@ class DfaasGenerator(_GeneratorBase):
     def request(self) -> dict[str, Any]:
         """The request for the binary; on a target, with the set-up's copy of
         the k6 SSH key when the configured one is not there."""
-        request = build_request(self.config, self.context())
+        request = build_request(self.config, self.context(), self._plugin)
         fallback = k6_ssh_key_fallback(request["config"], self._home())
         if fallback is not None:
             if not self._key_fallback_logged:
@@ -249,7 +253,7 @@ class DfaasGenerator(_GeneratorBase):
             logger.error("lb-dfaas: %s", exc)
             return False
         for reason in reasons:
-            logger.error("lb-dfaas: invalid dfaas config: %s", reason)
+            logger.error("lb-dfaas: invalid %s config: %s", self._plugin, reason)
         return not reasons
 
     def _validate_environment(self) -> bool:
@@ -263,7 +267,7 @@ class DfaasGenerator(_GeneratorBase):
         reasons = validation_reasons(proc.returncode, proc.stdout)
         if not reasons:
             for warning in json.loads(proc.stdout).get("warnings") or []:
-                logger.warning("lb-dfaas: dfaas config: %s", warning)
+                logger.warning("lb-dfaas: %s config: %s", self._plugin, warning)
         return reasons
 
     def start(self) -> None:
@@ -274,11 +278,11 @@ class DfaasGenerator(_GeneratorBase):
         try:
             reasons = self.validate()
         except (BinaryNotFound, LbDfaasError) as exc:
-            raise WorkloadError(str(exc), context={"workload": "dfaas"}) from exc
+            raise WorkloadError(str(exc), context={"workload": self._plugin}) from exc
         if reasons:
             raise WorkloadError(
-                "invalid dfaas config: " + "; ".join(reasons),
-                context={"workload": "dfaas", "errors": reasons},
+                f"invalid {self._plugin} config: " + "; ".join(reasons),
+                context={"workload": self._plugin, "errors": reasons},
             )
         self._is_running = True
         self._thread = threading.Thread(target=self._run_worker, name="lb-dfaas-run", daemon=False)

@@ -1,10 +1,15 @@
-"""The workload plugins this package registers with lb: ``dfaas``, run by
-the ``lb-dfaas`` binary.
+"""The workload plugins this package registers with lb: ``dfaas`` and
+``peva_faas``, both run by the ``lb-dfaas`` binary.
 
 lb's registry takes :data:`PLUGINS` (every plugin of the package, one per
-workload name). User plugins are registered after lb's built-ins, so the
-``dfaas`` one replaces lb's own Python ``dfaas`` plugin: existing benchmark
-configs (``workloads: {dfaas: {plugin: dfaas}}``) run unchanged. Another
+workload name). User plugins are registered after lb's built-ins, so these
+replace lb's own Python ``dfaas`` and ``peva_faas`` plugins: existing
+benchmark configs (``workloads: {dfaas: {plugin: dfaas}}``, ``plugin:
+peva_faas`` with ``plugin_settings.peva_faas``) run unchanged. The two
+differ only in their name, which is also the ``plugin`` of the request the
+binary gets: it reads the config as that plugin's (peva_faas: k6 on the
+runner host, ``k6_host: local``; its ``k3s_host``, ``selection_mode``,
+``micro_batch_*`` fields; an ``algorithm_entrypoint`` is refused). Another
 workload name is registered by adding its plugin object to :data:`PLUGINS`
 (and the name to ``lb-dfaas lb-install``'s check, ``REGISTERED_NAMES``).
 
@@ -54,12 +59,12 @@ except ImportError:  # lb absent (tests, CI): duck-typed stand-ins.
 logger = logging.getLogger("lb_dfaas_plugin")
 
 
-def lb_builtin_ansible_dir(package: str = "lb_plugins") -> Path | None:
-    """The directory of lb's built-in dfaas playbooks, when the importable lb
-    ships its target set-up (``setup_target.yml``, which loads
-    ``vars/target.yml`` and runs the same tasks as its
-    ``tasks/setup_target_tasks.yml``); None otherwise. Looked up without
-    importing lb."""
+def lb_builtin_ansible_dir(package: str = "lb_plugins", plugin: str = "dfaas") -> Path | None:
+    """The directory of the playbooks of lb's built-in ``plugin`` (dfaas,
+    peva_faas), when the importable lb ships its target set-up
+    (``setup_target.yml``, which loads ``vars/target.yml`` and runs the same
+    tasks as its ``tasks/setup_target_tasks.yml``); None otherwise. Looked
+    up without importing lb."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
@@ -67,7 +72,7 @@ def lb_builtin_ansible_dir(package: str = "lb_plugins") -> Path | None:
     if spec is None:
         return None
     for location in spec.submodule_search_locations or []:
-        candidate = Path(location) / "plugins" / "dfaas" / "ansible"
+        candidate = Path(location) / "plugins" / plugin / "ansible"
         if (candidate / "setup_target.yml").is_file():
             return candidate.resolve()
     return None
@@ -110,7 +115,7 @@ class DfaasPlugin(_PluginBase):
     def create_generator(self, config: Any) -> DfaasGenerator:
         if not isinstance(config, BaseModel):
             config = DfaasConfig(**dict(config or {}))
-        return DfaasGenerator(config, environ=self._environ)
+        return DfaasGenerator(config, environ=self._environ, plugin=self.name)
 
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
@@ -175,13 +180,14 @@ class DfaasPlugin(_PluginBase):
         with the one each target runs). Never raises: lb calls it whenever it
         loads a benchmark config."""
         extravars = self.settings_extravars()
-        lb_dir = lb_builtin_ansible_dir()
+        lb_dir = lb_builtin_ansible_dir(plugin=self.name)
         if lb_dir is not None:
             extravars["dfaas_lb_builtin_ansible_dir"] = str(lb_dir)
         else:
             logger.info(
-                "lb-dfaas: lb's built-in dfaas playbooks were not found; "
-                "the set-up cannot provision the targets"
+                "lb-dfaas: lb's built-in %s playbooks were not found; "
+                "the set-up cannot provision the targets",
+                self.name,
             )
         version = (self.manifest() or {}).get("version")
         if isinstance(version, str) and version:
@@ -214,9 +220,40 @@ class DfaasPlugin(_PluginBase):
         return export(find_binary(self._env()), results, Path(output_dir), self._environ)
 
 
+class PevaFaasConfig(DfaasConfig):
+    """lb's view of the peva_faas config (``plugin_settings.peva_faas``):
+    every field is accepted and passed to the binary as a peva_faas
+    request, which validates it."""
+
+
+class PevaFaasPlugin(DfaasPlugin):
+    """The ``peva_faas`` workload, executed by the ``lb-dfaas`` binary.
+
+    lb's peva_faas is dfaas plus a memory, with k6 on the runner host
+    itself: the binary runs k6 as a child process there (``k6_host:
+    local``, the peva_faas default) with the same stop, log streaming and
+    summary handling as over SSH. Its playbooks are the bundled ones, given
+    the ``peva_faas`` settings section (k6 installed on every target; no
+    target provisioning unless ``provision_targets`` is true, when lb's
+    peva_faas target set-up is used).
+    """
+
+    NAME = "peva_faas"
+    DESCRIPTION = (
+        "PEVA-faas campaigns (k6 on the runner host + OpenFaaS + Prometheus) run by lb-dfaas"
+    )
+
+    @property
+    def config_cls(self) -> type[DfaasConfig]:
+        return PevaFaasConfig
+
+
 #: The ``dfaas`` plugin lb registers.
 PLUGIN = DfaasPlugin()
 
+#: The ``peva_faas`` plugin lb registers.
+PEVA_FAAS_PLUGIN = PevaFaasPlugin()
+
 #: Every plugin of this package, as lb's registry takes them (it prefers
 #: ``PLUGINS`` to ``PLUGIN``): one per workload name.
-PLUGINS = [PLUGIN]
+PLUGINS = [PLUGIN, PEVA_FAAS_PLUGIN]

@@ -62,6 +62,10 @@ def campaign_config(testbed: dict[str, str], tmp_path: Path, **overrides: object
         "duration": "2s",
         "iterations": 1,
         "cooldown": {"max_wait_seconds": 60, "sleep_step_seconds": 1, "idle_threshold_pct": 100},
+        # Each test's own campaign memory: the default path is relative to
+        # lb's workdir (here the working directory), shared by every test and
+        # run, where a configuration measured before is skipped as known.
+        "memory": {"db_path": str(tmp_path / "memory" / "campaign.duckdb")},
         # This machine is shared: never call a configuration overloaded, so
         # no configuration is skipped as dominated and the rows are known.
         "overload": {
@@ -232,6 +236,50 @@ def test_stop_in_the_middle_interrupts_the_campaign(
     assert result["returncode"] == 130, result.get("error")
     assert result["interrupted"] is True
     assert result["success"] is False
+
+
+def test_peva_faas_campaign_with_k6_on_the_runner_host(
+    real_binary: Path, testbed: dict, tmp_path: Path
+) -> None:
+    """A peva_faas section as lb's peva_faas takes it (no k6 host: k6 runs
+    where the runner runs, here) through the ``peva_faas`` plugin."""
+    env = dict(lb_environment(real_binary, tmp_path), LB_RUN_WORKLOAD="peva_faas")
+    events: list[str] = []
+    settings = {
+        key: value
+        for key, value in campaign_config(
+            testbed, tmp_path, rate_strategy={"type": "custom", "rates": [2]}
+        ).items()
+        if not key.startswith("k6_")
+    }
+    settings.update({"selection_mode": "online", "micro_batch_size": 8, "micro_batch_window_s": 30})
+    generator = lb_generator.DfaasGenerator(
+        plugin.PevaFaasConfig(**settings),
+        environ=env,
+        event_writer=events.append,
+        plugin=plugin.PEVA_FAAS_PLUGIN.name,
+    )
+    assert generator.validate() == []
+    generator.prepare()
+    output_dir = tmp_path / "results" / "e2e-target" / "peva_faas"
+    assert generator.context().output_dir == str(output_dir.resolve())
+    generator.start()
+    wait_for(lambda: not generator._is_running, timeout_s=300)
+    generator.stop()
+    result = generator.get_result()
+
+    assert result["error"] is None, result["error"]
+    assert (result["returncode"], result["success"]) == (0, True)
+    assert [row["rate_function_figlet"] for row in result["dfaas_results"]] == [2]
+    parsed = parse_events(events)
+    assert {event["workload"] for event in parsed} == {"peva_faas"}
+    assert any(event["type"] == "log" and event["message"].startswith("k6: ") for event in parsed)
+    started = [event for event in parsed if event["type"] == "run_started"]
+    assert "k6 host local," in started[0]["message"], started
+    # k6 ran here, in the workspace below the output directory.
+    logs = list((output_dir / "k6" / "e2e-target" / "run-e2e").glob("*/k6.log"))
+    assert len(logs) == 1 and logs[0].read_text().strip(), logs
+    assert len((output_dir / "results.csv").read_text().splitlines()) == 2
 
 
 def test_under_lb_local_runner(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import signal
 from pathlib import Path
@@ -64,7 +65,10 @@ def test_run_writes_the_request_and_returns_the_result(fake_env: dict, tmp_path:
         "run_id": "run-1",
         "repetition": 1,
         "total_repetitions": 2,
+        # Run by lb (LB_RUN_*): relative memory paths resolve in lb's workdir.
+        "lb_workdir": os.getcwd(),
     }
+    assert request["plugin"] == "dfaas"
     assert result["returncode"] == 0 and result["success"] is True and result["error"] is None
     assert result["dfaas_index"] == [
         {"functions": ["figlet"], "rates": [10], "results_file": "results.csv"}
@@ -252,3 +256,22 @@ def test_plugin_creates_generators_from_dicts_and_models(fake_env: dict) -> None
     model = dfaas.config_cls(k6_port=2222)
     assert dfaas.create_generator(model).config is model
     assert (dfaas.name, isinstance(dfaas.description, str)) == ("dfaas", True)
+
+
+def test_peva_faas_generators_send_peva_faas_requests(fake_env: dict, tmp_path: Path) -> None:
+    """Every request of a peva_faas workload (validate, plan, run) names the
+    plugin, so the binary reads its config as peva_faas's; errors name it."""
+    record = tmp_path / "request.json"
+    peva = plugin.PevaFaasPlugin(environ=fake_env)
+    generator = peva.create_generator(
+        {"functions": [{"name": "figlet"}], "fake": {"mode": "ok", "record": str(record)}}
+    )
+    assert generator.request()["plugin"] == "peva_faas"
+    result = run_to_end(generator)
+    assert result["success"] is True
+    assert json.loads(record.read_text())["plugin"] == "peva_faas"
+
+    invalid = peva.create_generator({"k3s_host": "10.0.0.5"})
+    with pytest.raises(lb_generator.WorkloadError, match="invalid peva_faas config") as raised:
+        invalid.start()
+    assert raised.value.context["workload"] == "peva_faas"

@@ -73,17 +73,34 @@ def test_build_request_has_config_and_known_context_fields_only() -> None:
     assert request == {
         "config": {"functions": [{"name": "env"}]},
         "context": {"host": "node1", "run_id": "run-1", "repetition": 2, "total_repetitions": 3},
+        "plugin": "dfaas",
     }
     json.dumps(request)  # serialisable as is
+    peva = lb_context.build_request({}, lb_context.RunContext(), "peva_faas")
+    assert peva == {"config": {}, "context": {}, "plugin": "peva_faas"}
 
 
 def test_the_package_registers_one_plugin_per_workload_name() -> None:
     import lb_dfaas_plugin
 
-    assert [p.name for p in plugin.PLUGINS] == ["dfaas"]
+    assert [p.name for p in plugin.PLUGINS] == ["dfaas", "peva_faas"]
     assert plugin.PLUGIN in plugin.PLUGINS
+    assert plugin.PEVA_FAAS_PLUGIN in plugin.PLUGINS
     # What lb takes when it imports the package itself as the entry point.
     assert lb_dfaas_plugin.PLUGINS is plugin.PLUGINS
+    # lb's registry checks these two attributes of each plugin.
+    for each in plugin.PLUGINS:
+        assert hasattr(each, "name") and hasattr(each, "create_generator")
+
+
+def test_peva_faas_plugin_is_dfaas_under_its_own_name_and_config() -> None:
+    peva = plugin.PEVA_FAAS_PLUGIN
+    assert (peva.name, "k6 on the runner host" in peva.description) == ("peva_faas", True)
+    assert peva.config_cls is plugin.PevaFaasConfig
+    assert issubclass(peva.config_cls, plugin.DfaasConfig)
+    # peva_faas's own fields pass through like every other.
+    config = peva.config_cls(k3s_host="10.0.0.5", selection_mode="micro_batch", memory={})
+    assert lb_context.config_payload(config)["k3s_host"] == "10.0.0.5"
 
 
 def test_config_model_accepts_unknown_fields_and_dumps_them() -> None:
@@ -120,6 +137,7 @@ def test_context_from_lb_ansible_environment(tmp_path: Path) -> None:
         total_repetitions=3,
         output_dir=str((tmp_path / "out" / "target1" / "dfaas").resolve()),
         stop_file="/opt/lb/STOP",
+        lb_workdir=os.getcwd(),
     )
 
 
@@ -169,6 +187,14 @@ def test_config_output_dir_is_left_to_the_binary(tmp_path: Path) -> None:
     context = lb_context.discover_context({"output_dir": "/data/mine"}, {}, handlers)
     assert context.output_dir is None
     assert context.run_id == "run-1"
+
+
+def test_lb_workdir_is_where_lb_runs_us(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    handlers = [LBEventLogHandler("run-1", "h", "dfaas", 1, 1)]
+    assert lb_context.discover_context({}, {}, handlers).lb_workdir == str(tmp_path)
+    assert lb_context.discover_context({}, {"LB_RUN_ID": "run-1"}, []).lb_workdir == str(tmp_path)
+    assert lb_context.discover_context({}, {}, []).lb_workdir is None
 
 
 def test_no_lb_at_all_gives_an_empty_context() -> None:

@@ -18,10 +18,11 @@ from lb_dfaas_plugin import plugin
 # -- extra vars ----------------------------------------------------------
 
 
-def fake_lb_package(root: Path, *, ships_target_setup: bool) -> Path:
-    """An importable ``lb_plugins`` package laid out as lb's, under ``root``."""
+def fake_lb_package(root: Path, *, ships_target_setup: bool, name: str = "dfaas") -> Path:
+    """An importable ``lb_plugins`` package laid out as lb's, under ``root``,
+    with the playbooks of its built-in plugin ``name``."""
     package = root / "lb_plugins"
-    ansible_dir = package / "plugins" / "dfaas" / "ansible"
+    ansible_dir = package / "plugins" / name / "ansible"
     (ansible_dir / "tasks").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (ansible_dir / "tasks" / "setup_target_tasks.yml").write_text("---\n[]\n")
@@ -68,6 +69,28 @@ def test_setup_extravars_without_lb_target_setup_or_binary(
 
     assert extravars == {"dfaas_settings_section": "dfaas"}
     assert "cannot provision the targets" in caplog.text
+
+
+def test_peva_faas_setup_extravars_name_its_section_and_lbs_peva_faas_playbooks(
+    fake_env: dict, importable: Path
+) -> None:
+    fake_lb_package(importable, ships_target_setup=True, name="dfaas")
+    peva_dir = fake_lb_package(importable, ships_target_setup=True, name="peva_faas")
+    peva = plugin.PevaFaasPlugin(environ=fake_env)
+
+    assert peva.get_ansible_setup_extravars() == {
+        "dfaas_settings_section": "peva_faas",
+        "dfaas_lb_builtin_ansible_dir": str(peva_dir.resolve()),
+        "dfaas_binary_version": "0.0.0-fake",
+    }
+    for extravars in (
+        peva.get_ansible_teardown_extravars(),
+        peva.get_ansible_collect_pre_extravars(),
+        peva.get_ansible_collect_post_extravars(),
+    ):
+        assert extravars == {"dfaas_settings_section": "peva_faas"}
+    # The same bundled playbooks as dfaas.
+    assert peva.get_ansible_setup_path() == plugin.DfaasPlugin(environ=fake_env).get_ansible_setup_path()
 
 
 def test_lb_builtin_ansible_dir_absent_without_lb(importable: Path) -> None:

@@ -16,7 +16,7 @@ fn machine() -> Machine {
 
 fn check_in(value: Value, context: &Context) -> Result<Validated, Vec<FieldError>> {
     let parsed = RawConfig::from_value(&value).expect("raw stage");
-    validate(parsed.config, context, &machine())
+    validate(parsed.config, Plugin::Dfaas, context, &machine())
 }
 
 fn check(value: Value) -> Result<Validated, Vec<FieldError>> {
@@ -43,6 +43,7 @@ fn defaults_are_lbs() {
     assert_eq!(
         c,
         Config {
+            plugin: Plugin::Dfaas,
             k6: K6Host {
                 host: "127.0.0.1".into(),
                 user: "ubuntu".into(),
@@ -91,12 +92,14 @@ fn defaults_are_lbs() {
                 success_rate_node_min: 0.95,
                 success_rate_function_min: 0.90,
                 replicas_overload_threshold: 15,
+                skip_predicted: false,
             },
             queries_path: None,
             scaphandre_enabled: false,
             function_pid_regexes: BTreeMap::new(),
             output_dir: None,
             run_id: None,
+            memory: Default::default(),
         }
     );
 }
@@ -696,7 +699,7 @@ fn ssh_key_home_is_expanded() {
         home: None,
         ..machine()
     };
-    let found = validate(parsed.config, &Context::default(), &homeless).unwrap_err();
+    let found = validate(parsed.config, Plugin::Dfaas, &Context::default(), &homeless).unwrap_err();
     assert_eq!(found[0].field, "k6_ssh_key");
 }
 

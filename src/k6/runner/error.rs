@@ -1,5 +1,6 @@
 //! What can go wrong running k6 on the k6 host: one error type for the
-//! runner and its parts (SSH session, remote programs), each variant naming
+//! runners and their parts (SSH session, remote programs, the local child
+//! process), each variant naming
 //! the host, workspace or remote command it is about, with the remote
 //! stderr or the end of k6's log when there is one.
 
@@ -48,6 +49,10 @@ pub enum RunnerError {
     Ssh { action: String, reason: String },
     #[error("on the k6 host, {action} did not finish within {timeout:?}")]
     CommandTimeout { action: String, timeout: Duration },
+    /// Running k6 on this machine (`k6_host: local`) failed: starting,
+    /// signalling or waiting for it, or its workspace.
+    #[error("on this machine, {action} failed: {reason}")]
+    Local { action: String, reason: String },
     #[error("k6 wrote no summary in {workspace} (exit {}); end of k6.log:\n{log_tail}", exit_code.map_or("unknown".to_string(), |c| c.to_string()))]
     MissingSummary {
         workspace: String,

@@ -28,11 +28,16 @@
 //! - `log_lines`: framing of k6's streamed log into lines;
 //! - this module: [`K6Runner`], which orders those steps for one k6 run
 //!   and decides what its end means (a summary, a warning or an error).
+//! - `local`: [`LocalK6Runner`], k6 on this machine as a child process
+//!   (`k6_host: local`), with the same log framing, stop bound and
+//!   outcomes.
 //!
 //! Nothing here prints: k6 log lines go to a caller-supplied callback.
 
+mod api;
 mod control_dir;
 mod error;
+mod local;
 mod log_lines;
 mod remote;
 mod ssh;
@@ -49,17 +54,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::config::K6Host;
-use crate::k6::saturation::{busy_fraction, parse_proc_stat};
+use crate::k6::saturation::{
+    busy_fraction, k6_busy_fraction, parse_k6_ticks, parse_proc_stat, parse_times,
+};
 use crate::stop::Stop;
 pub use error::RunnerError;
 use error::{excerpt, require_success};
+pub use local::{LocalK6Runner, LocalOptions};
 use log_lines::LogLines;
 use remote::Workspace;
 use ssh::SshSession;
 use stream::{Exit, StreamReader, Trailer};
 
 /// k6's exit code when thresholds failed.
-const EXIT_THRESHOLDS_FAILED: i32 = 99;
+pub(crate) const EXIT_THRESHOLDS_FAILED: i32 = 99;
 
 /// Streams that may end before k6 (a dropped connection) before the run
 /// fails.
@@ -142,6 +150,10 @@ pub struct K6Job<'a> {
     pub outputs: &'a [String],
     /// `--tag key=value` pairs.
     pub tags: &'a BTreeMap<String, String>,
+    /// Further `k6 run` arguments placed before the script, each one
+    /// quoted word (e.g. `--vus`, `10`: the CLI overrides the script's
+    /// own options).
+    pub args: &'a [String],
     /// k6 is stopped and the run fails with [`RunnerError::Timeout`] after
     /// this long (scenario duration plus a margin).
     pub max_runtime: Duration,
@@ -166,24 +178,36 @@ pub struct K6Run {
     /// The k6 host's CPU use over the k6 window (`None` when it could not
     /// be read).
     pub generator_cpu: Option<GeneratorCpu>,
+    /// k6 was resumed through its REST API over the SSH master (no
+    /// process started on the k6 host to start the load); `false` when
+    /// the remote program resumed it, or k6 was started unpaused.
+    pub resumed_through_api: bool,
 }
 
 /// The k6 host's CPU use between k6's start and its end, from
-/// `/proc/stat` read by the run's own remote command.
+/// `/proc/stat` read by the run's own remote command, and k6's own share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeneratorCpu {
-    /// Share of all its cores busy, in `[0, 1]`.
+    /// Share of all its cores busy (any process), in `[0, 1]`.
     pub busy: f64,
+    /// Share of all its cores k6 itself used, in `[0, 1]` (`None`:
+    /// unknown).
+    pub k6_busy: Option<f64>,
     pub cores: u32,
 }
 
 impl GeneratorCpu {
-    fn between(start: &str, end: &str) -> Option<GeneratorCpu> {
-        let start = parse_proc_stat(start)?;
-        let end = parse_proc_stat(end)?;
+    fn between(start: &str, end: &str, k6_times: &str) -> Option<GeneratorCpu> {
+        let first = parse_proc_stat(start)?;
+        let last = parse_proc_stat(end)?;
+        let k6_busy = match (parse_k6_ticks(start), parse_times(k6_times)) {
+            (Some(ticks), Some(seconds)) => k6_busy_fraction(ticks, seconds, first, last),
+            _ => None,
+        };
         Some(GeneratorCpu {
-            busy: busy_fraction(start, end)?,
-            cores: end.cores,
+            busy: busy_fraction(first, last)?,
+            k6_busy,
+            cores: last.cores,
         })
     }
 }
@@ -202,6 +226,17 @@ struct Prepared {
     workspace: Workspace,
     marker: String,
     stream: Stream,
+    /// k6's REST API, forwarded to a local Unix socket (`None`: k6 ended
+    /// before it listened, or no forward could be made; the remote
+    /// program resumes k6 then).
+    api: Option<ApiForward>,
+}
+
+/// A local Unix socket forwarded by the SSH master to k6's REST API port
+/// on the k6 host's loopback.
+struct ApiForward {
+    socket: PathBuf,
+    port: u16,
 }
 
 /// A long-lived remote command: its stdin, stdout, and stderr read aside.
@@ -210,11 +245,14 @@ struct Stream {
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
     stderr: JoinHandle<Vec<u8>>,
+    /// The port of k6's REST API that [`remote::run`] reported ready.
+    api_port: Option<u16>,
 }
 
 impl Stream {
-    /// Writes the word to start k6 and closes stdin.
-    async fn go(&mut self) -> Result<(), RunnerError> {
+    /// Writes `word` ([`remote::GO`] or [`remote::RESUME`]) and closes
+    /// stdin.
+    async fn go(&mut self, word: &[u8]) -> Result<(), RunnerError> {
         let failed = |e: std::io::Error| RunnerError::Ssh {
             action: "starting k6".to_string(),
             reason: e.to_string(),
@@ -223,7 +261,7 @@ impl Stream {
             action: "starting k6".to_string(),
             reason: "the run was started already".to_string(),
         })?;
-        stdin.write_all(remote::GO).await.map_err(failed)?;
+        stdin.write_all(word).await.map_err(failed)?;
         stdin.flush().await.map_err(failed)?;
         stdin.shutdown().await.map_err(failed)?;
         Ok(())
@@ -270,6 +308,7 @@ struct Finished {
     /// From just before k6 was started to the end of the summary fetch.
     ran_for: Duration,
     generator_cpu: Option<GeneratorCpu>,
+    resumed_through_api: bool,
 }
 
 /// The connection to the k6 host and the k6 runs on it.
@@ -279,6 +318,8 @@ pub struct K6Runner {
     workspace_root: String,
     active: Option<ActiveK6>,
     prepared: Option<Prepared>,
+    /// REST API forwards made so far (names their sockets).
+    forwards: u64,
 }
 
 impl std::fmt::Debug for K6Runner {
@@ -300,6 +341,7 @@ impl K6Runner {
             workspace_root: target.workspace_root.clone(),
             active: None,
             prepared: None,
+            forwards: 0,
         })
     }
 
@@ -350,6 +392,7 @@ impl K6Runner {
             &self.options.k6_command,
             job.outputs,
             job.tags,
+            job.args,
             &marker,
         )?;
         self.connect_for_run(stop).await?;
@@ -360,13 +403,58 @@ impl K6Runner {
                 Some(job.script.as_bytes()),
             )
             .await?;
+        let api = match stream.api_port {
+            Some(port) => self.forward_api(port).await,
+            None => None,
+        };
         self.prepared = Some(Prepared {
             key,
             workspace,
             marker,
             stream,
+            api,
         });
         Ok(())
+    }
+
+    /// Forwards a local socket to k6's REST API `port`; `None` (with the
+    /// reason logged) when the k6 host refuses forwarding.
+    async fn forward_api(&mut self, port: u16) -> Option<ApiForward> {
+        self.forwards += 1;
+        let socket = self
+            .ssh
+            .control_directory()
+            .join(format!("api-{}.sock", self.forwards));
+        match self.ssh.forward_local(&socket, port).await {
+            Ok(()) => Some(ApiForward { socket, port }),
+            Err(e) => {
+                tracing::debug!("k6 will be resumed by the remote program: {e}");
+                None
+            }
+        }
+    }
+
+    /// Starts the prepared k6: resumes it through its REST API, then tells
+    /// the remote program to stream ([`remote::GO`]); without the API, the
+    /// remote program resumes it ([`remote::RESUME`]).
+    /// `true` when k6 was resumed through the API.
+    async fn start_prepared(&mut self, prepared: &mut Prepared) -> Result<bool, RunnerError> {
+        let word = match prepared.api.take() {
+            Some(forward) => {
+                let resumed = api::resume(&forward.socket, self.options.command_timeout).await;
+                self.ssh.close_forward(&forward.socket, forward.port).await;
+                match resumed {
+                    Ok(()) => remote::GO,
+                    Err(e) => {
+                        tracing::debug!("resuming k6 through its REST API: {e}");
+                        remote::RESUME
+                    }
+                }
+            }
+            None => remote::RESUME,
+        };
+        prepared.stream.go(word).await?;
+        Ok(word == remote::GO)
     }
 
     /// Runs one k6 job to its end, streaming each log line to `on_line`.
@@ -404,28 +492,31 @@ impl K6Runner {
         if stop.is_stopped() {
             return Err(RunnerError::interrupted());
         }
-        let Prepared {
-            workspace,
-            marker,
-            mut stream,
-            ..
-        } = prepared;
+        let mut prepared = prepared;
         let mut started_at = SystemTime::now();
         let mut started = Instant::now();
-        if stream.go().await.is_err() {
+        let first = self.start_prepared(&mut prepared).await;
+        let mut resumed_through_api = matches!(first, Ok(true));
+        if first.is_err() {
             // The prepared command is gone (a connection dropped during
-            // the cooldown): prepare again, once, and go.
-            drop(stream);
+            // the cooldown; its k6 was killed with it): prepare again,
+            // once, and start.
+            drop(prepared);
             self.prepare(job, stop).await?;
-            let again = self.prepared.take().ok_or_else(|| RunnerError::Ssh {
+            prepared = self.prepared.take().ok_or_else(|| RunnerError::Ssh {
                 action: "preparing the k6 run".to_string(),
                 reason: "nothing prepared".to_string(),
             })?;
-            stream = again.stream;
             started_at = SystemTime::now();
             started = Instant::now();
-            stream.go().await?;
+            resumed_through_api = self.start_prepared(&mut prepared).await?;
         }
+        let Prepared {
+            workspace,
+            marker,
+            stream,
+            ..
+        } = prepared;
         self.active = Some(ActiveK6 {
             workspace: workspace.clone(),
             pid: None,
@@ -472,7 +563,7 @@ impl K6Runner {
         };
         let generator_cpu = trailer
             .as_ref()
-            .and_then(|t| GeneratorCpu::between(&t.cpu_start, &t.cpu_end));
+            .and_then(|t| GeneratorCpu::between(&t.cpu_start, &t.cpu_end, &t.k6_times));
         conclude(Finished {
             ending,
             exit_code,
@@ -483,6 +574,7 @@ impl K6Runner {
             ended_at,
             ran_for: started.elapsed(),
             generator_cpu,
+            resumed_through_api,
         })
     }
 
@@ -546,6 +638,7 @@ impl K6Runner {
             stdin: Some(stdin),
             stdout,
             stderr,
+            api_port: None,
         };
         let Some(input) = input else {
             stream.stdin = None;
@@ -561,23 +654,29 @@ impl K6Runner {
                 action: action.to_string(),
                 reason: format!("writing the script: {e}"),
             })?;
-            let mut seen = Vec::with_capacity(remote::READY.len());
+            // `ready <port>`: a short line, read a byte at a time so that
+            // nothing after it is consumed.
+            let mut line = Vec::new();
             let mut byte = [0u8; 1];
-            while seen.len() < remote::READY.len() {
+            while line.len() < 64 {
                 match stream.stdout.read(&mut byte).await {
-                    Ok(1) => seen.push(byte[0]),
-                    _ => return Ok(false),
+                    Ok(1) if byte[0] == b'\n' => return Ok(parse_ready(&line)),
+                    Ok(1) => line.push(byte[0]),
+                    _ => break,
                 }
             }
-            Ok(seen == remote::READY)
+            Ok(None)
         };
-        let ready = tokio::time::timeout(self.options.command_timeout, ready)
+        // k6 starts and initialises every VU before its API listens.
+        let bound = self.options.command_timeout + remote::API_WAIT;
+        let ready = tokio::time::timeout(bound, ready)
             .await
             .map_err(|_| RunnerError::CommandTimeout {
                 action: action.to_string(),
-                timeout: self.options.command_timeout,
+                timeout: bound,
             })??;
-        if ready {
+        if let Some(api_port) = ready {
+            stream.api_port = api_port;
             return Ok(stream);
         }
         let (exit, stderr) = stream.end(self.options.command_timeout).await;
@@ -751,15 +850,28 @@ impl K6Runner {
     }
 }
 
+/// The port in [`remote::run`]'s ready line (`ready <hex port>`):
+/// `Some(None)` for `ready none` (k6 ended before its API listened),
+/// `None` for a line that is no ready line.
+fn parse_ready(line: &[u8]) -> Option<Option<u16>> {
+    let rest = line.strip_prefix(remote::READY)?;
+    let rest = std::str::from_utf8(rest).ok()?.trim();
+    if rest == "none" {
+        return Some(None);
+    }
+    u16::from_str_radix(rest, 16).ok().filter(|p| *p != 0).map(Some)
+}
+
 /// What identifies a prepared job: the workspace and everything in the
 /// remote command.
 fn job_key(workspace: &Workspace, job: &K6Job<'_>) -> String {
     format!(
-        "{}\0{}\0{:?}\0{:?}",
+        "{}\0{}\0{:?}\0{:?}\0{:?}",
         workspace.as_str(),
         job.script,
         job.outputs,
-        job.tags
+        job.tags,
+        job.args
     )
 }
 
@@ -778,6 +890,7 @@ fn conclude(finished: Finished) -> Result<K6Run, RunnerError> {
         ended_at,
         ran_for,
         generator_cpu,
+        resumed_through_api,
     } = finished;
     match ending {
         Ending::Cancelled => {
@@ -816,6 +929,7 @@ fn conclude(finished: Finished) -> Result<K6Run, RunnerError> {
         workspace,
         warnings,
         generator_cpu,
+        resumed_through_api,
     })
 }
 
@@ -834,6 +948,7 @@ mod tests {
             ended_at: SystemTime::UNIX_EPOCH + Duration::from_secs(30),
             ran_for: Duration::from_secs(31),
             generator_cpu: None,
+            resumed_through_api: false,
         }
     }
 

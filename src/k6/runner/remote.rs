@@ -52,19 +52,7 @@ impl Workspace {
                 reason: "must not contain NUL",
             });
         }
-        for (what, value) in [
-            ("host", job.host),
-            ("run id", job.run_id),
-            ("config id", job.config_id),
-        ] {
-            if !is_path_segment(value) {
-                return Err(RunnerError::InvalidWorkspace {
-                    what,
-                    value: value.to_string(),
-                    reason: PATH_SEGMENT_RULE,
-                });
-            }
-        }
+        check_segments(job)?;
         Ok(Workspace(format!(
             "{}/{}/{}/{}",
             root.trim_end_matches('/'),
@@ -81,6 +69,26 @@ impl Workspace {
     fn quoted(&self) -> Result<Cow<'_, str>, RunnerError> {
         quote(&self.0, "workspace")
     }
+}
+
+/// The job's host, run id and config id are plain directory names, by the
+/// crate's one rule for them ([`is_path_segment`]): the workspace's path
+/// segments, here and on this machine (`local`).
+pub(super) fn check_segments(job: &K6Job<'_>) -> Result<(), RunnerError> {
+    for (what, value) in [
+        ("host", job.host),
+        ("run id", job.run_id),
+        ("config id", job.config_id),
+    ] {
+        if !is_path_segment(value) {
+            return Err(RunnerError::InvalidWorkspace {
+                what,
+                value: value.to_string(),
+                reason: PATH_SEGMENT_RULE,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Prints the remote k6's version line.
@@ -117,6 +125,7 @@ fn k6_command_line(
     k6_command: &str,
     outputs: &[String],
     tags: &BTreeMap<String, String>,
+    args: &[String],
 ) -> Result<String, RunnerError> {
     let mut k6 = vec![
         quote(k6_command, "k6_command")?.into_owned(),
@@ -132,16 +141,27 @@ fn k6_command_line(
         k6.push("--tag".to_string());
         k6.push(quote(&format!("{key}={value}"), "k6 tag")?.into_owned());
     }
+    for arg in args {
+        k6.push(quote(arg, "k6 argument")?.into_owned());
+    }
     k6.push("script.js".to_string());
     Ok(k6.join(" "))
 }
 
-/// The line [`run`] prints once the script is written and it waits for
-/// [`GO`] on stdin.
-pub(super) const READY: &[u8] = b"ready\n";
+/// The start of the line [`run`] prints once k6 waits, paused, for the
+/// word to start: `ready <port>` (k6's REST API on the k6 host's
+/// loopback, in hex as `/proc/net/tcp` has it), `ready none` (no API
+/// socket found: k6 ended, or `k6_command` does not exec k6 itself).
+pub(super) const READY: &[u8] = b"ready ";
 
-/// What the client writes to [`run`]'s stdin to start k6.
+/// What the client writes to [`run`]'s stdin once it has resumed k6
+/// through the REST API itself (over a port forward of the SSH master).
 pub(super) const GO: &[u8] = b"go\n";
+
+/// What the client writes to [`run`]'s stdin to have the remote program
+/// resume k6 (`k6 resume`: a k6 start-up on the critical path, the
+/// fallback when no port forward could be made).
+pub(super) const RESUME: &[u8] = b"resume\n";
 
 /// Exit status of [`follow`] when the workspace holds no k6 pid.
 pub(super) const NOT_STARTED: i32 = 92;
@@ -149,10 +169,25 @@ pub(super) const NOT_STARTED: i32 = 92;
 /// Exit status of [`run`] when k6 wrote no pid file within 5 s.
 pub(super) const NO_PID: i32 = 91;
 
+/// Exit status of [`run`] when k6 runs but opened no REST API socket
+/// within [`API_WAIT_SECONDS`].
+pub(super) const NO_API: i32 = 93;
+
+/// How long [`run`] waits for a starting k6's REST API (its init, all VUs
+/// included, comes first).
+const API_WAIT_SECONDS: u32 = 60;
+
+/// [`API_WAIT_SECONDS`] as a duration, for the client's bound.
+pub(super) const API_WAIT: Duration = Duration::from_secs(API_WAIT_SECONDS as u64);
+
+/// [`API_WAIT_SECONDS`] in steps of at least 10 ms.
+const API_WAIT_STEPS: u32 = API_WAIT_SECONDS * 100;
+
 /// Streams k6's log from byte `$off` until k6 (`$pid`) ends, then prints
 /// the trailer: the end marker line, `exit <code>` (`none` when k6 left no
 /// exit status, `running` when it still runs), `log-size <bytes>`,
-/// `cpu-end` and the `cpu` lines of `/proc/stat`, then `summary <bytes>`
+/// `k6-times` and k6's CPU times (the `times` of the `sh` that waited for
+/// it), `cpu-end` and the `cpu` lines of `/proc/stat`, then `summary <bytes>`
 /// and `summary.json` (or `summary none`).
 ///
 /// GNU `tail --pid` follows the log as it grows (inotify) and notices k6's
@@ -167,7 +202,7 @@ fn follow_body(marker: &str) -> Result<String, RunnerError> {
          printf '\\n%s\\n' {marker}; \
          if [ -s exit_code ]; then printf 'exit %s\\n' \"$(cat exit_code)\"; \
          elif kill -0 \"$pid\" 2>/dev/null; then echo 'exit running'; else echo 'exit none'; fi; \
-         printf 'log-size %s\\ncpu-end\\n%s\\n' \"$(wc -c < k6.log)\" \"$cpu_end\"; \
+         printf 'log-size %s\\nk6-times %s\\ncpu-end\\n%s\\n' \"$(wc -c < k6.log)\" \"$(tail -n 1 k6.times 2>/dev/null)\" \"$cpu_end\"; \
          if [ -f summary.json ]; then printf 'summary %s\\n' \"$(wc -c < summary.json)\"; cat summary.json; \
          else echo 'summary none'; fi",
         marker = quote(marker, "stream marker")?,
@@ -182,42 +217,69 @@ const HEADER: &str =
 /// Detects GNU tail (for [`follow_body`]).
 const DETECT_GNU_TAIL: &str = "gnu=; if tail --version 2>/dev/null | grep -q GNU; then gnu=1; fi;";
 
+/// Finds the TCP port k6 (`$pid`) listens on (its REST API), in hex, from
+/// its socket inodes and `/proc/net/tcp`; empty while there is none.
+const FIND_API_PORT: &str = concat!(
+    r#"inodes=" $(ls -l /proc/"$pid"/fd 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\].*/\1/p' | tr '\n' ' ') "; "#,
+    r#"port=$(awk -v inodes="$inodes" '$4 == "0A" && index(inodes, " " $10 " ") { n = split($2, a, ":"); print a[n]; exit }' /proc/net/tcp 2>/dev/null);"#,
+);
+
 /// The one remote command of a k6 run: writes the script (`script_len`
 /// bytes on stdin) into a fresh workspace, stops a k6 an earlier client
-/// left running there ([`STOP_LEFTOVER_K6`]), prints [`READY`] and waits
-/// for [`GO`] on stdin (end of input or anything else: nothing starts);
-/// then reads `/proc/stat`, starts k6 detached, prints the stream header
-/// and streams the log to k6's end with the trailer ([`follow_body`]).
+/// left running there ([`STOP_LEFTOVER_K6`]), starts k6 **paused**, with
+/// its REST API on an ephemeral loopback port, waits until that API
+/// listens (k6's start-up and init happen here, during the cooldown),
+/// prints [`READY`] with the port and waits for a word on stdin: [`GO`]
+/// (the client resumed k6) or [`RESUME`] (resume it here). End of input,
+/// a hang-up or anything else kills the paused k6 — nothing runs. Then it
+/// reads `/proc/stat`, prints the stream header and streams the log to
+/// k6's end with the trailer ([`follow_body`]).
 ///
 /// k6 runs inside a new session (`setsid`) under a small `sh` that records
-/// its pid, waits for it and writes its exit status, each file written
-/// whole (`mv`), so a dropped connection cannot take k6 down and
-/// [`follow`] can pick the stream up again.
+/// its pid, waits for it and writes its CPU times (`times`) and exit
+/// status, each file written whole (`mv`), so a dropped connection cannot
+/// take a running k6 down and [`follow`] can pick the stream up again.
+/// `args` are further `k6 run` arguments (e.g. the execution segment).
 pub(super) fn run(
     workspace: &Workspace,
     script_len: usize,
     k6_command: &str,
     outputs: &[String],
     tags: &BTreeMap<String, String>,
+    args: &[String],
     marker: &str,
 ) -> Result<String, RunnerError> {
+    let paused: Vec<String> = ["--paused", "--address", "127.0.0.1:0"]
+        .iter()
+        .map(ToString::to_string)
+        .chain(args.iter().cloned())
+        .collect();
     let inner = format!(
         "K6_NO_USAGE_REPORT=true {} > k6.log 2>&1 < /dev/null & pid=$!; \
          echo \"$pid\" > k6.pid.tmp && mv k6.pid.tmp k6.pid; \
-         wait \"$pid\"; echo \"$?\" > exit_code.tmp && mv exit_code.tmp exit_code",
-        k6_command_line(k6_command, outputs, tags)?
+         wait \"$pid\"; code=$?; times > k6.times.tmp && mv k6.times.tmp k6.times; \
+         echo \"$code\" > exit_code.tmp && mv exit_code.tmp exit_code",
+        k6_command_line(k6_command, outputs, tags, &paused)?
     );
     let q_workspace = workspace.quoted()?;
+    let resume = format!(
+        "{} resume --address \"127.0.0.1:$(printf '%d' \"0x$port\")\" > /dev/null 2>&1",
+        quote(k6_command, "k6_command")?
+    );
     Ok(format!(
         "mkdir -p -- {q_workspace} && cd -- {q_workspace} && head -c {script_len} > script.js && \
          {{ {STOP_LEFTOVER_K6} }} && \
-         rm -f -- summary.json k6.log k6.pid exit_code cpu.start && {DETECT_GNU_TAIL} \
-         printf 'ready\\n' && read -r go && [ \"$go\" = go ] || exit 0; \
-         grep '^cpu' /proc/stat > cpu.start; \
+         rm -f -- summary.json k6.log k6.pid exit_code cpu.start k6.times && {DETECT_GNU_TAIL} \
          (setsid sh -c {} < /dev/null > /dev/null 2>&1 &); \
          i=0; while [ ! -s k6.pid ] && [ \"$i\" -lt {PID_WAIT_STEPS} ]; do sleep 0.01; i=$((i+1)); done; \
          [ -s k6.pid ] || {{ echo 'k6 wrote no pid file within 5 s' >&2; exit {NO_PID}; }}; \
-         pid=$(cat k6.pid); off=0; {HEADER} {}",
+         pid=$(cat k6.pid); trap 'kill -KILL \"$pid\" 2>/dev/null; exit 0' HUP INT TERM PIPE; \
+         port=; i=0; while [ -z \"$port\" ] && kill -0 \"$pid\" 2>/dev/null && [ \"$i\" -lt {API_WAIT_STEPS} ]; do {FIND_API_PORT} [ -n \"$port\" ] || sleep 0.01; i=$((i+1)); done; \
+         if [ -z \"$port\" ] && kill -0 \"$pid\" 2>/dev/null; then kill -KILL \"$pid\"; echo \"k6 (pid $pid) opened no REST API socket within {API_WAIT_SECONDS} s: k6_command must exec k6 itself\" >&2; exit {NO_API}; fi; \
+         printf 'ready %s\\n' \"${{port:-none}}\"; read -r go; \
+         case \"$go\" in go) ;; resume) [ -z \"$port\" ] || {resume}; ;; *) kill -KILL \"$pid\" 2>/dev/null; exit 0 ;; esac; \
+         trap - HUP INT TERM PIPE; {{ grep '^cpu' /proc/stat; sed 's/.*) //' /proc/\"$pid\"/stat 2>/dev/null | awk '{{print \"k6-ticks\", $12 + $13}}'; }} > cpu.start; \
+         off=0; {HEADER} {}",
         quote(&inner, "k6 command")?,
         follow_body(marker)?,
     ))
@@ -297,6 +359,7 @@ mod tests {
             script: "",
             outputs,
             tags,
+            args: &[],
             max_runtime: Duration::from_secs(60),
         }
     }
@@ -351,23 +414,46 @@ mod tests {
             ("x".to_string(), "$(boom)".to_string()),
         ]);
         let outputs = vec!["json=out file.json".to_string(), "  ".to_string()];
-        let command = run(&odd_workspace(), 123, "k6", &outputs, &tags, "--end-x--").unwrap();
+        let args = vec![
+            "--vus".to_string(),
+            "2".to_string(),
+            "--stage".to_string(),
+            "1s:$(x)".to_string(),
+        ];
+        let command = run(
+            &odd_workspace(),
+            123,
+            "k6",
+            &outputs,
+            &tags,
+            &args,
+            "--end-x--",
+        )
+        .unwrap();
         // The outer command as the remote shell splits it.
         let words = shlex::split(&command).unwrap();
         assert_eq!(words[..4], ["mkdir", "-p", "--", ODD], "{command}");
         assert_eq!(words[5..8], ["cd", "--", ODD], "{command}");
         assert!(command.contains("head -c 123 > script.js"), "{command}");
         // A k6 left running in the workspace is stopped before its files
-        // go, and nothing starts before the word to go.
+        // go; k6 starts paused, and the stream (cpu.start, header) only
+        // begins after the word to go.
         let stop_at = command.find(STOP_LEFTOVER_K6).unwrap();
         assert!(stop_at < command.find("rm -f -- summary.json").unwrap());
-        assert!(command.find("read -r go").unwrap() < command.find("(setsid").unwrap());
+        assert!(command.find("(setsid").unwrap() < command.find("read -r go").unwrap());
+        assert!(command.find("read -r go").unwrap() < command.find("> cpu.start").unwrap());
+        // Anything but a word to go (end of input included) kills the
+        // paused k6.
+        assert!(
+            command.contains("*) kill -KILL \"$pid\" 2>/dev/null; exit 0 ;;"),
+            "{command}"
+        );
         let at = words.iter().position(|w| w == "(setsid").unwrap();
         assert_eq!(words[at + 1..at + 3], ["sh", "-c"]);
         // The inner script as `sh -c` splits it.
         let inner = shlex::split(&words[at + 3]).unwrap();
         assert_eq!(
-            inner[..14],
+            inner[..21],
             [
                 "K6_NO_USAGE_REPORT=true",
                 "k6",
@@ -380,6 +466,13 @@ mod tests {
                 "run_id=r'1",
                 "--tag",
                 "x=$(boom)",
+                "--paused",
+                "--address",
+                "127.0.0.1:0",
+                "--vus",
+                "2",
+                "--stage",
+                "1s:$(x)",
                 "script.js",
                 ">",
                 "k6.log"
@@ -417,7 +510,7 @@ mod tests {
     fn nul_cannot_be_quoted() {
         let tags = BTreeMap::from([("a".to_string(), "b\0c".to_string())]);
         assert!(matches!(
-            run(&odd_workspace(), 0, "k6", &[], &tags, "m"),
+            run(&odd_workspace(), 0, "k6", &[], &tags, &[], "m"),
             Err(RunnerError::Unquotable { .. })
         ));
         assert!(matches!(

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssh::{Child, ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{
+    Child, ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio,
+};
 use tokio::io::AsyncWriteExt;
 
 use super::error::require_success;
@@ -297,6 +299,56 @@ impl SshSession {
                 action: action.to_string(),
                 timeout: bound,
             })?
+    }
+
+    /// Forwards the Unix socket `local` (in this run's control directory)
+    /// to `127.0.0.1:port` on the k6 host, through the master: no remote
+    /// command is launched.
+    pub(super) async fn forward_local(&self, local: &Path, port: u16) -> Result<(), RunnerError> {
+        let session = self.session.as_ref().ok_or_else(|| RunnerError::Ssh {
+            action: "forwarding k6's REST API".to_string(),
+            reason: "not connected".to_string(),
+        })?;
+        let forward = session.request_port_forward(
+            ForwardType::Local,
+            Socket::UnixSocket {
+                path: local.into(),
+            },
+            Socket::TcpSocket {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        );
+        match tokio::time::timeout(self.options.command_timeout, forward).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RunnerError::Ssh {
+                action: "forwarding k6's REST API".to_string(),
+                reason: error_chain(&e),
+            }),
+            Err(_) => Err(RunnerError::CommandTimeout {
+                action: "forwarding k6's REST API".to_string(),
+                timeout: self.options.command_timeout,
+            }),
+        }
+    }
+
+    /// Ends a [`SshSession::forward_local`] forward and removes its socket
+    /// (best effort: the master's end ends it anyway).
+    pub(super) async fn close_forward(&self, local: &Path, port: u16) {
+        if let Some(session) = &self.session {
+            let close = session.close_port_forward(
+                ForwardType::Local,
+                Socket::UnixSocket {
+                    path: local.into(),
+                },
+                Socket::TcpSocket {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+        }
+        let _ = std::fs::remove_file(local);
     }
 
     /// Starts `command` through the remote login shell with stdin, stdout

@@ -53,6 +53,9 @@ pub(super) struct Trailer {
     /// k6.log's size at the end: more than was streamed means bytes are
     /// missing.
     pub log_size: u64,
+    /// k6's user and system CPU times as `times` prints them (empty when
+    /// unknown).
+    pub k6_times: String,
     /// The `cpu` lines of `/proc/stat` read when k6 ended.
     pub cpu_end: String,
     /// `summary.json`'s bytes, `None` when k6 wrote none.
@@ -189,7 +192,13 @@ fn parse_trailer(bytes: &[u8]) -> Result<Trailer, String> {
         .and_then(|l| l.strip_prefix("log-size "))
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| bad("the log size"))?;
-    if next_line().as_deref() != Some("cpu-end") {
+    let mut line = next_line();
+    let mut k6_times = String::new();
+    if let Some(times) = line.as_deref().and_then(|l| l.strip_prefix("k6-times")) {
+        k6_times = times.trim().to_string();
+        line = next_line();
+    }
+    if line.as_deref() != Some("cpu-end") {
         return Err(bad("cpu-end"));
     }
     let mut cpu_end = Vec::new();
@@ -221,6 +230,7 @@ fn parse_trailer(bytes: &[u8]) -> Result<Trailer, String> {
         exit,
         cpu_start: String::new(),
         log_size,
+        k6_times,
         cpu_end: cpu_end.join("\n"),
         summary,
     })
@@ -242,7 +252,7 @@ mod tests {
     }
 
     const TRAILER: &str =
-        "exit 0\nlog-size 11\ncpu-end\ncpu  5 6 7 8\ncpu0 5 6 7 8\nsummary 9\n{\"a\": 1}\n";
+        "exit 0\nlog-size 11\nk6-times 0m1.5s 0m0.25s\ncpu-end\ncpu  5 6 7 8\ncpu0 5 6 7 8\nsummary 9\n{\"a\": 1}\n";
 
     /// Feeds `bytes` in chunks of `size`, collecting header and log.
     fn feed(
@@ -283,6 +293,7 @@ mod tests {
                     exit: Exit::Code(0),
                     cpu_start: String::new(),
                     log_size: 11,
+                    k6_times: "0m1.5s 0m0.25s".to_string(),
                     cpu_end: "cpu  5 6 7 8\ncpu0 5 6 7 8".to_string(),
                     summary: Some(b"{\"a\": 1}\n".to_vec()),
                 }),

@@ -23,14 +23,15 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free one; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Functions as name=work_ms[:workers[:queue]][,...].
+    /// Functions as name=work_ms[:workers[:queue[:wait]]][,...] (`wait`:
+    /// the worker waits work_ms instead of burning CPU).
     #[arg(
         long,
         required_unless_present = "functions_file",
         conflicts_with = "functions_file"
     )]
     pub functions: Option<String>,
-    /// JSON list of {"name","work_ms","workers"?,"queue"?} instead of --functions.
+    /// JSON list of {"name","work_ms","workers"?,"queue"?,"wait"?} instead of --functions.
     #[arg(long)]
     pub functions_file: Option<PathBuf>,
     /// Calls allowed to wait for a worker, per function (unless its spec says otherwise).

@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub struct FunctionSpec {
     /// OpenFaaS-style name: lowercase letters, digits, `-` and `.`.
     pub name: String,
-    /// CPU time burned by one call, in milliseconds.
+    /// CPU time burned by one call (or time waited, with `wait`), in
+    /// milliseconds.
     pub work_ms: u64,
     /// Calls worked on at once; further calls wait in the queue.
     #[serde(default = "default_workers")]
@@ -20,6 +21,11 @@ pub struct FunctionSpec {
     /// Calls allowed to wait for a worker; `None` takes the gateway default.
     #[serde(default)]
     pub queue: Option<usize>,
+    /// A worker waits `work_ms` instead of burning CPU (an I/O-bound
+    /// function): its capacity, `workers × 1000 / work_ms` calls per
+    /// second, then does not depend on what else runs on the machine.
+    #[serde(default)]
+    pub wait: bool,
 }
 
 /// Workers per function when the spec names none.
@@ -32,7 +38,7 @@ fn default_workers() -> usize {
 /// Why a functions spec was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("function entry '{entry}': expected name=work_ms[:workers[:queue]]")]
+    #[error("function entry '{entry}': expected name=work_ms[:workers[:queue[:wait]]]")]
     Shape { entry: String },
     #[error("function entry '{entry}': {field} '{value}' is not a non-negative integer")]
     Number {
@@ -52,7 +58,7 @@ pub enum SpecError {
         source: std::io::Error,
     },
     #[error(
-        "functions file {path} is not a JSON list of {{name, work_ms, workers?, queue?}}: {source}"
+        "functions file {path} is not a JSON list of {{name, work_ms, workers?, queue?, wait?}}: {source}"
     )]
     Json {
         path: String,
@@ -60,7 +66,8 @@ pub enum SpecError {
     },
 }
 
-/// Parses `name=work_ms[:workers[:queue]][,...]`.
+/// Parses `name=work_ms[:workers[:queue[:wait]]][,...]` (a last field
+/// `wait` makes the work a wait, see [`FunctionSpec::wait`]).
 pub fn parse_spec(spec: &str) -> Result<Vec<FunctionSpec>, SpecError> {
     let mut out = Vec::new();
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -87,6 +94,15 @@ pub fn parse_spec(spec: &str) -> Result<Vec<FunctionSpec>, SpecError> {
         })?;
         let workers = number("workers", parts.next())?;
         let queue = number("queue", parts.next())?;
+        let wait = match parts.next().map(str::trim) {
+            None => false,
+            Some("wait") => true,
+            Some(_) => {
+                return Err(SpecError::Shape {
+                    entry: entry.to_owned(),
+                })
+            }
+        };
         if parts.next().is_some() {
             return Err(SpecError::Shape {
                 entry: entry.to_owned(),
@@ -97,6 +113,7 @@ pub fn parse_spec(spec: &str) -> Result<Vec<FunctionSpec>, SpecError> {
             work_ms,
             workers: workers.map_or(DEFAULT_WORKERS, |w| w as usize),
             queue: queue.map(|q| q as usize),
+            wait,
         });
     }
     validate(out)
@@ -175,22 +192,38 @@ mod tests {
                     name: "figlet".into(),
                     work_ms: 20,
                     workers: DEFAULT_WORKERS,
-                    queue: None
+                    queue: None,
+                    wait: false
                 },
                 FunctionSpec {
                     name: "env".into(),
                     work_ms: 5,
                     workers: 4,
-                    queue: None
+                    queue: None,
+                    wait: false
                 },
                 FunctionSpec {
                     name: "nodeinfo".into(),
                     work_ms: 100,
                     workers: 1,
-                    queue: Some(3)
+                    queue: Some(3),
+                    wait: false
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_last_field_wait_makes_the_work_a_wait() {
+        let specs = parse_spec("io=25:1:0:wait").unwrap();
+        assert!(specs[0].wait);
+        assert_eq!(
+            (specs[0].work_ms, specs[0].workers, specs[0].queue),
+            (25, 1, Some(0))
+        );
+        assert!(!parse_spec("cpu=25:1:0").unwrap()[0].wait);
+        assert!(parse_spec("io=25:1:0:sleep").is_err());
+        assert!(parse_spec("io=25:1:0:wait:x").is_err());
     }
 
     #[test]
@@ -228,7 +261,8 @@ mod tests {
                 name: "figlet".into(),
                 work_ms: 7,
                 workers: 3,
-                queue: Some(9)
+                queue: Some(9),
+                wait: false
             }
         );
         std::fs::write(&path, r#"[{"name":"env","work_ms":3,"extra":1}]"#).unwrap();

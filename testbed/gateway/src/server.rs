@@ -194,6 +194,24 @@ async fn invoke(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{name}: timed out waiting for a worker\n"),
         ),
+        Ok(permit) if function.spec.wait => {
+            // An I/O-bound call: the worker is busy, the CPU is not. A task
+            // of its own, so that the worker stays busy if the client goes.
+            let work = Duration::from_millis(function.spec.work_ms);
+            let done = tokio::spawn(async move {
+                tokio::time::sleep(work).await;
+                drop(permit);
+                drop(in_system);
+            })
+            .await;
+            match done {
+                Ok(()) => answer.answer(StatusCode::OK, format!("{name}: done\n")),
+                Err(_) => answer.answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{name}: worker failed\n"),
+                ),
+            }
+        }
         Ok(permit) => {
             let work = Duration::from_millis(function.spec.work_ms);
             let worker = Arc::clone(&function);

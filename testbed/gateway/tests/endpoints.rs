@@ -232,3 +232,39 @@ async fn overload_turns_calls_away_and_raises_replicas() {
         "replicas did not scale: {list}"
     );
 }
+
+/// A `:wait` function: one worker waiting 300 ms and no queue answers one
+/// of four calls sent at once and refuses the others (429); no CPU time is
+/// burned for it.
+#[tokio::test]
+async fn a_wait_function_is_bounded_by_its_workers_not_the_cpu() {
+    let gw = Gateway::start(&["--functions", "io=300:1:0:wait"]);
+    let http = client();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let request = http.get(format!("{}/function/io", gw.url)).send();
+            tokio::spawn(async move { request.await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for handle in handles {
+        statuses.push(handle.await.unwrap().unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((ok, refused), (1, 3), "{statuses:?}");
+    let metrics = http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cpu_line = metrics
+        .lines()
+        .find(|l| l.starts_with("container_cpu_usage_seconds_total") && l.contains("io"))
+        .unwrap_or_else(|| panic!("no CPU series for io:\n{metrics}"));
+    let cpu: f64 = cpu_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(cpu < 0.05, "{cpu_line}");
+}
