@@ -76,6 +76,10 @@ pub(crate) enum EventKind {
     /// The k6 host stopped answering beyond its reconnect bound; the run
     /// stops.
     GeneratorLost,
+    /// A load generator could not keep up with its share of the load; the
+    /// iteration is retried or its configuration fails (never a node
+    /// overload).
+    GeneratorSaturated,
     /// The campaign's totals, once at the end (not the repetition's end,
     /// which lb reports).
     RunFinished,
@@ -312,6 +316,24 @@ pub(crate) fn describe(progress: &Progress<'_>, k6_lines: bool) -> Vec<(EventKin
             Level::Error,
             format!(
                 "config {id} iteration {iteration}: {reason}; the run stops, finished rows are kept"
+            ),
+        ),
+        Progress::GeneratorSaturated {
+            id,
+            iteration,
+            generator,
+            reason,
+            retrying,
+        } => one(
+            K::GeneratorSaturated,
+            Level::Warning,
+            format!(
+                "config {id} iteration {iteration}: generator {generator} saturated: {reason}; {}",
+                if *retrying {
+                    "the iteration is discarded and run again"
+                } else {
+                    "the configuration fails as generator_saturated (not a node overload)"
+                }
             ),
         ),
         Progress::Warning(message) => one(K::Log, Level::Warning, message.to_string()),

@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::campaign::live::{LiveK6, LiveMeasurements, LocalK6, RemoteK6};
 use crate::campaign::progress::{Observer, Observers, Progress, RunStarted, RunTotals};
 use crate::campaign::{Campaign, CampaignError, Outcome, Services};
-use crate::config::Config;
+use crate::config::{Config, K6Host};
 use crate::context::RunContext;
 use crate::events::{LbEvents, StderrSink};
 use crate::k6::runner::{K6Runner, LocalK6Runner, LocalOptions, RunnerOptions};
@@ -343,29 +344,49 @@ fn status_of(error: &PrometheusError) -> Option<u16> {
     }
 }
 
-/// `user@host:port` of the k6 host, or `local`.
+/// `user@host:port` of the k6 host (of each, comma-separated), or
+/// `local`.
 fn k6_target(config: &Config) -> String {
-    if config.k6.is_local() {
-        config.k6.host.clone()
-    } else {
-        format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port)
+    if config.k6.is_local() && config.k6_hosts.is_empty() {
+        return config.k6.host.clone();
     }
+    config
+        .generators()
+        .iter()
+        .map(|k6| format!("{}@{}:{}", k6.user, k6.host, k6.port))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// The load generator: connected to the k6 host with k6 there, or k6 on
-/// this machine (its workspaces in `<output dir>/k6`).
+/// The load generator: connected to the k6 host (or to each of
+/// `k6_hosts`, side by side) with k6 there, or k6 on this machine (its
+/// workspaces in `<output dir>/k6`).
 async fn connect_load<'a>(
     config: &'a Config,
     ctx: &'a RunContext,
 ) -> Result<LiveK6<'a>, CommandError> {
-    if config.k6.is_local() {
+    if config.k6.is_local() && config.k6_hosts.is_empty() {
         return local_k6(ctx)
             .await
             .map(|runner| LiveK6::Local(LocalK6::new(runner, config, ctx)));
     }
-    connect_k6(config)
-        .await
-        .map(|runner| LiveK6::Remote(Box::new(RemoteK6::new(runner, config, ctx))))
+    let hosts = config.generators();
+    let connected = join_all(hosts.iter().map(|host| connect_generator(host))).await;
+    let mut runners = Vec::new();
+    let mut failure = None;
+    for (host, result) in hosts.iter().zip(connected) {
+        match result {
+            Ok(runner) => runners.push((format!("{}:{}", host.host, host.port), runner)),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        join_all(runners.into_iter().map(|(_, runner)| runner.close())).await;
+        return Err(error);
+    }
+    Ok(LiveK6::Remote(Box::new(RemoteK6::new(runners, config, ctx))))
 }
 
 /// k6 on this machine: `k6 version` answers.
@@ -394,20 +415,25 @@ pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError
             json!({"k6_host": config.k6.host}),
         ));
     }
+    connect_generator(&config.k6).await
+}
+
+/// Connects to one k6 host and checks k6 is there.
+async fn connect_generator(k6: &K6Host) -> Result<K6Runner, CommandError> {
     let options = RunnerOptions {
-        known_hosts_file: config.k6.known_hosts_file.clone(),
-        reconnect_within: config.k6.reconnect_within,
+        known_hosts_file: k6.known_hosts_file.clone(),
+        reconnect_within: k6.reconnect_within,
         ..RunnerOptions::default()
     };
-    let target = format!("{}@{}:{}", config.k6.user, config.k6.host, config.k6.port);
+    let target = format!("{}@{}:{}", k6.user, k6.host, k6.port);
     let connect_bound = options.connect_timeout + Duration::from_secs(2);
     let mut runner =
-        match tokio::time::timeout(connect_bound, K6Runner::connect(&config.k6, options)).await {
+        match tokio::time::timeout(connect_bound, K6Runner::connect(k6, options)).await {
             Ok(Ok(runner)) => runner,
             Ok(Err(e)) => {
                 return Err(environment(
                     format!("k6 host {target} is unreachable: {e}"),
-                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                    json!({"k6_host": k6.host, "k6_port": k6.port}),
                 ))
             }
             Err(_) => {
@@ -416,7 +442,7 @@ pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError
                         "k6 host {target} is unreachable: no SSH connection within {} s",
                         connect_bound.as_secs()
                     ),
-                    json!({"k6_host": config.k6.host, "k6_port": config.k6.port}),
+                    json!({"k6_host": k6.host, "k6_port": k6.port}),
                 ))
             }
         };
@@ -435,7 +461,7 @@ pub(crate) async fn connect_k6(config: &Config) -> Result<K6Runner, CommandError
             let _ = runner.close().await;
             Err(environment(
                 format!("k6 is not usable on the k6 host {target}: {e}"),
-                json!({"k6_host": config.k6.host}),
+                json!({"k6_host": k6.host}),
             ))
         }
     }

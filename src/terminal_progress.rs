@@ -413,7 +413,10 @@ impl Tally {
                 self.current = None;
                 self.stage = Stage::Stopping;
             }
-            Progress::Warning(_) | Progress::Note(_) | Progress::K6Line(_) => {}
+            Progress::Warning(_)
+            | Progress::Note(_)
+            | Progress::K6Line(_)
+            | Progress::GeneratorSaturated { .. } => {}
             Progress::RunFinished(_) => {
                 self.iteration_began = None;
                 self.current = None;

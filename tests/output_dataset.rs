@@ -762,6 +762,7 @@ fn an_iteration_is_recorded_files_first_row_last() {
             repetition: 1,
             summary: &summary,
             metrics: &empty_metrics(),
+            generators: None,
             row,
         })
         .unwrap();
@@ -795,6 +796,7 @@ fn an_iteration_whose_row_fails_leaves_no_files() {
             repetition: 1,
             summary: &json!({"metrics": {}}),
             metrics: &empty_metrics(),
+            generators: None,
             row: &golden_rows()[1],
         })
         .unwrap_err();
@@ -826,6 +828,7 @@ fn enospc_while_writing_an_iteration_leaves_neither_row_nor_files() {
             repetition: 1,
             summary: &summary,
             metrics: &empty_metrics(),
+            generators: None,
             row: &golden_rows()[0],
         })
         .unwrap_err();

@@ -39,6 +39,8 @@ fn config(functions: &[(&str, Option<u64>)], rates: Vec<u64>, min: usize, max: u
             tags: BTreeMap::new(),
             log_stream: true,
         },
+        k6_hosts: vec![],
+        saturation: lb_dfaas::config::Saturation::default(),
         gateway_url: "http://127.0.0.1:31112".into(),
         prometheus_url: "http://127.0.0.1:30411".into(),
         openfaas_auth: None,

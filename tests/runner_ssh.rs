@@ -779,7 +779,10 @@ async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() 
 
     let run = runner.run(&job, &mut |_| {}, &Stop::never()).await.unwrap();
     assert_eq!(run.exit_code, 0);
-    assert!(run.resumed_through_api, "resumed over the forwarded REST API");
+    assert!(
+        run.resumed_through_api,
+        "resumed over the forwarded REST API"
+    );
     assert_eq!(
         runner.remote_commands(),
         prepared,

@@ -7,14 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, FunctionName};
 use crate::context::RunContext;
-use crate::k6::runner::{K6Job, K6Run, K6Runner, LocalK6Runner, RunnerError};
+use crate::k6::runner::{K6Job, K6Runner, LocalK6Runner, RunnerError};
 use crate::k6::script::DEFAULT_REQUEST_TIMEOUT;
 use crate::metrics::gateway::GatewayClient;
 use crate::metrics::meter::Meter;
 use crate::metrics::prometheus::Measured;
 use crate::metrics::readings::IterationMetrics;
 
-use super::services::{LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
+use futures_util::future::join_all;
+
+use super::services::{GeneratorPart, LoadError, LoadGenerator, LoadJob, LoadRun, Measurements};
+use crate::k6::merge::{segments, Segment};
 use crate::metrics::readings::NodeReading;
 use crate::stop::Stop;
 
@@ -48,7 +51,8 @@ impl<'a> K6Settings<'a> {
 
     /// The runner's job for the campaign's `job`: k6 is stopped past its
     /// scenario duration plus the request timeout and a margin.
-    fn job<'j>(&'j self, job: &LoadJob<'j>) -> K6Job<'j> {
+    /// `args`: further k6 arguments (a generator's execution segment).
+    fn job<'j>(&'j self, job: &LoadJob<'j>, args: &'j [String]) -> K6Job<'j> {
         K6Job {
             host: &self.ctx.host,
             run_id: &self.ctx.run_id,
@@ -56,56 +60,90 @@ impl<'a> K6Settings<'a> {
             script: job.script,
             outputs: self.outputs,
             tags: &self.tags,
-            args: &[],
+            args,
             max_runtime: job.duration + DEFAULT_REQUEST_TIMEOUT + RUNTIME_MARGIN,
         }
     }
 }
 
-/// A runner's answer as the campaign's.
-fn load_result(result: Result<K6Run, RunnerError>) -> Result<LoadRun, LoadError> {
-    match result {
-        Ok(run) => Ok(LoadRun {
-            summary: run.summary,
-            started_at: run.started_at,
-            ended_at: run.ended_at,
-            warnings: run.warnings,
-        }),
-        Err(RunnerError::Interrupted { .. }) => Err(LoadError::Interrupted),
-        Err(e @ RunnerError::Unreachable { .. }) => Err(LoadError::Unreachable(e.to_string())),
-        Err(e) => Err(LoadError::Failed(e.to_string())),
-    }
+/// One load generator of a run: its SSH runner and its share of the load.
+struct Generator {
+    /// `host:port`, as messages name it.
+    name: String,
+    runner: K6Runner,
+    /// k6's execution segment (`None`: the whole test).
+    segment: Option<Segment>,
+    /// The segment as k6 arguments.
+    args: Vec<String>,
 }
 
-/// k6 on the remote host.
+/// k6 on one or several remote hosts. With several, each runs the same
+/// script with its execution segment and the whole sequence (k6 splits
+/// every scenario's arrivals itself), all started during the cooldown,
+/// paused, and resumed together; the first that fails stops the others.
 pub(crate) struct RemoteK6<'a> {
-    runner: K6Runner,
+    generators: Vec<Generator>,
     settings: K6Settings<'a>,
 }
 
 impl<'a> RemoteK6<'a> {
-    /// The context's host and run id name the workspace; the standard tags
-    /// (run_id, component, workload, repetition) are merged over `k6_tags`.
-    pub(crate) fn new(runner: K6Runner, config: &'a Config, ctx: &'a RunContext) -> Self {
+    /// `runners`: the connected generators with their names, in the
+    /// configured order. The context's host and run id name the
+    /// workspaces; the standard tags (run_id, component, workload,
+    /// repetition) are merged over `k6_tags`.
+    pub(crate) fn new(
+        runners: Vec<(String, K6Runner)>,
+        config: &'a Config,
+        ctx: &'a RunContext,
+    ) -> Self {
+        let segments = segments(runners.len());
+        let generators = runners
+            .into_iter()
+            .zip(segments)
+            .map(|((name, runner), segment)| {
+                let args = segment
+                    .as_ref()
+                    .map(|s| {
+                        vec![
+                            "--execution-segment".to_string(),
+                            s.segment.clone(),
+                            "--execution-segment-sequence".to_string(),
+                            s.sequence.clone(),
+                        ]
+                    })
+                    .unwrap_or_default();
+                Generator {
+                    name,
+                    runner,
+                    segment,
+                    args,
+                }
+            })
+            .collect();
         RemoteK6 {
-            runner,
+            generators,
             settings: K6Settings::new(config, ctx),
         }
     }
 
-    /// Stops whatever still runs remotely and closes the connection.
+    /// Stops whatever still runs remotely and closes every connection.
     pub(crate) async fn close(self) -> Result<(), RunnerError> {
-        self.runner.close().await
+        let closed = join_all(self.generators.into_iter().map(|g| g.runner.close())).await;
+        closed.into_iter().collect()
     }
 }
 
 impl LoadGenerator for RemoteK6<'_> {
     async fn prepare(&mut self, job: LoadJob<'_>, stop: &Stop) {
-        let k6_job = self.settings.job(&job);
-        // Not prepared: `run` launches the command itself.
-        if let Err(e) = self.runner.prepare(&k6_job, stop).await {
-            tracing::debug!("preparing the k6 run ahead of the cooldown: {e}");
-        }
+        let settings = &self.settings;
+        join_all(self.generators.iter_mut().map(|g| async {
+            let k6_job = settings.job(&job, &g.args);
+            // Not prepared: `run` launches the command itself.
+            if let Err(e) = g.runner.prepare(&k6_job, stop).await {
+                tracing::debug!("preparing the k6 run on {} ahead of the cooldown: {e}", g.name);
+            }
+        }))
+        .await;
     }
 
     async fn run(
@@ -114,9 +152,111 @@ impl LoadGenerator for RemoteK6<'_> {
         on_line: &mut (dyn FnMut(&str) + Send),
         stop: &Stop,
     ) -> Result<LoadRun, LoadError> {
-        let k6_job = self.settings.job(&job);
-        load_result(self.runner.run(&k6_job, on_line, stop).await)
+        let several = self.generators.len() > 1;
+        // The generators' own stop: the campaign's, or a generator failing.
+        let (stop_all, generators_stop) = Stop::new();
+        let (finished, all_finished) = Stop::new();
+        let lines = std::sync::Mutex::new(on_line);
+        let settings = &self.settings;
+        let runs = self.generators.iter_mut().map(|g| {
+            let Generator {
+                name,
+                runner,
+                segment,
+                args,
+            } = g;
+            let stop_all = stop_all.clone();
+            let generators_stop = generators_stop.clone();
+            let lines = &lines;
+            let job = settings.job(&job, args.as_slice());
+            async move {
+                let mut on_line = |line: &str| {
+                    if let Ok(mut on_line) = lines.lock() {
+                        if several {
+                            on_line(&format!("[{name}] {line}"));
+                        } else {
+                            on_line(line);
+                        }
+                    }
+                };
+                let result = runner.run(&job, &mut on_line, &generators_stop).await;
+                if result.is_err() {
+                    stop_all.stop();
+                }
+                (
+                    name.clone(),
+                    segment.as_ref().map(|s| s.segment.clone()),
+                    result,
+                )
+            }
+        });
+        let (results, ()) = tokio::join!(
+            async {
+                let results = join_all(runs).await;
+                finished.stop();
+                results
+            },
+            async {
+                tokio::select! {
+                    () = stop.stopped() => stop_all.stop(),
+                    () = all_finished.stopped() => {}
+                }
+            }
+        );
+        if stop.is_stopped() {
+            return Err(LoadError::Interrupted);
+        }
+        let mut parts = Vec::new();
+        let mut warnings = Vec::new();
+        let mut failure = None;
+        for (name, segment, result) in results {
+            match result {
+                Ok(run) => {
+                    warnings.extend(run.warnings.into_iter().map(|w| {
+                        if several {
+                            format!("generator {name}: {w}")
+                        } else {
+                            w
+                        }
+                    }));
+                    parts.push((run.started_at, run.ended_at, GeneratorPart {
+                        generator: name,
+                        segment,
+                        summary: run.summary,
+                        cpu: run.generator_cpu,
+                    }));
+                }
+                // Stopped because another generator failed.
+                Err(RunnerError::Interrupted { .. }) => {}
+                Err(e) => {
+                    failure.get_or_insert((name, e));
+                }
+            }
+        }
+        match failure {
+            Some((_, e @ RunnerError::Unreachable { .. })) if !several => {
+                Err(LoadError::Unreachable(e.to_string()))
+            }
+            Some((name, e)) if several => Err(LoadError::Failed(format!("generator {name}: {e}"))),
+            Some((_, e)) => Err(LoadError::Failed(e.to_string())),
+            None => load_run(parts, warnings).ok_or(LoadError::Interrupted),
+        }
     }
+}
+
+/// The run of every generator's part (`None`: no part).
+fn load_run(
+    parts: Vec<(SystemTime, SystemTime, GeneratorPart)>,
+    warnings: Vec<String>,
+) -> Option<LoadRun> {
+    let started_at = parts.iter().map(|(start, _, _)| *start).min()?;
+    let ended_at = parts.iter().map(|(_, end, _)| *end).max()?;
+    Some(LoadRun {
+        parts: parts.into_iter().map(|(_, _, part)| part).collect(),
+        started_at,
+        ended_at,
+        warnings,
+    })
 }
 
 /// k6 on this machine (`k6_host: local`), in the workspaces below the
@@ -143,8 +283,22 @@ impl LoadGenerator for LocalK6<'_> {
         on_line: &mut (dyn FnMut(&str) + Send),
         stop: &Stop,
     ) -> Result<LoadRun, LoadError> {
-        let k6_job = self.settings.job(&job);
-        load_result(self.runner.run(&k6_job, on_line, stop).await)
+        let k6_job = self.settings.job(&job, &[]);
+        match self.runner.run(&k6_job, on_line, stop).await {
+            Ok(run) => Ok(LoadRun {
+                parts: vec![GeneratorPart {
+                    generator: crate::config::LOCAL_K6_HOST.to_string(),
+                    segment: None,
+                    summary: run.summary,
+                    cpu: run.generator_cpu,
+                }],
+                started_at: run.started_at,
+                ended_at: run.ended_at,
+                warnings: run.warnings,
+            }),
+            Err(RunnerError::Interrupted { .. }) => Err(LoadError::Interrupted),
+            Err(e) => Err(LoadError::Failed(e.to_string())),
+        }
     }
 }
 
@@ -167,6 +321,12 @@ impl LiveK6<'_> {
 }
 
 impl LoadGenerator for LiveK6<'_> {
+    async fn prepare(&mut self, job: LoadJob<'_>, stop: &Stop) {
+        if let LiveK6::Remote(remote) = self {
+            remote.prepare(job, stop).await;
+        }
+    }
+
     async fn run(
         &mut self,
         job: LoadJob<'_>,

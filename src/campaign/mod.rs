@@ -18,6 +18,7 @@
 //! document and the exit code to [`crate::report::run_report`].
 
 pub mod cooldown;
+mod generators;
 pub mod live;
 pub mod progress;
 mod recall;
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 
 use crate::config::{Config, FunctionName};
 use crate::context::RunContext;
-use crate::k6::{script, summary};
+use crate::k6::script;
 use crate::memory::Known;
 use crate::metrics::readings::{IterationMetrics, NodeReading};
 use crate::output::resume::CompletedIterations;
@@ -388,6 +389,7 @@ impl<'a> Campaign<'a> {
         row: &output::ResultRow,
         summary: serde_json::Value,
         metrics: &IterationMetrics,
+        generators: &serde_json::Value,
     ) -> Result<(), CampaignError> {
         let repetition = self.ctx.repetition;
         let files = self
@@ -398,13 +400,14 @@ impl<'a> Campaign<'a> {
                 repetition,
                 summary: &summary,
                 metrics,
+                generators: Some(generators),
                 row,
             })
             .map_err(|source| self.dataset_error(source))?;
         self.artifact(files.summary);
         self.artifact(files.metrics);
-        if let Some(window) = files.window {
-            self.artifact(window);
+        for extra in [files.window, files.generators].into_iter().flatten() {
+            self.artifact(extra);
         }
         if let Ok(json) = row.to_protocol(&self.names) {
             self.data.dfaas_results.push(json);
@@ -414,10 +417,14 @@ impl<'a> Campaign<'a> {
             iteration,
             summary,
         });
+        let mut metrics = metrics.to_json();
+        if let Some(entry) = metrics.as_object_mut() {
+            entry.insert("generators".to_string(), generators.clone());
+        }
         self.data.dfaas_metrics.push(MetricsEntry {
             config_id: id.to_string(),
             iteration,
-            metrics: metrics.to_json(),
+            metrics,
         });
         Ok(())
     }
@@ -548,11 +555,43 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
             resumed_after: resume.done,
         });
         let mut overloaded = resume.overloaded;
+        let retries = self.campaign.config.saturation.retries;
         for iteration in resume.to_run {
-            let step = self
-                .run_iteration(configuration, &id, iteration, &pairs, &script)
-                .await?;
+            let mut attempt = 0;
+            let step = loop {
+                let step = self
+                    .run_iteration(configuration, &id, iteration, &pairs, &script)
+                    .await?;
+                let IterationEnd::Saturated { generator, reason } = &step else {
+                    break step;
+                };
+                let retrying = attempt < retries;
+                observer.observe(&Progress::GeneratorSaturated {
+                    id: &id,
+                    iteration,
+                    generator,
+                    reason,
+                    retrying,
+                });
+                if !retrying {
+                    break step;
+                }
+                attempt += 1;
+            };
             match step {
+                IterationEnd::Saturated { generator, reason } => {
+                    let reason = format!(
+                        "generator_saturated: generator {generator}: {reason} (the load measured the generator, not the node)"
+                    );
+                    observer.observe(&Progress::ConfigFailed {
+                        id: &id,
+                        configuration,
+                        iteration,
+                        reason: &reason,
+                    });
+                    self.campaign.append_skipped(configuration)?;
+                    return Ok(ConfigEnd::Failed);
+                }
                 IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
                 IterationEnd::Failed(reason) => {
                     observer.observe(&Progress::ConfigFailed {
@@ -619,16 +658,26 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         };
         observer.observe(&Progress::LoadFinished { id, iteration });
         self.campaign.warn_all(run.warnings.clone());
-        let outcomes = match summary::parse(&run.summary, pairs, config.duration) {
-            Ok(outcomes) => outcomes,
-            Err(e) => return Ok(IterationEnd::Failed(format!("k6 summary: {e}"))),
+        let (started_at, ended_at) = (run.started_at, run.ended_at);
+        let combined = match generators::combine(run.parts, pairs, config.duration, &config.saturation) {
+            Ok(combined) => combined,
+            Err(reason) => return Ok(IterationEnd::Failed(reason)),
         };
+        // A generator that could not keep up measured itself, not the
+        // node: no row, no overload verdict.
+        if let Some((generator, why)) = combined.saturated() {
+            return Ok(IterationEnd::Saturated {
+                generator: generator.to_string(),
+                reason: why.to_string(),
+            });
+        }
+        let outcomes = &combined.outcomes;
         let Some(replicas) = self.replicas(configuration, id, iteration).await else {
             return Ok(IterationEnd::Interrupted);
         };
         let metrics = self
             .meter
-            .iteration_metrics(configuration.functions(), run.started_at, run.ended_at)
+            .iteration_metrics(configuration.functions(), started_at, ended_at)
             .await;
         // A stop cut the queries short: this iteration writes no row (a
         // rerun measures it again) rather than one with readings missing.
@@ -639,7 +688,7 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         let metrics = metrics.value;
         let row = row::build_row(
             &row::IterationMeasures {
-                outcomes: &outcomes,
+                outcomes,
                 replicas: &replicas,
                 metrics: &metrics,
                 idle: &idle,
@@ -649,8 +698,15 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
             &config.overload,
         );
         let node_overloaded = row.node.overloaded;
-        self.campaign
-            .record_iteration(id, iteration, &row, run.summary, &metrics)?;
+        let generators = serde_json::to_value(&combined.generators).unwrap_or_default();
+        self.campaign.record_iteration(
+            id,
+            iteration,
+            &row,
+            combined.summary,
+            &metrics,
+            &generators,
+        )?;
         if let Some(entry) = self.campaign.data.dfaas_summaries.last() {
             observer.observe(&Progress::IterationFinished {
                 id,
@@ -659,8 +715,8 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
                 row: &row,
                 metrics: &metrics,
                 summary: &entry.summary,
-                started_at: run.started_at,
-                ended_at: run.ended_at,
+                started_at,
+                ended_at,
             });
         }
         if node_overloaded {
@@ -743,6 +799,9 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
 enum IterationEnd {
     Row { overloaded: bool },
     Failed(String),
+    /// A load generator could not keep up: the iteration measured it, not
+    /// the node.
+    Saturated { generator: String, reason: String },
     GeneratorLost(String),
     Interrupted,
 }

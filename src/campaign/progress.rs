@@ -137,6 +137,17 @@ pub(crate) enum Progress<'a> {
     },
     /// Something the user should know (a torn line repaired, a metric not
     /// measured, k6 thresholds failed).
+    /// A load generator could not keep up with its share of the load: the
+    /// iteration is discarded (retried when `retrying`, else its
+    /// configuration fails as `generator_saturated`); never a node
+    /// overload.
+    GeneratorSaturated {
+        id: &'a ConfigId,
+        iteration: u32,
+        generator: &'a str,
+        reason: &'a str,
+        retrying: bool,
+    },
     Warning(&'a str),
     /// Something worth recording that is not a problem (how Prometheus
     /// samples).

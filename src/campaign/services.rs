@@ -26,12 +26,27 @@ pub(crate) struct LoadJob<'a> {
 /// A finished k6 run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LoadRun {
-    /// k6's `--summary-export` document.
-    pub summary: serde_json::Value,
+    /// What each generator ran and measured of itself, in the configured
+    /// order (one part for one generator).
+    pub parts: Vec<GeneratorPart>,
+    /// The earliest start and the latest end over the generators.
     pub started_at: SystemTime,
     pub ended_at: SystemTime,
     /// Things worth telling the user (e.g. k6 exit 99 with a summary).
     pub warnings: Vec<String>,
+}
+
+/// One generator's share of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GeneratorPart {
+    /// The generator, as messages name it (`host:port`, `local`).
+    pub generator: String,
+    /// k6's execution segment (`None`: the whole test).
+    pub segment: Option<String>,
+    /// Its k6's `--summary-export` document.
+    pub summary: serde_json::Value,
+    /// Its CPU use over the k6 window (`None`: not measured).
+    pub cpu: Option<crate::k6::runner::GeneratorCpu>,
 }
 
 /// Why a k6 run produced no usable summary.

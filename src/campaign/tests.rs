@@ -136,7 +136,12 @@ impl LoadGenerator for FakeK6 {
             summary["padding"] = json!("x".repeat(200 * 1024));
         }
         Ok(LoadRun {
-            summary,
+            parts: vec![super::services::GeneratorPart {
+                generator: "k6:22".to_string(),
+                segment: None,
+                summary,
+                cpu: None,
+            }],
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
             ended_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_002),
             warnings: vec![],

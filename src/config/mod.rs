@@ -45,6 +45,11 @@ pub struct Config {
     /// default output directory follow it).
     pub plugin: Plugin,
     pub k6: K6Host,
+    /// Several generators (`k6_hosts`), each running its share of every
+    /// configuration; empty: `k6` is the one generator.
+    pub k6_hosts: Vec<K6Host>,
+    /// When a generator counts as saturated.
+    pub saturation: Saturation,
     /// Base URL of the OpenFaaS gateway, `{host.address}` already resolved,
     /// without a trailing slash (e.g. `http://10.0.0.5:31112`).
     pub gateway_url: String,
@@ -82,6 +87,36 @@ pub struct Config {
     pub run_id: Option<String>,
     /// Campaign memory settings (paths not yet resolved).
     pub memory: crate::memory::MemoryConfig,
+}
+
+/// When a load generator counts as saturated: its iteration measured the
+/// generator, not the node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Saturation {
+    /// Share of the generator's cores k6 may use, in `(0, 1]`.
+    pub cpu_threshold: f64,
+    /// Retries of a saturated iteration before its configuration fails.
+    pub retries: u32,
+}
+
+impl Default for Saturation {
+    fn default() -> Self {
+        Saturation {
+            cpu_threshold: 0.9,
+            retries: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The load generators: `k6_hosts`, or the one `k6`.
+    pub fn generators(&self) -> Vec<&K6Host> {
+        if self.k6_hosts.is_empty() {
+            vec![&self.k6]
+        } else {
+            self.k6_hosts.iter().collect()
+        }
+    }
 }
 
 /// Where and how to reach the k6 load generator.

@@ -60,6 +60,20 @@ pub(crate) struct RawConfig {
     pub k6_outputs: Vec<String>,
     /// Extra k6 tags, merged with run_id, component, workload, repetition.
     pub k6_tags: BTreeMap<String, String>,
+    /// Several load generators, each running its share of every
+    /// configuration (k6's execution segments); replaces `k6_host` when
+    /// given. An entry's missing fields are the single generator's
+    /// (`k6_user`, `k6_port`, `k6_ssh_key`, `k6_workspace_root`,
+    /// `k6_known_hosts_file`). Every entry is reached over SSH.
+    pub k6_hosts: Vec<RawK6HostEntry>,
+    /// A generator whose k6 used more than this share of its cores (in
+    /// percent) over an iteration is saturated: the iteration says
+    /// nothing about the node and is retried.
+    #[schemars(range(min = 1, max = 100))]
+    pub k6_saturation_cpu_pct: f64,
+    /// Retries of an iteration whose generator was saturated, before the
+    /// configuration fails as `generator_saturated`.
+    pub k6_saturation_retries: u32,
     /// OpenFaaS gateway base URL (`http://` or `https://`);
     /// `{host.address}` is replaced by the target's address.
     pub gateway_url: String,
@@ -197,6 +211,20 @@ pub(crate) struct RawConfig {
     pub tags: Option<Value>,
 }
 
+/// One load generator of `k6_hosts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct RawK6HostEntry {
+    /// Address or name, reached over SSH.
+    pub host: String,
+    pub user: Option<String>,
+    #[serde(default, deserialize_with = "optional_non_negative")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u64>,
+    pub ssh_key: Option<String>,
+    pub workspace_root: Option<String>,
+    pub known_hosts_file: Option<String>,
+}
+
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
@@ -213,6 +241,9 @@ impl Default for RawConfig {
             k6_log_stream: true,
             k6_outputs: Vec::new(),
             k6_tags: BTreeMap::new(),
+            k6_hosts: Vec::new(),
+            k6_saturation_cpu_pct: 90.0,
+            k6_saturation_retries: 1,
             gateway_url: "http://127.0.0.1:31112".into(),
             prometheus_url: "http://127.0.0.1:30411".into(),
             openfaas_user: None,

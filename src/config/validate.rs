@@ -16,7 +16,7 @@ use super::raw::{
 use super::{
     endpoint, expand_home, home_dir, plugin, rates, BasicAuth, CaBundle, Combinations, Config,
     Cooldown, FieldError, FunctionName, FunctionSpec, HttpMethod, K6Host, Overload, PrometheusAuth,
-    RateStrategy, Secret, Tls,
+    RateStrategy, Saturation, Secret, Tls,
 };
 use crate::protocol::{Context, Plugin};
 
@@ -82,6 +82,8 @@ pub(crate) fn validate(
     let mut found = Findings::default();
 
     let k6 = k6_host(&raw, plugin, machine, &mut found);
+    let k6_hosts = k6_hosts(&raw, plugin, machine, &mut found);
+    let saturation = saturation(&raw, &mut found);
     let k3s_host = peva_faas_fields(&raw, plugin, &mut found);
     let address = HostAddress {
         plugin,
@@ -157,6 +159,8 @@ pub(crate) fn validate(
         Some(Config {
             plugin,
             k6: k6?,
+            k6_hosts: k6_hosts?,
+            saturation: saturation?,
             gateway_url: gateway_url?,
             prometheus_url: prometheus_url?,
             openfaas_auth: openfaas_auth?,
@@ -321,6 +325,97 @@ fn k6_host(
         outputs: outputs_ok.then(|| raw.k6_outputs.clone())?,
         tags: tags_ok.then(|| raw.k6_tags.clone())?,
         log_stream: raw.k6_log_stream,
+    })
+}
+
+/// The generators of `k6_hosts`, each validated as the single k6 host is
+/// (its missing fields are the single host's), errors named
+/// `k6_hosts[<i>].<field>`. Every entry is reached over SSH, and no two
+/// are the same `host:port`.
+fn k6_hosts(
+    raw: &RawConfig,
+    plugin: Plugin,
+    machine: &Machine,
+    found: &mut Findings,
+) -> Option<Vec<K6Host>> {
+    let mut hosts = Vec::new();
+    let mut ok = true;
+    for (index, entry) in raw.k6_hosts.iter().enumerate() {
+        let field = |name: &str| format!("k6_hosts[{index}].{name}");
+        if plugin::k6_runs_locally(plugin, &entry.host) {
+            found.error(
+                field("host"),
+                format!(
+                    "{:?} is k6 on this machine; each of several generators is a host reached over SSH",
+                    entry.host
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        let mut single = raw.clone();
+        single.k6_host = entry.host.clone();
+        single.k6_user = entry.user.clone().unwrap_or_else(|| raw.k6_user.clone());
+        single.k6_port = entry.port.unwrap_or(raw.k6_port);
+        single.k6_ssh_key = entry
+            .ssh_key
+            .clone()
+            .unwrap_or_else(|| raw.k6_ssh_key.clone());
+        single.k6_workspace_root = entry
+            .workspace_root
+            .clone()
+            .or_else(|| raw.k6_workspace_root.clone());
+        single.k6_known_hosts_file = entry
+            .known_hosts_file
+            .clone()
+            .or_else(|| raw.k6_known_hosts_file.clone());
+        let mut own = Findings::default();
+        let host = k6_host(&single, plugin, machine, &mut own);
+        for error in own.errors {
+            // The shared fields' own errors are reported once, as theirs.
+            let renamed = match error.field.as_str() {
+                "k6_host" => field("host"),
+                "k6_user" => field("user"),
+                "k6_port" => field("port"),
+                "k6_ssh_key" => field("ssh_key"),
+                "k6_workspace_root" => field("workspace_root"),
+                "k6_known_hosts_file" => field("known_hosts_file"),
+                _ => continue,
+            };
+            found.error(renamed, error.reason);
+            ok = false;
+        }
+        if let Some(host) = host {
+            if hosts
+                .iter()
+                .any(|h: &K6Host| h.host == host.host && h.port == host.port)
+            {
+                found.error(
+                    field("host"),
+                    format!(
+                        "{}:{} is already a generator: each runs its own share of the load",
+                        host.host, host.port
+                    ),
+                );
+                ok = false;
+            }
+            hosts.push(host);
+        }
+    }
+    ok.then_some(hosts)
+}
+
+/// When a generator counts as saturated, and how often its iteration is
+/// retried.
+fn saturation(raw: &RawConfig, found: &mut Findings) -> Option<Saturation> {
+    let pct = raw.k6_saturation_cpu_pct;
+    if !(pct.is_finite() && pct > 0.0 && pct <= 100.0) {
+        found.error("k6_saturation_cpu_pct", format!("{pct} is not in (0, 100]"));
+        return None;
+    }
+    Some(Saturation {
+        cpu_threshold: pct / 100.0,
+        retries: raw.k6_saturation_retries,
     })
 }
 

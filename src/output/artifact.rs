@@ -38,6 +38,16 @@ pub(crate) fn window_path(dir: &Path, id: &ConfigId, iteration: u32, repetition:
         .join(format!("window-{id}-iter{iteration}-rep{repetition}.json"))
 }
 
+pub(crate) fn generators_path(
+    dir: &Path,
+    id: &ConfigId,
+    iteration: u32,
+    repetition: u32,
+) -> PathBuf {
+    dir.join(METRICS_DIR)
+        .join(format!("generators-{id}-iter{iteration}-rep{repetition}.json"))
+}
+
 /// `<dir>/k6_scripts/config-<id>.js`
 pub(crate) fn script_path(dir: &Path, id: &ConfigId) -> PathBuf {
     dir.join(SCRIPTS_DIR).join(format!("config-{id}.js"))
@@ -82,8 +92,23 @@ pub(crate) fn write_window(
     repetition: u32,
     window: &impl serde::Serialize,
 ) -> Result<PathBuf, OutputError> {
-    let path = window_path(dir, id, iteration, repetition);
-    let mut text = serde_json::to_vec_pretty(window).map_err(|e| {
+    write_pretty(window_path(dir, id, iteration, repetition), window)
+}
+
+/// Writes one iteration's generator figures (pretty JSON) and returns its
+/// path.
+pub(crate) fn write_generators(
+    dir: &Path,
+    id: &ConfigId,
+    iteration: u32,
+    repetition: u32,
+    generators: &impl serde::Serialize,
+) -> Result<PathBuf, OutputError> {
+    write_pretty(generators_path(dir, id, iteration, repetition), generators)
+}
+
+fn write_pretty(path: PathBuf, value: &impl serde::Serialize) -> Result<PathBuf, OutputError> {
+    let mut text = serde_json::to_vec_pretty(value).map_err(|e| {
         OutputError::io(
             "serialise",
             &path,

@@ -135,15 +135,28 @@ impl Dataset {
             ),
             None => None,
         };
+        let generators = match record.generators {
+            Some(generators) => Some(
+                artifact::write_generators(&dir, id, iteration, repetition, generators)
+                    .inspect_err(|_| {
+                        let mut written = vec![summary.as_path(), metrics.as_path()];
+                        written.extend(window.as_deref());
+                        artifact::remove_iteration_files(&written);
+                    })?,
+            ),
+            None => None,
+        };
         self.append_result(record.row).inspect_err(|_| {
             let mut written = vec![summary.as_path(), metrics.as_path()];
             written.extend(window.as_deref());
+            written.extend(generators.as_deref());
             artifact::remove_iteration_files(&written);
         })?;
         Ok(IterationFiles {
             summary,
             metrics,
             window,
+            generators,
         })
     }
 
@@ -218,6 +231,9 @@ pub struct IterationRecord<'a> {
     /// k6's summary document.
     pub summary: &'a Value,
     pub metrics: &'a IterationMetrics,
+    /// The load generators' own figures (CPU, arrivals, saturation),
+    /// written to `metrics/generators-<id>-iter<i>-rep<r>.json`.
+    pub generators: Option<&'a serde_json::Value>,
     pub row: &'a ResultRow,
 }
 
@@ -228,6 +244,7 @@ pub struct IterationFiles {
     pub metrics: PathBuf,
     /// The query window, when the metrics carry one.
     pub window: Option<PathBuf>,
+    pub generators: Option<PathBuf>,
 }
 
 /// One table file open in append mode.

@@ -306,6 +306,7 @@ pub(crate) fn apply(tracked: &mut Tracked, progress: &Progress<'_>, now: SystemT
         | Progress::ConfigOverloaded { .. }
         | Progress::IterationOverloaded { .. }
         | Progress::Warning(_)
+        | Progress::GeneratorSaturated { .. }
         | Progress::Note(_)
         | Progress::K6Line(_)
         | Progress::RunFinished(_) => {}

@@ -56,6 +56,8 @@ fn defaults_are_lbs() {
                 tags: BTreeMap::new(),
                 log_stream: true,
             },
+            k6_hosts: vec![],
+            saturation: Saturation::default(),
             gateway_url: "http://127.0.0.1:31112".into(),
             prometheus_url: "http://127.0.0.1:30411".into(),
             openfaas_auth: None,

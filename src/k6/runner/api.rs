@@ -16,7 +16,8 @@ use tokio::net::UnixStream;
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
 /// The body of `PATCH /v1/status` that resumes a paused k6.
-const RESUME_BODY: &str = r#"{"data":{"type":"status","id":"default","attributes":{"paused":false}}}"#;
+const RESUME_BODY: &str =
+    r#"{"data":{"type":"status","id":"default","attributes":{"paused":false}}}"#;
 
 /// Resumes the paused k6 whose REST API `socket` reaches, within `bound`.
 /// `Err` says why (connection, HTTP status and body excerpt).
@@ -53,7 +54,10 @@ async fn patch_status(socket: &Path) -> Result<(), String> {
 fn check_response(response: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(response);
     let status_line = text.lines().next().unwrap_or_default();
-    let code = status_line.split_ascii_whitespace().nth(1).unwrap_or_default();
+    let code = status_line
+        .split_ascii_whitespace()
+        .nth(1)
+        .unwrap_or_default();
     if status_line.starts_with("HTTP/1.") && code.len() == 3 && code.starts_with('2') {
         return Ok(());
     }
@@ -98,7 +102,10 @@ mod tests {
         });
         resume(&socket, Duration::from_secs(5)).await.unwrap();
         let request = server.await.unwrap();
-        assert!(request.starts_with("PATCH /v1/status HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.starts_with("PATCH /v1/status HTTP/1.1\r\n"),
+            "{request}"
+        );
         assert!(request.ends_with(RESUME_BODY), "{request}");
         assert!(request.contains(&format!("Content-Length: {}\r\n", RESUME_BODY.len())));
     }

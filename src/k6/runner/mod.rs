@@ -669,12 +669,12 @@ impl K6Runner {
         };
         // k6 starts and initialises every VU before its API listens.
         let bound = self.options.command_timeout + remote::API_WAIT;
-        let ready = tokio::time::timeout(bound, ready)
-            .await
-            .map_err(|_| RunnerError::CommandTimeout {
+        let ready = tokio::time::timeout(bound, ready).await.map_err(|_| {
+            RunnerError::CommandTimeout {
                 action: action.to_string(),
                 timeout: bound,
-            })??;
+            }
+        })??;
         if let Some(api_port) = ready {
             stream.api_port = api_port;
             return Ok(stream);
@@ -859,7 +859,10 @@ fn parse_ready(line: &[u8]) -> Option<Option<u16>> {
     if rest == "none" {
         return Some(None);
     }
-    u16::from_str_radix(rest, 16).ok().filter(|p| *p != 0).map(Some)
+    u16::from_str_radix(rest, 16)
+        .ok()
+        .filter(|p| *p != 0)
+        .map(Some)
 }
 
 /// What identifies a prepared job: the workspace and everything in the

@@ -311,9 +311,7 @@ impl SshSession {
         })?;
         let forward = session.request_port_forward(
             ForwardType::Local,
-            Socket::UnixSocket {
-                path: local.into(),
-            },
+            Socket::UnixSocket { path: local.into() },
             Socket::TcpSocket {
                 host: "127.0.0.1".into(),
                 port,
@@ -338,9 +336,7 @@ impl SshSession {
         if let Some(session) = &self.session {
             let close = session.close_port_forward(
                 ForwardType::Local,
-                Socket::UnixSocket {
-                    path: local.into(),
-                },
+                Socket::UnixSocket { path: local.into() },
                 Socket::TcpSocket {
                     host: "127.0.0.1".into(),
                     port,
