@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from playbook_runner import ANSIBLE_DIR, GENERATOR_NAME, HARNESS_DIR, Ansible, K6Host, PlaybookRun, TargetSshd, task_results
+from playbook_runner import (
+    ANSIBLE_DIR,
+    GENERATOR_NAME,
+    HARNESS_DIR,
+    Ansible,
+    K6Host,
+    PlaybookRun,
+    TargetSshd,
+    task_results,
+)
 
 SETUP_GLOBAL = ANSIBLE_DIR / "setup_global.yml"
 TEARDOWN = ANSIBLE_DIR / "teardown_k6.yml"
@@ -167,25 +176,39 @@ def test_missing_key_of_a_generator_fails_naming_the_entry(
     assert not (tmp_path / "bin").exists()
 
 
+ENTRY_1 = "invalid k6_hosts[1] (plugin_settings.dfaas or extra var): "
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"host": ""}, "invalid k6_hosts[1] (plugin_settings.dfaas or extra var): host is missing or empty"),
-        ({"port": 22}, "invalid k6_hosts[1] (plugin_settings.dfaas or extra var): host is missing or empty"),
-        ({"host": "10.0.0.6 -oProxyCommand=x"}, 'invalid k6_hosts[1] (plugin_settings.dfaas or extra var): host "10.0.0.6 -oProxyCommand=x" is not an address or host name'),
-        ({"host": "-oProxyCommand=x"}, 'host "-oProxyCommand=x" is not an address or host name'),
-        ({"host": "local"}, "invalid k6_hosts[1] (plugin_settings.dfaas or extra var): host is 'local': k6_hosts entries are generators reached over SSH"),
-        ({"host": "10.0.0.6", "user": "root; rm"}, 'invalid k6_hosts[1] (plugin_settings.dfaas or extra var): user "root; rm" is not a user name'),
-        ({"host": "10.0.0.6", "port": 70000}, "invalid k6_hosts[1] (plugin_settings.dfaas or extra var): port 70000 is not a port number 1..65535"),
-        ({"host": "10.0.0.6", "port": "ssh"}, "port ssh is not a port number 1..65535"),
-        ({"host": "10.0.0.6", "workspace_root": "ws"}, 'invalid k6_hosts[1] (plugin_settings.dfaas or extra var): workspace_root "ws" is not an absolute path'),
-        ({"host": "10.0.0.6", "workspace_root": "/srv/../etc"}, "workspace_root \"/srv/../etc\" has a '..' component"),
-        ({"host": "10.0.0.6", "hots": "x"}, "unknown field(s) hots (known: host, user, port, ssh_key, workspace_root, known_hosts_file)"),
-        ("10.0.0.6", 'invalid k6_hosts[1] (plugin_settings.dfaas or extra var): is not a mapping of host, user, port, ssh_key, workspace_root, known_hosts_file (got "10.0.0.6")'),
+        ({"host": ""}, ENTRY_1 + "host is missing or empty"),
+        ({"port": 22}, ENTRY_1 + "host is missing or empty"),
+        (
+            {"host": "10.0.0.6 -oProxyCommand=x"},
+            ENTRY_1 + 'host "10.0.0.6 -oProxyCommand=x" is not an address or host name (no spaces;',
+        ),
+        ({"host": "-oProxyCommand=x"}, ENTRY_1 + 'host "-oProxyCommand=x" is not an address or host name'),
+        ({"host": "local"}, ENTRY_1 + "host is 'local': k6_hosts entries are generators reached over SSH"),
+        ({"host": "10.0.0.6", "user": "root; rm"}, ENTRY_1 + 'user "root; rm" is not a user name'),
+        ({"host": "10.0.0.6", "port": 70000}, ENTRY_1 + "port 70000 is not a port number 1..65535"),
+        ({"host": "10.0.0.6", "port": "ssh"}, ENTRY_1 + "port ssh is not a port number 1..65535"),
+        ({"host": "10.0.0.6", "workspace_root": "ws"}, ENTRY_1 + 'workspace_root "ws" is not an absolute path'),
+        ({"host": "10.0.0.6", "workspace_root": "/srv/../etc"}, ENTRY_1 + "workspace_root \"/srv/../etc\" has a '..' component"),
+        (
+            {"host": "10.0.0.6", "hots": "x"},
+            ENTRY_1 + "unknown field(s) hots (known: host, user, port, ssh_key, workspace_root, known_hosts_file)",
+        ),
+        (
+            "10.0.0.6",
+            ENTRY_1 + 'is not a mapping of host, user, port, ssh_key, workspace_root, known_hosts_file (got "10.0.0.6")',
+        ),
         ({"host": "::1"}, "entries 0, 1 are all loopback addresses, which all mean each target itself: give at most one"),
     ],
-    ids=["empty-host", "no-host", "host-with-space", "host-option", "local", "user", "port-range", "port-text",
-         "relative-root", "dotdot-root", "unknown-field", "not-a-mapping", "two-loopbacks"],
+    ids=[
+        "empty-host", "no-host", "host-with-space", "host-option", "local", "user", "port-range", "port-text",
+        "relative-root", "dotdot-root", "unknown-field", "not-a-mapping", "two-loopbacks",
+    ],
 )
 def test_a_bad_entry_fails_naming_its_index_and_field(
     ansible: Ansible, tmp_path: Path, entry: Any, message: str
