@@ -386,7 +386,9 @@ async fn connect_load<'a>(
         join_all(runners.into_iter().map(|(_, runner)| runner.close())).await;
         return Err(error);
     }
-    Ok(LiveK6::Remote(Box::new(RemoteK6::new(runners, config, ctx))))
+    Ok(LiveK6::Remote(Box::new(RemoteK6::new(
+        runners, config, ctx,
+    ))))
 }
 
 /// k6 on this machine: `k6 version` answers.
@@ -427,25 +429,25 @@ async fn connect_generator(k6: &K6Host) -> Result<K6Runner, CommandError> {
     };
     let target = format!("{}@{}:{}", k6.user, k6.host, k6.port);
     let connect_bound = options.connect_timeout + Duration::from_secs(2);
-    let mut runner =
-        match tokio::time::timeout(connect_bound, K6Runner::connect(k6, options)).await {
-            Ok(Ok(runner)) => runner,
-            Ok(Err(e)) => {
-                return Err(environment(
-                    format!("k6 host {target} is unreachable: {e}"),
-                    json!({"k6_host": k6.host, "k6_port": k6.port}),
-                ))
-            }
-            Err(_) => {
-                return Err(environment(
-                    format!(
-                        "k6 host {target} is unreachable: no SSH connection within {} s",
-                        connect_bound.as_secs()
-                    ),
-                    json!({"k6_host": k6.host, "k6_port": k6.port}),
-                ))
-            }
-        };
+    let mut runner = match tokio::time::timeout(connect_bound, K6Runner::connect(k6, options)).await
+    {
+        Ok(Ok(runner)) => runner,
+        Ok(Err(e)) => {
+            return Err(environment(
+                format!("k6 host {target} is unreachable: {e}"),
+                json!({"k6_host": k6.host, "k6_port": k6.port}),
+            ))
+        }
+        Err(_) => {
+            return Err(environment(
+                format!(
+                    "k6 host {target} is unreachable: no SSH connection within {} s",
+                    connect_bound.as_secs()
+                ),
+                json!({"k6_host": k6.host, "k6_port": k6.port}),
+            ))
+        }
+    };
     for leftover in runner.leftovers_removed() {
         tracing::info!(
             "removed the SSH control directory {} (and its master) left by a killed run",

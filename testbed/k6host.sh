@@ -199,6 +199,10 @@ do_up() {
     ip netns exec "$NETNS" ip addr add "$NS_ADDR/24" dev "$VETH_NS"
     ip netns exec "$NETNS" ip link set "$VETH_NS" up
     ip netns exec "$NETNS" ip link set lo up
+    # Everything else through the host: a k6 host also reaches the gateways
+    # of other instances (their addresses are the host's own), as a second
+    # load generator of one campaign does.
+    ip netns exec "$NETNS" ip route replace default via "$HOST_ADDR"
 
     ssh-keygen -q -t ed25519 -N '' -C "lbd-k6-$ID-client" -f "$STATE/client_key"
     # The host key is kept across up/down (per ID) so that a known_hosts

@@ -38,6 +38,8 @@ mod campaign;
 mod endpoints;
 #[path = "e2e/environment.rs"]
 mod environment;
+#[path = "e2e/generators.rs"]
+mod generators;
 #[path = "e2e/injection.rs"]
 mod injection;
 #[path = "e2e/interrupt.rs"]

@@ -182,9 +182,15 @@ mod tests {
             (vec![part("a:22", summary(1001, 1001, 0), Some(0.2))], None),
             // A busy node does not saturate a generator that kept up.
             (vec![part("a:22", summary(1001, 500, 0), Some(0.3))], None),
-            (vec![part("a:22", summary(1001, 1001, 0), Some(0.95))], Some("a:22")),
+            (
+                vec![part("a:22", summary(1001, 1001, 0), Some(0.95))],
+                Some("a:22"),
+            ),
             // 1,849 of 2,000: short of arrivals, whatever the CPU says.
-            (vec![part("a:22", summary(849, 849, 0), Some(0.5))], Some("a:22")),
+            (
+                vec![part("a:22", summary(849, 849, 0), Some(0.5))],
+                Some("a:22"),
+            ),
             (vec![part("a:22", summary(849, 849, 0), None)], Some("a:22")),
             // Dropped iterations were scheduled: the node's, not k6's.
             (vec![part("a:22", summary(900, 900, 101), Some(0.2))], None),

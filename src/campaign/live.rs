@@ -140,7 +140,10 @@ impl LoadGenerator for RemoteK6<'_> {
             let k6_job = settings.job(&job, &g.args);
             // Not prepared: `run` launches the command itself.
             if let Err(e) = g.runner.prepare(&k6_job, stop).await {
-                tracing::debug!("preparing the k6 run on {} ahead of the cooldown: {e}", g.name);
+                tracing::debug!(
+                    "preparing the k6 run on {} ahead of the cooldown: {e}",
+                    g.name
+                );
             }
         }))
         .await;
@@ -219,12 +222,16 @@ impl LoadGenerator for RemoteK6<'_> {
                             w
                         }
                     }));
-                    parts.push((run.started_at, run.ended_at, GeneratorPart {
-                        generator: name,
-                        segment,
-                        summary: run.summary,
-                        cpu: run.generator_cpu,
-                    }));
+                    parts.push((
+                        run.started_at,
+                        run.ended_at,
+                        GeneratorPart {
+                            generator: name,
+                            segment,
+                            summary: run.summary,
+                            cpu: run.generator_cpu,
+                        },
+                    ));
                 }
                 // Stopped because another generator failed.
                 Err(RunnerError::Interrupted { .. }) => {}

@@ -659,10 +659,11 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
         observer.observe(&Progress::LoadFinished { id, iteration });
         self.campaign.warn_all(run.warnings.clone());
         let (started_at, ended_at) = (run.started_at, run.ended_at);
-        let combined = match generators::combine(run.parts, pairs, config.duration, &config.saturation) {
-            Ok(combined) => combined,
-            Err(reason) => return Ok(IterationEnd::Failed(reason)),
-        };
+        let combined =
+            match generators::combine(run.parts, pairs, config.duration, &config.saturation) {
+                Ok(combined) => combined,
+                Err(reason) => return Ok(IterationEnd::Failed(reason)),
+            };
         // A generator that could not keep up measured itself, not the
         // node: no row, no overload verdict.
         if let Some((generator, why)) = combined.saturated() {
@@ -797,11 +798,16 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
 
 /// How one iteration ended.
 enum IterationEnd {
-    Row { overloaded: bool },
+    Row {
+        overloaded: bool,
+    },
     Failed(String),
     /// A load generator could not keep up: the iteration measured it, not
     /// the node.
-    Saturated { generator: String, reason: String },
+    Saturated {
+        generator: String,
+        reason: String,
+    },
     GeneratorLost(String),
     Interrupted,
 }

@@ -44,8 +44,9 @@ pub(crate) fn generators_path(
     iteration: u32,
     repetition: u32,
 ) -> PathBuf {
-    dir.join(METRICS_DIR)
-        .join(format!("generators-{id}-iter{iteration}-rep{repetition}.json"))
+    dir.join(METRICS_DIR).join(format!(
+        "generators-{id}-iter{iteration}-rep{repetition}.json"
+    ))
 }
 
 /// `<dir>/k6_scripts/config-<id>.js`

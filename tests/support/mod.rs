@@ -246,6 +246,73 @@ impl Testbed {
     }
 }
 
+/// A second load generator: the k6 host of `testbed/k6host.sh` alone (sshd
+/// and k6 in its own network namespace) on a leased id. It reaches every
+/// testbed's gateway through the host. Dropping it runs `k6host.sh down`.
+#[derive(Debug)]
+pub struct K6Host {
+    pub id: u32,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub ssh_key: PathBuf,
+    pub known_hosts: PathBuf,
+    lease: Lease,
+}
+
+fn k6host_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k6host.sh")
+}
+
+impl K6Host {
+    /// Leases a free id and brings the k6 host up; panics on failure.
+    pub fn start() -> K6Host {
+        let lease = Lease::acquire().unwrap_or_else(|e| panic!("no id for a k6 host: {e}"));
+        let id = lease.id;
+        let run = |action: &'static str| {
+            let mut cmd = Command::new("bash");
+            cmd.arg(k6host_script()).arg(action).arg(id.to_string());
+            cmd.env("TESTBED_SKIP_SHELL_RC", "1");
+            run_script(cmd, action, id).unwrap_or_else(|e| panic!("k6host.sh {action} {id}: {e}"))
+        };
+        let mut host = K6Host {
+            id,
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            ssh_key: PathBuf::new(),
+            known_hosts: PathBuf::new(),
+            lease,
+        };
+        run("up");
+        let env = parse_env(&run("env"));
+        let var = |name: &str| {
+            env.get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("k6host.sh env {id} has no {name}"))
+        };
+        host.host = var("K6_HOST");
+        host.port = var("K6_PORT").parse().expect("a port");
+        host.user = var("K6_USER");
+        host.ssh_key = PathBuf::from(var("K6_SSH_KEY"));
+        host.known_hosts = PathBuf::from(var("K6_KNOWN_HOSTS"));
+        host
+    }
+}
+
+impl Drop for K6Host {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(k6host_script())
+            .arg("down")
+            .arg(self.id.to_string());
+        if let Err(e) = run_script(cmd, "down", self.id) {
+            eprintln!("k6 host teardown of {}: {e}", self.id);
+        }
+        let _ = &self.lease;
+    }
+}
+
 impl Drop for Testbed {
     fn drop(&mut self) {
         let mut cmd = Command::new("bash");
