@@ -4,7 +4,8 @@
 #   2. the testbed benchmark (benches/testbed/): orchestration overhead per
 #      iteration (ours vs fresh ssh vs ansible-playbook), plan scale, load
 #      fidelity, overloads predicted from subsets vs lb's same-set rule (two
-#      campaigns of a 3-function plan through lb-dfaas run) — on testbed
+#      campaigns of a 3-function plan through lb-dfaas run), one load from
+#      one and from two generators merged, and a starved generator — on testbed
 #      instance $BENCH_TESTBED_ID (default 20), which
 #      is brought up with the functions the benchmark needs and always
 #      torn down on exit.
@@ -72,7 +73,8 @@ export TESTBED_FUNCTIONS=${BENCH_FUNCTIONS:-fast=0:64:4096,slow=20:2:32,io30=100
 export GATEWAY_BIN=$PWD/target/release/dfaas-test-gateway
 # A second k6 host whose root login shell runs ~/.bashrc (pyenv init here,
 # ~250 ms per remote command), as on a researcher's own machine; the
-# overhead section measures ours and Ansible on it too. It reaches the
+# overhead section measures ours and Ansible on it too, and the generators
+# section uses it as the second load generator. It reaches the
 # gateway through the host (a default route into the root namespace).
 RC_ID=${BENCH_RC_K6HOST_ID:-$((ID + 100))}
 teardown() {

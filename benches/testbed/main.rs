@@ -17,12 +17,13 @@
 //! runs everything and tears it down.
 //!
 //! ```text
-//! cargo bench --bench testbed [-- [--only overhead,plan,fidelity,prediction]
+//! cargo bench --bench testbed [-- [--only overhead,plan,fidelity,prediction,generators]
 //!                                 [--iterations N] [--ansible-iterations N]]
 //! ```
 
 mod env;
 mod fidelity;
+mod generators;
 mod load;
 mod overhead;
 mod plan_scale;
@@ -57,6 +58,7 @@ fn parse_args() -> Result<Args> {
             "plan".into(),
             "fidelity".into(),
             "prediction".into(),
+            "generators".into(),
         ],
         overhead: overhead::Settings {
             iterations: 20,
@@ -87,13 +89,14 @@ fn parse_args() -> Result<Args> {
                     .context("--ansible-iterations must be a count")?;
             }
             other => bail!(
-                "unknown argument {other:?}; use --only overhead,plan,fidelity,prediction, --iterations N, --ansible-iterations N"
+                "unknown argument {other:?}; use --only overhead,plan,fidelity,prediction,generators, --iterations N, --ansible-iterations N"
             ),
         }
     }
     for section in &args.sections {
-        if !["overhead", "plan", "fidelity", "prediction"].contains(&section.as_str()) {
-            bail!("unknown section {section:?} in --only (overhead, plan, fidelity, prediction)");
+        if !["overhead", "plan", "fidelity", "prediction", "generators"].contains(&section.as_str())
+        {
+            bail!("unknown section {section:?} in --only (overhead, plan, fidelity, prediction, generators)");
         }
     }
     Ok(args)
@@ -135,7 +138,12 @@ fn run() -> Result<()> {
     let mut targets: Vec<Target> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let testbed = match testbed {
-        Some(tb) if wants("overhead") || wants("fidelity") || wants("prediction") => {
+        Some(tb)
+            if wants("overhead")
+                || wants("fidelity")
+                || wants("prediction")
+                || wants("generators") =>
+        {
             let mut needed = vec![FAST_FUNCTION, SLOW_FUNCTION];
             if wants("prediction") {
                 needed.extend(prediction::FUNCTIONS);
@@ -174,6 +182,14 @@ fn run() -> Result<()> {
         if let Some(tb) = &testbed {
             if let Err(e) = prediction::run(tb, &mut targets) {
                 failures.push(format!("prediction: {e:#}"));
+            }
+        }
+    }
+
+    if wants("generators") {
+        if let Some(tb) = &testbed {
+            if let Err(e) = runtime.block_on(generators::run(tb, &mut targets)) {
+                failures.push(format!("generators: {e:#}"));
             }
         }
     }

@@ -122,7 +122,7 @@ pub(crate) fn success_rate(ok: u64, requests: u64, dropped: u64, expected: u64) 
 }
 
 /// `ceil(rate × duration)` requests.
-pub(crate) fn expected_requests(rate: u64, duration: Duration) -> u64 {
+pub fn expected_requests(rate: u64, duration: Duration) -> u64 {
     let total = u128::from(rate).saturating_mul(duration.as_nanos());
     u64::try_from(total.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
 }
