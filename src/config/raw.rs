@@ -216,12 +216,19 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawK6HostEntry {
     /// Address or name, reached over SSH.
     pub host: String,
+    /// SSH user (default: `k6_user`).
     pub user: Option<String>,
+    /// SSH port (default: `k6_port`).
     #[serde(default, deserialize_with = "optional_non_negative")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u64>,
+    /// SSH private key, `~` expanded (default: `k6_ssh_key`).
     pub ssh_key: Option<String>,
+    /// Absolute workspace root on this generator (default:
+    /// `k6_workspace_root`, else the user's default).
     pub workspace_root: Option<String>,
+    /// known_hosts file for this generator (default:
+    /// `k6_known_hosts_file`).
     pub known_hosts_file: Option<String>,
 }
 

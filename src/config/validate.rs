@@ -409,8 +409,8 @@ fn k6_hosts(
 /// retried.
 fn saturation(raw: &RawConfig, found: &mut Findings) -> Option<Saturation> {
     let pct = raw.k6_saturation_cpu_pct;
-    if !(pct.is_finite() && pct > 0.0 && pct <= 100.0) {
-        found.error("k6_saturation_cpu_pct", format!("{pct} is not in (0, 100]"));
+    if !(pct.is_finite() && (1.0..=100.0).contains(&pct)) {
+        found.error("k6_saturation_cpu_pct", format!("{pct} is not in 1..=100"));
         return None;
     }
     Some(Saturation {

@@ -322,6 +322,41 @@ fn each_rule_names_its_field() {
             ">= 1",
         ),
         (json!({"k6_port": 0}), "k6_port", "1..=65535"),
+        (
+            json!({"k6_hosts": [{"host": "a"}, {"host": "b", "port": 0}]}),
+            "k6_hosts[1].port",
+            "1..=65535",
+        ),
+        (
+            json!({"k6_hosts": [{"host": "-oProxyCommand=x"}]}),
+            "k6_hosts[0].host",
+            "not a host name",
+        ),
+        (
+            json!({"k6_hosts": [{"host": "local"}]}),
+            "k6_hosts[0].host",
+            "over SSH",
+        ),
+        (
+            json!({"k6_hosts": [{"host": "a", "user": "a b"}]}),
+            "k6_hosts[0].user",
+            "not a user name",
+        ),
+        (
+            json!({"k6_hosts": [{"host": "a", "workspace_root": "rel"}]}),
+            "k6_hosts[0].workspace_root",
+            "absolute",
+        ),
+        (
+            json!({"k6_hosts": [{"host": "a"}, {"host": "a", "port": 22}]}),
+            "k6_hosts[1].host",
+            "already a generator",
+        ),
+        (
+            json!({"k6_saturation_cpu_pct": 0}),
+            "k6_saturation_cpu_pct",
+            "1..=100",
+        ),
         (json!({"k6_port": 70000}), "k6_port", "1..=65535"),
         (
             json!({"k6_workspace_root": "relative/dir"}),
@@ -665,6 +700,35 @@ fn host_address_substitution() {
         "{}",
         bad[0].reason
     );
+}
+
+#[test]
+fn generators_take_the_single_hosts_fields_they_do_not_give() {
+    let c = config(json!({
+        "k6_user": "bob",
+        "k6_port": 2200,
+        "k6_hosts": [
+            {"host": "10.0.0.5"},
+            {"host": "10.0.0.6", "user": "root", "port": 22, "ssh_key": "~/.ssh/k6b",
+             "workspace_root": "/srv/k6"},
+        ],
+    }));
+    assert_eq!(c.k6_hosts.len(), 2);
+    let [a, b] = [&c.k6_hosts[0], &c.k6_hosts[1]];
+    assert_eq!(
+        (a.host.as_str(), a.user.as_str(), a.port),
+        ("10.0.0.5", "bob", 2200)
+    );
+    assert_eq!(a.workspace_root, "/home/bob/.dfaas-k6");
+    assert_eq!(a.ssh_key, PathBuf::from("/home/tester/.ssh/id_rsa"));
+    assert_eq!((b.user.as_str(), b.port), ("root", 22));
+    assert_eq!(b.ssh_key, PathBuf::from("/home/tester/.ssh/k6b"));
+    assert_eq!(b.workspace_root, "/srv/k6");
+    assert_eq!(c.generators().len(), 2);
+    // Without k6_hosts, the one k6_host is the generator.
+    let one = config(json!({}));
+    assert_eq!(one.generators(), vec![&one.k6]);
+    assert_eq!(one.saturation, Saturation::default());
 }
 
 #[test]
