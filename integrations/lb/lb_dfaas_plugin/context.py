@@ -4,7 +4,7 @@ to (``dfaas`` or ``peva_faas``) and the run context.
 lb hands a generator only its config; this module reconstructs the rest of
 the request ``context`` (run id, host, repetition, output directory, stop
 file) from what lb leaves around a running workload, and adapts the config
-to the machine it runs on (the target's copy of the k6 SSH key). It does
+to the machine it runs on (the target's copies of the k6 SSH keys). It does
 not validate or interpret the config: the binary does, naming the field at
 fault.
 """
@@ -25,6 +25,12 @@ logger = logging.getLogger("lb_dfaas_plugin")
 #: Where the set-up (setup_global.yml, like lb's built-in dfaas set-up)
 #: copies the controller's k6 SSH key on a target, below the home directory.
 TARGET_K6_KEY = Path(".ssh") / "dfaas_k6_key"
+
+
+def target_k6_key_of(index: int) -> Path:
+    """Where the set-up copies the key of generator ``index`` of
+    ``k6_hosts`` on a target, below the home directory."""
+    return Path(".ssh") / f"dfaas_k6_key_{index}"
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,53 @@ def k6_ssh_key_fallback(config: Mapping[str, Any], home: Path) -> Path | None:
         return None
     copy = home / TARGET_K6_KEY
     return copy if copy.is_file() else None
+
+
+@dataclass(frozen=True)
+class EntryKeyFallback:
+    """The target's copy of one ``k6_hosts`` entry's key, used instead of
+    the configured one: entry ``index``, its effective key as configured
+    (``field`` names where it comes from: the entry's ``ssh_key`` or
+    ``k6_ssh_key``) and the copy."""
+
+    index: int
+    field: str
+    key: str
+    copy: Path
+
+
+def k6_hosts_key_fallbacks(config: Mapping[str, Any], home: Path) -> list[EntryKeyFallback]:
+    """The ``k6_hosts`` entries whose key is not here but the set-up's copy is.
+
+    An entry's effective key is its own ``ssh_key``, else ``k6_ssh_key``.
+    When that file does not exist on this machine and the set-up's copy of
+    the entry's key, ``~/.ssh/dfaas_k6_key_<i>``, does, the entry is listed
+    with that copy. An entry that inherits ``k6_ssh_key`` and has no copy of
+    its own is not listed: it inherits whatever :func:`k6_ssh_key_fallback`
+    makes of ``k6_ssh_key``. Nothing is listed for an entry without a key,
+    with a key that exists, or with no copy (the binary then reports the
+    missing key), nor for a ``k6_hosts`` that is not a list of mappings
+    (the binary reports that too).
+    """
+    entries = config.get("k6_hosts")
+    if not isinstance(entries, list):
+        return []
+    fallbacks = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            continue
+        if "ssh_key" in entry:
+            field, key = "ssh_key", entry["ssh_key"]
+        else:
+            field, key = "k6_ssh_key", config.get("k6_ssh_key")
+        if not isinstance(key, str) or not key.strip():
+            continue
+        if _expand_home(key.strip(), home).exists():
+            continue
+        copy = home / target_k6_key_of(index)
+        if copy.is_file():
+            fallbacks.append(EntryKeyFallback(index=index, field=field, key=key, copy=copy))
+    return fallbacks
 
 
 def _expand_home(path: str, home: Path) -> Path:

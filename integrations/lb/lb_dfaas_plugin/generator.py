@@ -43,6 +43,7 @@ from .context import (
     build_request,
     config_payload,
     discover_context,
+    k6_hosts_key_fallbacks,
     k6_ssh_key_fallback,
     lb_stop_file,
 )
@@ -212,19 +213,40 @@ class DfaasGenerator(_GeneratorBase):
         return self._context
 
     def request(self) -> dict[str, Any]:
-        """The request for the binary; on a target, with the set-up's copy of
-        the k6 SSH key when the configured one is not there."""
+        """The request for the binary; on a target, with the set-up's copies
+        of the k6 SSH keys when the configured ones are not there
+        (``k6_ssh_key``, and each ``k6_hosts`` entry's ``ssh_key``). Only the
+        request changes, never ``self.config``."""
         request = build_request(self.config, self.context(), self._plugin)
-        fallback = k6_ssh_key_fallback(request["config"], self._home())
+        config = request["config"]
+        home = self._home()
+        # Both rules read the keys as configured, before either rewrites.
+        fallback = k6_ssh_key_fallback(config, home)
+        entry_fallbacks = k6_hosts_key_fallbacks(config, home)
+        log = not self._key_fallback_logged
         if fallback is not None:
-            if not self._key_fallback_logged:
+            if log:
                 logger.info(
                     "lb-dfaas: k6_ssh_key %s not found here, using %s",
-                    request["config"]["k6_ssh_key"],
+                    config["k6_ssh_key"],
                     fallback,
                 )
                 self._key_fallback_logged = True
-            request["config"]["k6_ssh_key"] = str(fallback)
+            config["k6_ssh_key"] = str(fallback)
+        if entry_fallbacks:
+            entries = list(config["k6_hosts"])
+            for entry in entry_fallbacks:
+                if log:
+                    logger.info(
+                        "lb-dfaas: k6_hosts[%d]: %s %s not found here, using %s",
+                        entry.index,
+                        entry.field,
+                        entry.key,
+                        entry.copy,
+                    )
+                entries[entry.index] = {**entries[entry.index], "ssh_key": str(entry.copy)}
+            config["k6_hosts"] = entries
+            self._key_fallback_logged = True
         return request
 
     def _env(self) -> Mapping[str, str]:

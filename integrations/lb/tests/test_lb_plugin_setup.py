@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lb_plugin_testing import wait_for
@@ -168,6 +169,211 @@ def test_key_fallback_rule() -> None:
     assert lb_context.k6_ssh_key_fallback({}, home) is None
     assert lb_context.k6_ssh_key_fallback({"k6_ssh_key": "  "}, home) is None
     assert lb_context.k6_ssh_key_fallback({"k6_ssh_key": "~/.ssh/x"}, home) is None  # no copy either
+
+
+# -- the k6 SSH keys of several generators (k6_hosts) on a target -----------
+
+# What the set-up leaves in the target's ~/.ssh: the single generator's copy
+# (dfaas_k6_key) and generator <i>'s (dfaas_k6_key_<i>), plus keys that
+# exist on the target under the name the config gives them.
+SINGLE_COPY = "dfaas_k6_key"
+
+
+def copy_of(index: int) -> str:
+    return f"dfaas_k6_key_{index}"
+
+
+def home_with(tmp_path: Path, files: list[str]) -> Path:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    for name in files:
+        (home / ".ssh" / name).write_text(f"{name}\n")
+    return home
+
+
+def generator_for(config: Any, home: Path) -> lb_generator.DfaasGenerator:
+    return lb_generator.DfaasGenerator(
+        config, environ={"HOME": str(home)}, event_writer=lambda _: None
+    )
+
+
+# Each case: the files in ~/.ssh, k6_ssh_key (None: not set), the entries'
+# ssh_key (None: not set, the entry inherits k6_ssh_key), then what the
+# binary is sent: each entry's ssh_key (None: still not set; "~/.ssh/<name>"
+# stands for that file under the temporary home) and k6_ssh_key.
+KEY_CASES = [
+    pytest.param(
+        ["id_a"], "~/.ssh/k6", ["~/.ssh/id_a"], ["~/.ssh/id_a"], "~/.ssh/k6",
+        id="entry-key-exists",
+    ),
+    pytest.param(
+        ["id_a", copy_of(0)], "~/.ssh/k6", ["~/.ssh/id_a"], ["~/.ssh/id_a"], "~/.ssh/k6",
+        id="entry-key-exists-copy-unused",
+    ),
+    pytest.param(
+        [copy_of(0)], "~/.ssh/k6", ["~/.ssh/controller_only"], [f"@{copy_of(0)}"], "~/.ssh/k6",
+        id="entry-key-missing-uses-its-copy",
+    ),
+    pytest.param(
+        [SINGLE_COPY], None, ["~/.ssh/controller_only"], ["~/.ssh/controller_only"], None,
+        id="entry-key-missing-no-copy-unchanged",
+    ),
+    pytest.param(
+        [copy_of(1)], None, ["/nowhere/key"], ["/nowhere/key"], None,
+        id="another-entrys-copy-is-not-used",
+    ),
+    pytest.param(
+        [copy_of(0), SINGLE_COPY], "~/.ssh/k6", [None], [f"@{copy_of(0)}"], f"@{SINGLE_COPY}",
+        id="inherited-key-missing-uses-the-entrys-copy",
+    ),
+    pytest.param(
+        [SINGLE_COPY], "~/.ssh/k6", [None], [None], f"@{SINGLE_COPY}",
+        id="inherited-key-missing-no-entry-copy-single-rule",
+    ),
+    pytest.param(
+        [], "~/.ssh/k6", [None], [None], "~/.ssh/k6",
+        id="inherited-key-missing-no-copy-unchanged",
+    ),
+    pytest.param(
+        ["k6", copy_of(0), SINGLE_COPY], "~/.ssh/k6", [None], [None], "~/.ssh/k6",
+        id="inherited-key-exists",
+    ),
+    pytest.param(
+        [copy_of(0)], None, [None], [None], None,
+        id="no-key-at-all-unchanged",
+    ),
+    pytest.param(
+        ["id_a", copy_of(1), copy_of(3), SINGLE_COPY],
+        "~/.ssh/k6",
+        ["~/.ssh/id_a", "~/.ssh/gone_b", "~/.ssh/gone_c", None, None],
+        ["~/.ssh/id_a", f"@{copy_of(1)}", "~/.ssh/gone_c", f"@{copy_of(3)}", None],
+        f"@{SINGLE_COPY}",
+        id="several-entries",
+    ),
+]
+
+
+def in_home(value: str | None, home: Path) -> str | None:
+    """An expected key: ``@<name>`` is ``<home>/.ssh/<name>``, the path the
+    plugin sends for a copy."""
+    if value is not None and value.startswith("@"):
+        return str(home / ".ssh" / value[1:])
+    return value
+
+
+def keys_config(k6_ssh_key: str | None, entry_keys: list[str | None]) -> dict[str, Any]:
+    entries = []
+    for index, key in enumerate(entry_keys):
+        entry: dict[str, Any] = {"host": f"10.0.0.{index + 5}"}
+        if key is not None:
+            entry["ssh_key"] = key
+        entries.append(entry)
+    config: dict[str, Any] = {"functions": [{"name": "figlet"}], "k6_hosts": entries}
+    if k6_ssh_key is not None:
+        config["k6_ssh_key"] = k6_ssh_key
+    return config
+
+
+@pytest.mark.parametrize(
+    ("files", "k6_ssh_key", "entry_keys", "sent_keys", "sent_k6_ssh_key"), KEY_CASES
+)
+def test_k6_hosts_keys_sent_to_the_binary(
+    tmp_path: Path,
+    files: list[str],
+    k6_ssh_key: str | None,
+    entry_keys: list[str | None],
+    sent_keys: list[str | None],
+    sent_k6_ssh_key: str | None,
+) -> None:
+    home = home_with(tmp_path, files)
+    config = plugin.DfaasConfig(**keys_config(k6_ssh_key, entry_keys))
+    before = config.model_dump(mode="json")
+
+    sent = generator_for(config, home).request()["config"]
+
+    assert [entry.get("ssh_key") for entry in sent["k6_hosts"]] == [
+        in_home(key, home) for key in sent_keys
+    ]
+    assert sent.get("k6_ssh_key") == in_home(sent_k6_ssh_key, home)
+    # Only ssh_key changes, and only in the request: the config lb holds is untouched.
+    assert [{k: v for k, v in e.items() if k != "ssh_key"} for e in sent["k6_hosts"]] == [
+        {"host": f"10.0.0.{index + 5}"} for index in range(len(entry_keys))
+    ]
+    assert config.model_dump(mode="json") == before
+
+
+def test_k6_hosts_keys_of_a_mapping_config_are_not_mutated(tmp_path: Path) -> None:
+    home = home_with(tmp_path, [copy_of(0), copy_of(1)])
+    config = keys_config("~/.ssh/k6", ["~/.ssh/gone_a", None])
+    before = json.loads(json.dumps(config))
+
+    sent = generator_for(config, home).request()["config"]
+
+    assert [entry["ssh_key"] for entry in sent["k6_hosts"]] == [
+        str(home / ".ssh" / copy_of(0)),
+        str(home / ".ssh" / copy_of(1)),
+    ]
+    assert config == before
+
+
+def test_k6_hosts_key_fallbacks_are_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = home_with(tmp_path, [copy_of(0), copy_of(1)])
+    generator = generator_for(
+        plugin.DfaasConfig(**keys_config("~/.ssh/k6", ["~/.ssh/gone_a", None])), home
+    )
+
+    with caplog.at_level(logging.INFO, logger="lb_dfaas_plugin"):
+        generator.request()
+        generator.request()
+
+    copy_0, copy_1 = (home / ".ssh" / copy_of(i) for i in (0, 1))
+    assert f"k6_hosts[0]: ssh_key ~/.ssh/gone_a not found here, using {copy_0}" in caplog.text
+    assert f"k6_hosts[1]: k6_ssh_key ~/.ssh/k6 not found here, using {copy_1}" in caplog.text
+    assert caplog.text.count("not found here") == 2
+
+
+def test_k6_hosts_keys_reach_the_binary(fake_env: dict, tmp_path: Path) -> None:
+    home = home_with(tmp_path, [copy_of(1)])
+    record = tmp_path / "request.json"
+    config = keys_config("~/.ssh/k6", ["/nowhere/key", None])
+    config["fake"] = {"mode": "ok", "record": str(record)}
+    generator = lb_generator.DfaasGenerator(
+        plugin.DfaasConfig(**config),
+        environ=dict(fake_env, HOME=str(home)),
+        event_writer=lambda _: None,
+    )
+    generator.prepare()
+    generator.start()
+    wait_for(lambda: not generator._is_running)
+    generator.stop()
+
+    sent = json.loads(record.read_text())["config"]
+    assert sent["k6_hosts"] == [
+        {"host": "10.0.0.5", "ssh_key": "/nowhere/key"},
+        {"host": "10.0.0.6", "ssh_key": str(home / ".ssh" / copy_of(1))},
+    ]
+    assert sent["k6_ssh_key"] == "~/.ssh/k6"
+
+
+@pytest.mark.parametrize(
+    "k6_hosts",
+    [
+        pytest.param("[{host: 10.0.0.5}]", id="text"),
+        pytest.param([["10.0.0.5"]], id="entry-not-a-mapping"),
+        pytest.param([{"host": "10.0.0.5", "ssh_key": " "}], id="blank-ssh_key"),
+        pytest.param([{"host": "10.0.0.5", "ssh_key": 7}], id="ssh_key-not-text"),
+    ],
+)
+def test_k6_hosts_key_fallbacks_leave_what_the_binary_rejects(
+    tmp_path: Path, k6_hosts: Any
+) -> None:
+    home = home_with(tmp_path, [copy_of(0), SINGLE_COPY])
+
+    # The binary names these fields in its error; the plugin does not guess.
+    config = {"k6_ssh_key": "~/.ssh/gone", "k6_hosts": k6_hosts}
+    assert lb_context.k6_hosts_key_fallbacks(config, home) == []
 
 
 # -- events ----------------------------------------------------------------
