@@ -71,6 +71,53 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// A cgroup allowing 2 % of one CPU: the cpu controller of cgroup v1
+/// (`cpu.cfs_quota_us`), else cgroup v2's `cpu.max`. Removed on drop.
+struct Starvation {
+    dir: PathBuf,
+}
+
+impl Starvation {
+    fn new(id: u32) -> Starvation {
+        let name = format!("lbd-starve-{id}-{}", std::process::id());
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cpu.cfs_period_us"), "100000").unwrap();
+            std::fs::write(dir.join("cpu.cfs_quota_us"), "2000").unwrap();
+            return Starvation { dir };
+        }
+        let v2 = Path::new("/sys/fs/cgroup");
+        let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        assert!(
+            controllers.split_whitespace().any(|c| c == "cpu"),
+            "no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2 /sys/fs/cgroup) to starve k6 with"
+        );
+        let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
+        let dir = v2.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cpu.max"), "2000 100000").unwrap();
+        Starvation { dir }
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Starvation {
+    fn drop(&mut self) {
+        // Empty once its k6 is gone; a cgroup directory is removed with rmdir.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn two_generators_split_one_configuration_and_merge_exactly() {
     let tb = Testbed::start_with(&gateway());
@@ -207,18 +254,14 @@ fn a_starved_generator_is_saturated_never_an_overloaded_node() {
         }),
     );
     let id = config_id(&[("fast", 400)]);
-    // A cgroup (v1 cpu controller) allowing 2 % of one CPU.
-    let cgroup = PathBuf::from(format!("/sys/fs/cgroup/cpu/lbd-starve-{}", second.id));
-    let _ = std::fs::create_dir(&cgroup);
-    std::fs::write(cgroup.join("cpu.cfs_period_us"), "100000").unwrap();
-    std::fs::write(cgroup.join("cpu.cfs_quota_us"), "2000").unwrap();
+    let cgroup = Starvation::new(second.id);
     let mut running = Running::spawn(&request(config, &work, "starved", "starved"));
     // k6 starts paused during the cooldown: starve it before it resumes.
     let pid = wait_for_pid(
         &workspace_dir(&root_of(&work, 1), HOST, "starved", &id),
         Duration::from_secs(120),
     );
-    std::fs::write(cgroup.join("cgroup.procs"), pid.to_string()).unwrap();
+    cgroup.add(pid);
     let saturated = running.wait_for_event(Duration::from_secs(120), |e| {
         is_event(e, "generator_saturated", "saturated")
     });
@@ -228,7 +271,7 @@ fn a_starved_generator_is_saturated_never_an_overloaded_node() {
         "{message}"
     );
     let finished = running.wait(Duration::from_secs(120));
-    let _ = std::fs::remove_dir(&cgroup);
+    drop(cgroup);
     assert_eq!(finished.code, Some(1), "stderr:\n{}", finished.log());
     assert!(
         finished
