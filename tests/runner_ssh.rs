@@ -814,6 +814,47 @@ async fn a_prepared_run_costs_no_command_launch_and_reports_the_generator_cpu() 
 }
 
 #[tokio::test]
+async fn without_the_forward_the_remote_program_resumes_k6_after_its_init() {
+    let testbed = Testbed::acquire(9);
+    let root = tempfile::tempdir().unwrap();
+    let options = RunnerOptions {
+        forward_api: false,
+        ..testbed.options()
+    };
+    let mut runner = K6Runner::connect(&testbed.k6_host(root.path()), options)
+        .await
+        .unwrap();
+    let script = counting_script("1s");
+    let tags = BTreeMap::new();
+    let job = job("run-r", "cfg", &script, &tags);
+    runner.prepare(&job, &Stop::never()).await.unwrap();
+    let prepared = runner.remote_commands();
+    let mut lines = Vec::new();
+    let run = runner
+        .run(&job, &mut |l| lines.push(l.to_string()), &Stop::never())
+        .await
+        .unwrap();
+    assert_eq!(run.exit_code, 0);
+    assert!(!run.resumed_through_api);
+    assert_eq!(
+        runner.remote_commands(),
+        prepared,
+        "still no further command"
+    );
+    // It ran its second of iterations once resumed.
+    assert!(
+        run.summary["metrics"]["iterations"]["count"]
+            .as_u64()
+            .unwrap()
+            > 5,
+        "{}",
+        run.summary
+    );
+    assert!(lines.iter().any(|l| l.contains("line-")), "{lines:?}");
+    runner.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_connection_dropped_mid_run_is_picked_up_with_the_whole_log() {
     let testbed = Testbed::acquire(8);
     let root = tempfile::tempdir().unwrap();

@@ -281,6 +281,18 @@ async fn observe(
             .join(&config_id);
         let pid = std::fs::read_to_string(workspace.join("k6.pid"))
             .context("the starved generator's k6.pid")?;
+        // Starved once its VUs are initialised: k6 logs its paused run.
+        let mut waited = 0;
+        while !std::fs::read_to_string(workspace.join("k6.log"))
+            .unwrap_or_default()
+            .contains("] paused")
+        {
+            waited += 1;
+            if waited > 600 {
+                bail!("the starved generator's k6 never reported its paused run");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         std::fs::create_dir_all(cgroup).context("creating the cgroup (cgroup v1 cpu)")?;
         std::fs::write(cgroup.join("cpu.cfs_period_us"), "100000")?;
         std::fs::write(

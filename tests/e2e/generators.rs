@@ -89,7 +89,8 @@ impl Starvation {
             return Starvation { dir };
         }
         let v2 = Path::new("/sys/fs/cgroup");
-        let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        let controllers =
+            std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
         assert!(
             controllers.split_whitespace().any(|c| c == "cpu"),
             "no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2 /sys/fs/cgroup) to starve k6 with"

@@ -114,6 +114,10 @@ pub struct RunnerOptions {
     /// backoff, before a run gives up with [`RunnerError::Unreachable`].
     /// The first connection is not retried (a wrong host fails fast).
     pub reconnect_within: Duration,
+    /// Resume k6 through its REST API over a port forward of the master;
+    /// `false` (or a host refusing forwards): the remote program resumes
+    /// it with `k6 resume`, a k6 start-up later.
+    pub forward_api: bool,
 }
 
 impl Default for RunnerOptions {
@@ -129,6 +133,7 @@ impl Default for RunnerOptions {
             stop_grace: Duration::from_secs(3),
             k6_command: "k6".to_string(),
             reconnect_within: Duration::from_secs(60),
+            forward_api: true,
         }
     }
 }
@@ -404,8 +409,8 @@ impl K6Runner {
             )
             .await?;
         let api = match stream.api_port {
-            Some(port) => self.forward_api(port).await,
-            None => None,
+            Some(port) if self.options.forward_api => self.forward_api(port).await,
+            _ => None,
         };
         self.prepared = Some(Prepared {
             key,
@@ -434,18 +439,32 @@ impl K6Runner {
         }
     }
 
-    /// Starts the prepared k6: resumes it through its REST API, then tells
-    /// the remote program to stream ([`remote::GO`]); without the API, the
-    /// remote program resumes it ([`remote::RESUME`]).
-    /// `true` when k6 was resumed through the API.
-    async fn start_prepared(&mut self, prepared: &mut Prepared) -> Result<bool, RunnerError> {
+    /// Starts the prepared k6: waits (stoppably) for it to have initialised
+    /// its VUs, resumes it through its REST API, then tells the remote
+    /// program to stream ([`remote::GO`]); without the API, the remote
+    /// program does both ([`remote::RESUME`]). `Ok(true)` when k6 was
+    /// resumed through the API.
+    async fn start_prepared(
+        &mut self,
+        prepared: &mut Prepared,
+        stop: &Stop,
+    ) -> Result<bool, RunnerError> {
         let word = match prepared.api.take() {
             Some(forward) => {
-                let resumed = api::resume(&forward.socket, self.options.command_timeout).await;
+                let resumed = tokio::select! {
+                    () = stop.stopped() => None,
+                    resumed = async {
+                        api::wait_until_initialised(&forward.socket, remote::API_WAIT).await?;
+                        api::resume(&forward.socket, self.options.command_timeout).await
+                    } => Some(resumed),
+                };
                 self.ssh.close_forward(&forward.socket, forward.port).await;
                 match resumed {
-                    Ok(()) => remote::GO,
-                    Err(e) => {
+                    // Stopped while k6 initialised: the prepared command,
+                    // dropped, kills the paused k6.
+                    None => return Err(RunnerError::interrupted()),
+                    Some(Ok(())) => remote::GO,
+                    Some(Err(e)) => {
                         tracing::debug!("resuming k6 through its REST API: {e}");
                         remote::RESUME
                     }
@@ -495,7 +514,10 @@ impl K6Runner {
         let mut prepared = prepared;
         let mut started_at = SystemTime::now();
         let mut started = Instant::now();
-        let first = self.start_prepared(&mut prepared).await;
+        let first = self.start_prepared(&mut prepared, stop).await;
+        if let Err(e @ RunnerError::Interrupted { .. }) = first {
+            return Err(e);
+        }
         let mut resumed_through_api = matches!(first, Ok(true));
         if first.is_err() {
             // The prepared command is gone (a connection dropped during
@@ -509,7 +531,7 @@ impl K6Runner {
             })?;
             started_at = SystemTime::now();
             started = Instant::now();
-            resumed_through_api = self.start_prepared(&mut prepared).await?;
+            resumed_through_api = self.start_prepared(&mut prepared, stop).await?;
         }
         let Prepared {
             workspace,

@@ -262,9 +262,13 @@ pub(super) fn run(
         k6_command_line(k6_command, outputs, tags, &paused)?
     );
     let q_workspace = workspace.quoted()?;
+    // Once every VU is initialised (k6's status 4, PausedBeforeRun, or
+    // later), as the client waits through the API.
+    let q_k6 = quote(k6_command, "k6_command")?;
     let resume = format!(
-        "{} resume --address \"127.0.0.1:$(printf '%d' \"0x$port\")\" > /dev/null 2>&1",
-        quote(k6_command, "k6_command")?
+        "address=\"127.0.0.1:$(printf '%d' \"0x$port\")\"; i=0; \
+         while [ \"$i\" -lt {API_WAIT_STEPS} ] && ! {q_k6} status --address \"$address\" 2>/dev/null | grep -Eq '^status: ([4-9]|[1-9][0-9])$'; do sleep 0.01; i=$((i+1)); done; \
+         {q_k6} resume --address \"$address\" > /dev/null 2>&1"
     );
     Ok(format!(
         "mkdir -p -- {q_workspace} && cd -- {q_workspace} && head -c {script_len} > script.js && \
@@ -277,7 +281,7 @@ pub(super) fn run(
          port=; i=0; while [ -z \"$port\" ] && kill -0 \"$pid\" 2>/dev/null && [ \"$i\" -lt {API_WAIT_STEPS} ]; do {FIND_API_PORT} [ -n \"$port\" ] || sleep 0.01; i=$((i+1)); done; \
          if [ -z \"$port\" ] && kill -0 \"$pid\" 2>/dev/null; then kill -KILL \"$pid\"; echo \"k6 (pid $pid) opened no REST API socket within {API_WAIT_SECONDS} s: k6_command must exec k6 itself\" >&2; exit {NO_API}; fi; \
          printf 'ready %s\\n' \"${{port:-none}}\"; read -r go; \
-         case \"$go\" in go) ;; resume) [ -z \"$port\" ] || {resume}; ;; *) kill -KILL \"$pid\" 2>/dev/null; exit 0 ;; esac; \
+         case \"$go\" in go) ;; resume) [ -z \"$port\" ] || {{ {resume}; }} ;; *) kill -KILL \"$pid\" 2>/dev/null; exit 0 ;; esac; \
          trap - HUP INT TERM PIPE; {{ grep '^cpu' /proc/stat; sed 's/.*) //' /proc/\"$pid\"/stat 2>/dev/null | awk '{{print \"k6-ticks\", $12 + $13}}'; }} > cpu.start; \
          off=0; {HEADER} {}",
         quote(&inner, "k6 command")?,
