@@ -258,7 +258,7 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
     }
     if !ours_s.samples.is_empty() {
         println!(
-            "    (a) breakdown, medians: runner.run − k6 run {} ms (the word to start, k6 start/exit, the stream's end); \
+            "    (a) breakdown, medians: runner.run − k6 run {} ms (waiting for k6's init, the resume over the forward, k6's exit and the stream's end; k6 starts paused in prepare()); \
              replicas GET {} ms; Prometheus iteration queries {} ms ({} NaN readings in {} iterations)",
             number(median(&ours_s.values(|x| x.runner_ms - x.k6_ms))),
             number(median(&ours_s.values(|x| x.replicas_ms))),
@@ -267,7 +267,7 @@ pub async fn run(testbed: &Testbed, settings: Settings, targets: &mut Vec<Target
             ours_s.samples.len(),
         );
         println!(
-            "    (a) − (0), medians: {} ms of ours is orchestration beyond k6's own start and exit",
+            "    (a) − (0), medians: {} ms (negative: k6's own start-up is in prepare(), before the cooldown, for ours)",
             number(ours_s.overhead_median() - local_s.overhead_median())
         );
     }
