@@ -636,7 +636,7 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
             duration: config.duration,
         };
         // The generator's remote command is launched before the cooldown,
-        // so that only the word to start is left for after it.
+        // with k6 started paused, so that only its resume is left for after it.
         self.load.prepare(job, self.stop).await;
         observer.observe(&Progress::CooldownStarted { id, iteration });
         let (idle, rest_seconds) = match self.cool_down().await {

@@ -3,9 +3,12 @@
 //! One OpenSSH ControlMaster serves the whole run. A k6 run is one remote
 //! command on it ([`remote::run`]), launched ahead of time by
 //! [`K6Runner::prepare`] (the campaign calls it before the cooldown): it
-//! receives the script on stdin and waits; [`K6Runner::run`] writes the
-//! word to start, and the same command streams k6's log to k6's end, then
-//! its exit status, `/proc/stat` as read at k6's start and end, and the
+//! receives the script on stdin, starts k6 paused and waits.
+//! [`K6Runner::run`] waits for k6's VUs to be initialised and resumes it
+//! through k6's REST API, over a Unix socket the master forwards (`api`;
+//! the remote program runs `k6 resume` when forwarding is refused), and
+//! the same command streams k6's log to k6's end, then its exit status,
+//! `/proc/stat` as read at k6's start and end, k6's own CPU times and the
 //! summary. So the normal iteration launches no remote command between
 //! the end of the cooldown and its row, whatever the k6 host's login shell
 //! costs to start. k6 runs under `setsid` with its output in a file, so a
@@ -25,6 +28,7 @@
 //!   workspace `<workspace_root>/<host>/<run_id>/<config_id>/` whose path
 //!   segments are checked;
 //! - `stream`: reading that stream back (header, log, trailer);
+//! - `api`: k6's REST API over the forwarded socket (init done, resume);
 //! - `log_lines`: framing of k6's streamed log into lines;
 //! - this module: [`K6Runner`], which orders those steps for one k6 run
 //!   and decides what its end means (a summary, a warning or an error).
@@ -225,7 +229,7 @@ struct ActiveK6 {
     pid: Option<u32>,
 }
 
-/// A job's remote command, launched and waiting for the word to start k6.
+/// A job's remote command, launched, with its k6 paused.
 struct Prepared {
     key: String,
     workspace: Workspace,
@@ -381,13 +385,20 @@ impl K6Runner {
         self.ssh.commands_launched()
     }
 
-    /// Launches `job`'s one remote command ahead of time (during the
-    /// cooldown): it writes the script and waits for the word to start k6,
-    /// so that [`K6Runner::run`] of the same job costs no command launch.
-    /// A job prepared earlier and not run is dropped (its remote command
-    /// ends without starting k6).
+    /// Launches `job`'s one remote command ahead of time (before the
+    /// cooldown): it writes the script and starts k6 paused, so that
+    /// [`K6Runner::run`] of the same job costs no command launch and no k6
+    /// start-up. A job prepared earlier and not run is dropped (its remote
+    /// command kills its paused k6).
     pub async fn prepare(&mut self, job: &K6Job<'_>, stop: &Stop) -> Result<(), RunnerError> {
         self.prepared = None;
+        self.prepared = Some(self.launch(job, stop).await?);
+        Ok(())
+    }
+
+    /// [`K6Runner::prepare`]'s work: the launched command, k6 paused, and
+    /// the forward to its REST API.
+    async fn launch(&mut self, job: &K6Job<'_>, stop: &Stop) -> Result<Prepared, RunnerError> {
         let workspace = Workspace::new(&self.workspace_root, job)?;
         let key = job_key(&workspace, job);
         let marker = stream::marker();
@@ -412,14 +423,13 @@ impl K6Runner {
             Some(port) if self.options.forward_api => self.forward_api(port).await,
             _ => None,
         };
-        self.prepared = Some(Prepared {
+        Ok(Prepared {
             key,
             workspace,
             marker,
             stream,
             api,
-        });
-        Ok(())
+        })
     }
 
     /// Forwards a local socket to k6's REST API `port`; `None` (with the
@@ -481,7 +491,7 @@ impl K6Runner {
     /// `stop_grace`) and [`RunnerError::Interrupted`] is returned.
     ///
     /// A job [`K6Runner::prepare`]d before costs no remote command launch
-    /// in the normal case: the word to start goes down the prepared
+    /// in the normal case: k6 is resumed and the word to stream goes down the prepared
     /// command, whose output is k6's log, then its exit status, the
     /// generator's CPU counters and the summary. A dropped connection is
     /// picked up again ([`remote::follow`]): k6 runs detached.
@@ -498,13 +508,7 @@ impl K6Runner {
         let key = job_key(&workspace, job);
         let prepared = match self.prepared.take() {
             Some(prepared) if prepared.key == key => prepared,
-            _ => {
-                self.prepare(job, stop).await?;
-                self.prepared.take().ok_or_else(|| RunnerError::Ssh {
-                    action: "preparing the k6 run".to_string(),
-                    reason: "nothing prepared".to_string(),
-                })?
-            }
+            _ => self.launch(job, stop).await?,
         };
         // A stop asked for before k6 starts: do not start it (the
         // prepared command ends when its input closes).
@@ -524,11 +528,7 @@ impl K6Runner {
             // the cooldown; its k6 was killed with it): prepare again,
             // once, and start.
             drop(prepared);
-            self.prepare(job, stop).await?;
-            prepared = self.prepared.take().ok_or_else(|| RunnerError::Ssh {
-                action: "preparing the k6 run".to_string(),
-                reason: "nothing prepared".to_string(),
-            })?;
+            prepared = self.launch(job, stop).await?;
             started_at = SystemTime::now();
             started = Instant::now();
             resumed_through_api = self.start_prepared(&mut prepared, stop).await?;
@@ -632,7 +632,7 @@ impl K6Runner {
 
     /// Launches `program` with `input` on its stdin and, for
     /// [`remote::run`], waits (within `command_timeout`) for it to be
-    /// ready for the word to start.
+    /// ready (k6 started paused, its REST API port known).
     async fn open_stream(
         &self,
         action: &str,

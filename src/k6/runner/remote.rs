@@ -3,7 +3,7 @@
 //! for its quoting by splitting it back as a shell would.
 //!
 //! A k6 run is one program on one workspace ([`Workspace`]): [`run`]
-//! writes the script, waits for the word to start, starts k6 detached and
+//! writes the script, starts k6 detached and paused, waits for the word to stream and
 //! streams its log to k6's end, followed by its exit status, the
 //! generator's CPU counters and the summary (read back by
 //! [`super::stream`]). [`follow`] picks that stream up again after a
