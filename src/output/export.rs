@@ -16,7 +16,8 @@
 //!   documents' `dfaas_functions`), cells spelled by [`Cell::from_json`];
 //!   a column the header does not have is left out (a warning names it);
 //! - `index.csv`: each configuration once, first seen first;
-//! - `summaries/`, `metrics/` (the metrics CSV and the query window) and
+//! - `summaries/`, `metrics/` (the metrics CSV, the query window and the
+//!   load generators' figures) and
 //!   `k6_scripts/`: one file per entry, named by the repetition; a k6
 //!   script already there is never replaced (the first one wins).
 //!
@@ -413,6 +414,14 @@ fn iteration_files(
             let path = artifact::window_path(out, &id, iteration, repetition);
             if !files.keeps(&path) {
                 let written = artifact::write_window(out, &id, iteration, repetition, window)?;
+                files.report.written.push(written);
+            }
+        }
+        if let Some(generators) = measured.get("generators").filter(|g| g.is_array()) {
+            let path = artifact::generators_path(out, &id, iteration, repetition);
+            if !files.keeps(&path) {
+                let written =
+                    artifact::write_generators(out, &id, iteration, repetition, generators)?;
                 files.report.written.push(written);
             }
         }
