@@ -588,6 +588,28 @@ mod tests {
     }
 
     #[test]
+    fn the_generators_figures_come_back_as_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let generators = json!([
+            {"generator": "a:22", "segment": "0:1/2", "scheduled": 50, "saturated": null},
+            {"generator": "b:22", "segment": "1/2:1", "scheduled": 31, "saturated": "short"},
+        ]);
+        let mut doc = document();
+        doc["dfaas_metrics"] = json!([{"config_id": "abcdef012345", "iteration": 1,
+            "metrics": {"cpu_usage_node": 0.5, "functions": {}, "generators": generators}}]);
+        let report = export(
+            &entries_from_json(json!([entry(2, doc)]), "stdin").unwrap(),
+            &out,
+        )
+        .unwrap();
+        let path = out.join("metrics/generators-abcdef012345-iter1-rep2.json");
+        assert!(report.written.contains(&path), "{report:?}");
+        let back: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, generators);
+    }
+
+    #[test]
     fn files_the_binary_reported_are_kept_and_the_first_script_wins() {
         let dir = tempfile::tempdir().unwrap();
         let results = dir.path().join("results.csv");
