@@ -42,6 +42,46 @@ fn two_generators(tb: &Testbed, second: &K6Host, work: &Workdir, extra: Value) -
     with(config, extra)
 }
 
+/// A testbed, a second k6 host and the config of one configuration of
+/// `fast` at `rate` loaded from both (plus `extra` fields).
+struct TwoGenerators {
+    tb: Testbed,
+    second: K6Host,
+    work: Workdir,
+    config: Value,
+    /// The configuration's id.
+    id: String,
+}
+
+impl TwoGenerators {
+    fn start(rate: u64, duration: &str, extra: Value) -> TwoGenerators {
+        let tb = Testbed::start_with(&gateway());
+        let second = K6Host::start();
+        let work = Workdir::new();
+        let config = two_generators(
+            &tb,
+            &second,
+            &work,
+            with(
+                json!({"rate_strategy": {"type": "custom", "rates": [rate]}, "duration": duration}),
+                extra,
+            ),
+        );
+        TwoGenerators {
+            tb,
+            second,
+            work,
+            config,
+            id: config_id(&[("fast", rate)]),
+        }
+    }
+
+    /// Generator `index`'s workspace for the run named `run_id`.
+    fn workspace(&self, index: usize, run_id: &str) -> PathBuf {
+        workspace_dir(&root_of(&self.work, index), HOST, run_id, &self.id)
+    }
+}
+
 fn root_of(work: &Workdir, index: usize) -> PathBuf {
     work.path().join(format!("generator-{index}"))
 }
@@ -121,21 +161,19 @@ impl Drop for Starvation {
 
 #[test]
 fn two_generators_split_one_configuration_and_merge_exactly() {
-    let tb = Testbed::start_with(&gateway());
-    let second = K6Host::start();
-    let work = Workdir::new();
-    let config = two_generators(
-        &tb,
-        &second,
-        &work,
-        json!({"rate_strategy": {"type": "custom", "rates": [60]}, "duration": "4s"}),
-    );
+    let setup = TwoGenerators::start(60, "4s", json!({}));
+    let TwoGenerators {
+        tb,
+        second,
+        work,
+        config,
+        id,
+    } = &setup;
     tb.reset_truth().unwrap();
-    let finished = run(&request(config, &work, "two", "two"));
+    let finished = run(&request(config.clone(), work, "two", "two"));
     assert_eq!(finished.code, Some(0), "stderr:\n{}", finished.log());
     let truth = tb.truth().unwrap();
     let out = work.output("two");
-    let id = config_id(&[("fast", 60)]);
     let generators = read_json(&out.join(format!("metrics/generators-{id}-iter1-rep1.json")));
     let generators = generators.as_array().expect("one entry per generator");
     assert_eq!(generators.len(), 2, "{generators:?}");
@@ -175,7 +213,7 @@ fn two_generators_split_one_configuration_and_merge_exactly() {
     );
     // Both generators ran the same script in their own workspace.
     for index in 0..2 {
-        let workspace = workspace_dir(&root_of(&work, index), HOST, "two", &id);
+        let workspace = setup.workspace(index, "two");
         assert!(
             workspace.join("k6.log").is_file(),
             "{}",
@@ -193,28 +231,14 @@ fn two_generators_split_one_configuration_and_merge_exactly() {
 
 #[test]
 fn a_generator_killed_mid_iteration_fails_the_configuration_naming_it() {
-    let tb = Testbed::start_with(&gateway());
-    let second = K6Host::start();
-    let work = Workdir::new();
-    let config = two_generators(
-        &tb,
-        &second,
-        &work,
-        json!({"rate_strategy": {"type": "custom", "rates": [20]}, "duration": "30s"}),
-    );
-    let id = config_id(&[("fast", 20)]);
-    let mut running = Running::spawn(&request(config, &work, "killed", "killed"));
+    let setup = TwoGenerators::start(20, "30s", json!({}));
+    let (second, work) = (&setup.second, &setup.work);
+    let mut running = Running::spawn(&request(setup.config.clone(), work, "killed", "killed"));
     running.wait_for_event(Duration::from_secs(120), |e| {
         is_event(e, "iteration_started", "iteration 1/1")
     });
-    let first = wait_for_pid(
-        &workspace_dir(&root_of(&work, 0), HOST, "killed", &id),
-        Duration::from_secs(10),
-    );
-    let victim = wait_for_pid(
-        &workspace_dir(&root_of(&work, 1), HOST, "killed", &id),
-        Duration::from_secs(10),
-    );
+    let first = wait_for_pid(&setup.workspace(0, "killed"), Duration::from_secs(10));
+    let victim = wait_for_pid(&setup.workspace(1, "killed"), Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(2));
     send_signal(victim, "KILL");
     let failed = running.wait_for_event(Duration::from_secs(30), |e| {
@@ -241,27 +265,12 @@ fn a_generator_killed_mid_iteration_fails_the_configuration_naming_it() {
 
 #[test]
 fn a_starved_generator_is_saturated_never_an_overloaded_node() {
-    let tb = Testbed::start_with(&gateway());
-    let second = K6Host::start();
-    let work = Workdir::new();
-    let config = two_generators(
-        &tb,
-        &second,
-        &work,
-        json!({
-            "rate_strategy": {"type": "custom", "rates": [400]},
-            "duration": "4s",
-            "k6_saturation_retries": 0,
-        }),
-    );
-    let id = config_id(&[("fast", 400)]);
+    let setup = TwoGenerators::start(400, "4s", json!({"k6_saturation_retries": 0}));
+    let (second, work) = (&setup.second, &setup.work);
     let cgroup = Starvation::new(second.id);
-    let mut running = Running::spawn(&request(config, &work, "starved", "starved"));
+    let mut running = Running::spawn(&request(setup.config.clone(), work, "starved", "starved"));
     // k6 starts paused during the cooldown: starve it before it resumes.
-    let pid = wait_for_pid(
-        &workspace_dir(&root_of(&work, 1), HOST, "starved", &id),
-        Duration::from_secs(120),
-    );
+    let pid = wait_for_pid(&setup.workspace(1, "starved"), Duration::from_secs(120));
     cgroup.add(pid);
     let saturated = running.wait_for_event(Duration::from_secs(120), |e| {
         is_event(e, "generator_saturated", "saturated")
