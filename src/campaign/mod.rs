@@ -574,26 +574,17 @@ impl<L: LoadGenerator, M: Measurements> Running<'_, '_, L, M> {
                     retrying,
                 });
                 if !retrying {
-                    break step;
+                    // Still saturated after its retries: the configuration fails.
+                    break IterationEnd::Failed(format!(
+                        "generator_saturated: generator {generator}: {reason} (the load measured the generator, not the node)"
+                    ));
                 }
                 attempt += 1;
             };
             match step {
-                IterationEnd::Saturated { generator, reason } => {
-                    let reason = format!(
-                        "generator_saturated: generator {generator}: {reason} (the load measured the generator, not the node)"
-                    );
-                    observer.observe(&Progress::ConfigFailed {
-                        id: &id,
-                        configuration,
-                        iteration,
-                        reason: &reason,
-                    });
-                    self.campaign.append_skipped(configuration)?;
-                    return Ok(ConfigEnd::Failed);
-                }
                 IterationEnd::Row { overloaded: o } => overloaded += u32::from(o),
-                IterationEnd::Failed(reason) => {
+                // Saturated iterations left the loop above as failures.
+                IterationEnd::Failed(reason) | IterationEnd::Saturated { reason, .. } => {
                     observer.observe(&Progress::ConfigFailed {
                         id: &id,
                         configuration,
